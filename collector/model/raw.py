@@ -1,0 +1,70 @@
+"""What receivers emit: raw samples with addresses, before any symbolization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileType:
+    """The sample and period types a backend keys on (pprof/OTLP ValueType strings)."""
+
+    name: str  # short name used for file names and the pyroscope __name__ ("cpu", "off_cpu")
+    sample_type: str  # e.g. "samples"
+    sample_unit: str  # e.g. "count"
+    period_type: str = ""  # e.g. "cpu"
+    period_unit: str = ""  # e.g. "nanoseconds"
+    period: int = 0
+    # Free-form notes carried into output metadata (pprof comments, OTLP attributes),
+    # e.g. "values scaled by 1/sample_ratio".
+    notes: tuple[str, ...] = ()
+
+
+def cpu_profile_type(frequency_hz: int) -> ProfileType:
+    return ProfileType(
+        name="cpu",
+        sample_type="samples",
+        sample_unit="count",
+        period_type="cpu",
+        period_unit="nanoseconds",
+        period=1_000_000_000 // max(frequency_hz, 1),
+    )
+
+
+# Marker addresses standing in for a stack the kernel could not give us. Symbolizers turn them
+# into frames named like bcc's "[Missed User Stack]" so lost stacks stay visible, never dropped.
+MISSING_USER_STACK = -1
+MISSING_KERNEL_STACK = -2
+
+
+@dataclass(slots=True)
+class RawSample:
+    """One observation. Addresses are leaf first.
+
+    ``time_ns`` is wall-clock Unix nanoseconds. ``value`` is in the batch's profile type's
+    unit (1 per CPU sample, nanoseconds for off-CPU). The stack tuples are shared between
+    samples with the same stack (receivers cache them), so they cost nothing per sample.
+    """
+
+    pid: int
+    tid: int
+    cpu: int
+    comm: str
+    time_ns: int
+    value: int
+    user_stack: tuple[int, ...] = ()
+    kernel_stack: tuple[int, ...] = ()
+    # Optional span context (16-byte trace id, 8-byte span id) when known.
+    trace_id: bytes = b""
+    span_id: bytes = b""
+
+
+@dataclass(slots=True)
+class RawBatch:
+    """A batch of raw samples of one profile type, from one receiver."""
+
+    profile_type: ProfileType
+    samples: list[RawSample]
+    receiver_id: str = ""
+    # Receiver-side counters since the previous batch (e.g. {"stack_missing_user": 3}).
+    counters: dict[str, int] = field(default_factory=dict)

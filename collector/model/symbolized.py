@@ -1,0 +1,30 @@
+"""What the symbolize step emits and exporters consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from collector.model.frames import ProcessInfo, Stack
+from collector.model.raw import ProfileType
+
+
+@dataclass(slots=True)
+class Sample:
+    stack: Stack
+    process: ProcessInfo
+    tid: int
+    cpu: int
+    comm: str
+    time_ns: int
+    value: int
+    trace_id: bytes = b""
+    span_id: bytes = b""
+    thread_name: str = ""  # defaults to comm when empty
+
+
+@dataclass(slots=True)
+class SymbolizedBatch:
+    profile_type: ProfileType
+    samples: list[Sample]
+    receiver_id: str = ""
+    counters: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Idempotent set-up for running and testing the collector. Quick when everything is there.
+#   scripts/setup.sh          system packages, kernel headers, tracefs, .venv with the project
+#   scripts/setup.sh test     the same plus the test extras (pytest, ruff, OTel SDK, Go)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MODE=${1:-run}
+VENV=$ROOT/.venv
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    log "error: $1 needs root; run this as root (sudo make ...)"
+    exit 3
+  fi
+}
+
+# --- system packages: bcc's Python module comes from Debian, never from PyPI's `bcc`. ---
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  need_root "installing ${missing[*]}"
+  if [ $apt_updated = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_install python3-bpfcc libbpfcc
+[ "$MODE" = test ] && apt_install linux-perf bpfcc-tools
+
+# --- kernel headers: matching ones when the distribution has them, else the nearest. ---
+KREL=$(uname -r)
+if [ ! -e "/lib/modules/$KREL/build/Makefile" ] && [ -z "${BCC_KERNEL_SOURCE:-}" ]; then
+  need_root "installing kernel headers"
+  if [ $apt_updated = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  if apt-cache show "linux-headers-$KREL" >/dev/null 2>&1; then
+    apt_install "linux-headers-$KREL"
+  else
+    apt_install linux-headers-amd64
+    hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1)
+    common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$hdr" ] || [ -z "$common" ]; then
+      log "error: no kernel headers found under /usr/src after installing linux-headers-amd64"
+      exit 3
+    fi
+    log "warning: no headers for kernel $KREL; using the nearest, $(basename "$hdr")." \
+        "Programs use tracepoint arguments and BTF, not hand-written struct offsets."
+    mkdir -p "/lib/modules/$KREL"
+    ln -sfn "$hdr" "/lib/modules/$KREL/build"
+    ln -sfn "$common" "/lib/modules/$KREL/source"
+  fi
+fi
+
+# --- tracefs: bcc needs it for tracepoints and uprobes. ---
+if [ ! -e /sys/kernel/tracing/events ] && [ ! -e /sys/kernel/debug/tracing/events ]; then
+  need_root "mounting tracefs"
+  mount -t tracefs nodev /sys/kernel/tracing || { log "error: could not mount tracefs at /sys/kernel/tracing"; exit 3; }
+fi
+
+# --- the virtual environment ---
+PY=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+# Make only bcc's package importable, not Debian's whole dist-packages.
+BCC_DIR=$(dpkg -L python3-bpfcc | grep -E '/bcc/__init__\.py$' | head -n 1 | xargs dirname)
+mkdir -p "$VENV/bcc-shim"
+ln -sfn "$BCC_DIR" "$VENV/bcc-shim/bcc"
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$VENV/bcc-shim" > "$SITE/distro-bcc.pth"
+
+extras=""
+[ "$MODE" = test ] && extras="[test]"
+stamp="$VENV/.installed-$MODE"
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing the project$extras into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".$extras"
+  echo "$want" > "$stamp"
+fi
