@@ -1,0 +1,26 @@
+"""Attribute keys and type names shared by the encoder, the decoder and the validator."""
+
+from __future__ import annotations
+
+ATTR_PID = "process.pid"
+ATTR_EXE_NAME = "process.executable.name"
+ATTR_EXE_PATH = "process.executable.path"
+ATTR_BUILD_ID_GNU = "process.executable.build_id.gnu"
+ATTR_BUILD_ID_GO = "process.executable.build_id.go"
+ATTR_CONTAINER_ID = "container.id"
+ATTR_SERVICE_NAME = "service.name"
+ATTR_FRAME_TYPE = "profile.frame.type"
+
+SCOPE_NAME = "ebpf-profile-collector"
+
+# (sample type, sample unit, period type, period unit) -> profile type short name.
+KNOWN_TYPES: dict[tuple[str, str, str, str], str] = {
+    ("samples", "count", "cpu", "nanoseconds"): "cpu",
+    ("off_cpu", "nanoseconds", "", ""): "off_cpu",
+}
+
+
+def default_service_name(executable_name: str) -> str:
+    """service.name when the exporter does not set one: the executable name, so backends such
+    as Pyroscope list one application per program; ``unknown_service`` when even that is unknown."""
+    return executable_name or "unknown_service"
