@@ -1,0 +1,64 @@
+"""One process's snapshot: identity, executable mappings and the pinned files behind them."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from collector.proc.pinned import PinnedFile
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MappedRange:
+    """An executable mapping. ``file`` is None for anonymous/special ones ([vdso], JIT)."""
+
+    start: int
+    end: int
+    offset: int
+    path: str
+    file: PinnedFile | None
+
+
+@dataclass(slots=True, eq=False)
+class Snapshot:
+    """A process as seen while it lived.
+
+    ``key`` = (pid, start_time, since_ns) is stable across refreshes of the same image and
+    differs for a reused pid or after exec, so callers key their caches by it.
+    ``since_ns`` is the wall-clock ns from which samples belong to this snapshot (process start,
+    or the exec call). Immutable after creation apart from ``ended_ns`` and bookkeeping.
+    """
+
+    pid: int
+    start_time: int  # clock ticks since boot (field 22 of /proc/<pid>/stat)
+    since_ns: int
+    comm: str
+    exe_path: str
+    container_id: str
+    mappings: tuple[MappedRange, ...]
+    exe_file: PinnedFile | None
+    taken_mono: float
+    refreshed: bool = False
+    ended_ns: int = 0  # wall-clock ns when exit/exec was reported; 0 while current
+    _starts: list[int] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._starts = [m.start for m in self.mappings]
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.pid, self.start_time, self.since_ns)
+
+    def find(self, addr: int) -> MappedRange | None:
+        i = bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            m = self.mappings[i]
+            if addr < m.end:
+                return m
+        return None
+
+    def files(self) -> set[PinnedFile]:
+        out = {m.file for m in self.mappings if m.file is not None}
+        if self.exe_file is not None:
+            out.add(self.exe_file)
+        return out

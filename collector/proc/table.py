@@ -1,0 +1,261 @@
+"""The thread-safe store of process snapshots that receivers fill and the symbolizer reads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+
+from collector.proc import procfs
+from collector.proc.pinned import PinnedFile, open_mapped
+from collector.proc.snapshot import MappedRange, Snapshot
+from collector.telemetry import Counters
+
+log = logging.getLogger(__name__)
+COUNTER_GROUP = "processes"
+
+
+class ProcessTable:
+    """Snapshots of /proc/<pid> keyed by pid and process lifetime, with mapped files pinned.
+
+    Writers (the receiver's reader thread, or the symbolizer refreshing) take the lock; readers
+    call ``lookup`` without it (one dict get of an immutable tuple).
+    Bounds: at most ``max_processes`` snapshots (least recently observed go first), exited ones
+    kept ``grace_s`` seconds, at most ``max_pinned`` open files (beyond that files are not
+    pinned and are read by path later, counted as ``pin_limit``).
+    """
+
+    def __init__(
+        self,
+        counters: Counters,
+        grace_s: float = 60.0,
+        max_processes: int = 4096,
+        max_pinned: int = 2048,
+        max_idle_pinned: int = 256,
+        revalidate_s: float = 1.0,
+    ) -> None:
+        self.counters = counters
+        self.grace_s = grace_s
+        self.max_processes = max_processes
+        self.max_pinned = max_pinned
+        self.max_idle_pinned = max_idle_pinned
+        self.revalidate_s = revalidate_s
+        self._lock = threading.RLock()
+        self._by_pid: dict[int, tuple[Snapshot, ...]] = {}
+        self._lru: OrderedDict[int, Snapshot] = OrderedDict()  # id(snapshot) -> snapshot
+        self._checked: dict[int, float] = {}  # pid -> monotonic time of last stat check
+        self._ended: deque[tuple[float, Snapshot]] = deque()
+        self._files: dict[tuple[int, int, int, int], PinnedFile] = {}
+        self._idle: OrderedDict[tuple[int, int, int, int], PinnedFile] = OrderedDict()
+        self._boot_ns = procfs.boot_time_ns()
+
+    # ---- writer side -------------------------------------------------------------------
+    def observe(self, pid: int) -> Snapshot | None:
+        """Snapshot ``pid`` now unless a current snapshot exists. Cheap when known: a dict get,
+        plus one /proc/<pid>/stat read at most every ``revalidate_s`` to catch a reused pid."""
+        if pid <= 0:
+            return None
+        snaps = self._by_pid.get(pid)
+        now = time.monotonic()
+        with self._lock:
+            self._sweep(now)
+            latest = snaps[-1] if snaps else None
+            if latest is not None and not latest.ended_ns:
+                self._lru.move_to_end(id(latest))
+                if now - self._checked.get(pid, 0.0) < self.revalidate_s:
+                    return latest
+                self._checked[pid] = now
+                st = procfs.read_stat(pid)
+                if st is None or st[1] == latest.start_time:
+                    return latest
+                self._end(latest, now)  # the pid was reused without an exit report
+            return self._take(pid, since_ns=0)
+
+    def exec(self, pid: int) -> Snapshot | None:
+        """``pid`` called exec: end the old image's snapshot and take a fresh one now."""
+        now = time.monotonic()
+        with self._lock:
+            self._sweep(now)
+            snaps = self._by_pid.get(pid)
+            if snaps and not snaps[-1].ended_ns:
+                self._end(snaps[-1], now)
+            return self._take(pid, since_ns=time.time_ns())
+
+    def exit(self, pid: int) -> None:
+        """``pid`` exited: keep its snapshot ``grace_s`` seconds for late samples."""
+        now = time.monotonic()
+        with self._lock:
+            snaps = self._by_pid.get(pid)
+            if snaps and not snaps[-1].ended_ns:
+                self._end(snaps[-1], now)
+            self._checked.pop(pid, None)
+            self._sweep(now)
+
+    def refresh(self, snap: Snapshot) -> Snapshot:
+        """Re-read the maps of a live process (e.g. an address past a dlopen). Once per
+        snapshot, then at most every ``revalidate_s``; returns the snapshot to use."""
+        now = time.monotonic()
+        with self._lock:
+            snaps = self._by_pid.get(snap.pid)
+            if not snaps or snaps[-1] is not snap or snap.ended_ns:
+                return snap
+            if snap.refreshed and now - snap.taken_mono < self.revalidate_s:
+                return snap
+            st = procfs.read_stat(snap.pid)
+            if st is None or st[1] != snap.start_time:
+                return snap
+            new = self._take(snap.pid, since_ns=snap.since_ns, replace=snap)
+            return new or snap
+
+    def close(self) -> None:
+        with self._lock:
+            for snap in list(self._lru.values()):
+                self._release(snap)
+            for f in list(self._idle.values()):
+                f.close()
+            self._idle.clear()
+            self._files.clear()
+
+    # ---- reader side -------------------------------------------------------------------
+    def lookup(self, pid: int, time_ns: int = 0) -> Snapshot | None:
+        """The snapshot a sample of ``pid`` taken at wall-clock ``time_ns`` belongs to: the
+        newest whose lifetime began at or before it (0 = the newest). Lock-free."""
+        snaps = self._by_pid.get(pid)
+        if not snaps:
+            return None
+        if not time_ns:
+            return snaps[-1]
+        for s in reversed(snaps):
+            if s.since_ns <= time_ns:
+                return s
+        return None
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "snapshots": len(self._lru),
+                "pids": len(self._by_pid),
+                "pinned_files": len(self._files),
+            }
+
+    # ---- internals (lock held) ---------------------------------------------------------
+    def _take(self, pid: int, since_ns: int, replace: Snapshot | None = None) -> Snapshot | None:
+        st = procfs.read_stat(pid)
+        maps = procfs.read_maps(pid) if st else None
+        if st is None or maps is None:
+            self.counters.add(COUNTER_GROUP, "observe_gone")
+            return None
+        comm, start_time = st
+        start_ns = self._boot_ns + start_time * (1_000_000_000 // procfs.CLK_TCK)
+        ranges = []
+        for m in maps:
+            pinned = None
+            if m.inode and m.path.startswith("/"):
+                pinned = self._pin(pid, m)
+            ranges.append(MappedRange(m.start, m.end, m.offset, m.path, pinned))
+        exe = procfs.read_exe(pid)
+        exe_file = self._pin_exe(pid, ranges, exe)
+        snap = Snapshot(
+            pid=pid,
+            start_time=start_time,
+            since_ns=max(start_ns, since_ns),
+            comm=comm,
+            exe_path=exe.removesuffix(" (deleted)"),
+            container_id=procfs.read_container_id(pid),
+            mappings=tuple(sorted(ranges, key=lambda r: r.start)),
+            exe_file=exe_file,
+            taken_mono=time.monotonic(),
+            refreshed=replace is not None,
+        )
+        for f in snap.files():
+            f.refs += 1
+            self._idle.pop(f.identity, None)
+        old = self._by_pid.get(pid, ())
+        if replace is not None:
+            self._by_pid[pid] = tuple(snap if s is replace else s for s in old)
+            self._forget(replace)
+        else:
+            self._by_pid[pid] = (*old, snap)
+        self._lru[id(snap)] = snap
+        self._checked[pid] = time.monotonic()
+        self.counters.add(COUNTER_GROUP, "snapshots_taken")
+        while len(self._lru) > self.max_processes:
+            _, victim = self._lru.popitem(last=False)
+            self.counters.add(COUNTER_GROUP, "snapshots_evicted")
+            self._remove(victim)
+        return snap
+
+    def _pin(self, pid: int, m: procfs.MapLine) -> PinnedFile | None:
+        found = open_mapped(pid, m.start, m.end, m.path)
+        if found is None:
+            self.counters.add(COUNTER_GROUP, "pin_failed")
+            return None
+        st, path = found
+        if st.st_ino != m.inode:  # the path now names another file
+            self.counters.add(COUNTER_GROUP, "pin_failed")
+            return None
+        return self._pin_stat(st, path, m.path)
+
+    def _pin_stat(self, st: os.stat_result, open_path: str, name: str) -> PinnedFile | None:
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        pinned = self._files.get(key)
+        if pinned is not None:
+            return pinned
+        if len(self._files) >= self.max_pinned:
+            self.counters.add(COUNTER_GROUP, "pin_limit")
+            return None
+        try:
+            fd = os.open(open_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.counters.add(COUNTER_GROUP, "pin_failed")
+            return None
+        pinned = PinnedFile(fd, os.fstat(fd), name.removesuffix(" (deleted)"))
+        self._files[pinned.identity] = pinned
+        return pinned
+
+    def _pin_exe(self, pid: int, ranges: list[MappedRange], exe: str) -> PinnedFile | None:
+        for r in ranges:
+            if r.file is not None and r.path == exe:
+                return r.file
+        try:
+            st = os.stat(f"/proc/{pid}/exe")
+        except OSError:
+            return None
+        return self._pin_stat(st, f"/proc/{pid}/exe", exe)
+
+    def _end(self, snap: Snapshot, now: float) -> None:
+        snap.ended_ns = time.time_ns()
+        self._ended.append((now + self.grace_s, snap))
+
+    def _sweep(self, now: float) -> None:
+        while self._ended and self._ended[0][0] <= now:
+            _, snap = self._ended.popleft()
+            self._remove(snap)
+
+    def _remove(self, snap: Snapshot) -> None:
+        snaps = self._by_pid.get(snap.pid)
+        if snaps and any(s is snap for s in snaps):
+            rest = tuple(s for s in snaps if s is not snap)
+            if rest:
+                self._by_pid[snap.pid] = rest
+            else:
+                del self._by_pid[snap.pid]
+                self._checked.pop(snap.pid, None)
+        self._forget(snap)
+
+    def _forget(self, snap: Snapshot) -> None:
+        if self._lru.pop(id(snap), None) is not None:
+            self._release(snap)
+
+    def _release(self, snap: Snapshot) -> None:
+        for f in snap.files():
+            f.refs -= 1
+            if f.refs <= 0:
+                self._idle[f.identity] = f
+                self._idle.move_to_end(f.identity)
+        while len(self._idle) > self.max_idle_pinned:
+            key, f = self._idle.popitem(last=False)
+            self._files.pop(key, None)
+            f.close()
