@@ -20,6 +20,7 @@ SHT_DYNSYM = 11
 SHT_NOBITS = 8
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
+_FUNC_TYPES = (STT_FUNC, STT_GNU_IFUNC)
 NT_GNU_BUILD_ID = 3
 NT_GO_BUILD_ID = 4
 _MAX_NOTES = 64 * 1024  # notes larger than this are not build-id notes worth reading
@@ -204,12 +205,12 @@ class ElfReader:
             it = struct.iter_unpack(self.endian + "IBBHQQ", data[: len(data) // 24 * 24])
             for nm, info, _oth, shndx, value, size in it:
                 t = info & 0xF
-                if (t == STT_FUNC or t == STT_GNU_IFUNC) and shndx != 0 and value:
+                if t in _FUNC_TYPES and shndx != 0 and value:
                     out.append((value, size, nm, info >> 4))
         else:
             it = struct.iter_unpack(self.endian + "IIIBBH", data[: len(data) // 16 * 16])
             for nm, value, size, info, _oth, shndx in it:
                 t = info & 0xF
-                if (t == STT_FUNC or t == STT_GNU_IFUNC) and shndx != 0 and value:
+                if t in _FUNC_TYPES and shndx != 0 and value:
                     out.append((value, size, nm, info >> 4))
         return out
