@@ -1,0 +1,168 @@
+"""pprof (profile.proto) from a ProfileSet, hand-encoded; see profile.proto next to this file.
+
+The string, mapping, location and function tables are the Dictionary's own: entry 0 of each
+is the zero value, so table index == pprof id and nothing is re-derived. Strings that only
+pprof needs (sample types, label keys, comms) are appended after the Dictionary's strings.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+from collector.encoding.protowire import bytes_field, packed_field, uvarint, varint_field
+from collector.model import ProfileSet, ProfileType
+from collector.model.profile import ATTR_CPU, ATTR_THREAD_ID, ATTR_THREAD_NAME
+
+# Sample attribute key -> pprof label key (pprof and perf users know these names).
+LABEL_KEYS = {ATTR_THREAD_ID: "tid", ATTR_THREAD_NAME: "comm", ATTR_CPU: "cpu"}
+
+_SAMPLE_TAG = uvarint(2 << 3 | 2)
+
+
+class _Strings:
+    """The Dictionary's (already unique) strings plus any appended here."""
+
+    def __init__(self, base: list[str]) -> None:
+        self.table = list(base)
+        self.index = dict(zip(self.table, range(len(self.table)), strict=True))
+
+    def __call__(self, s: str) -> int:
+        i = self.index.get(s)
+        if i is None:
+            i = self.index[s] = len(self.table)
+            self.table.append(s)
+        return i
+
+
+def sample_types(pt: ProfileType) -> list[tuple[str, str]]:
+    """Value types of each pprof sample: the profile's own, plus count * period in the
+    period's unit when the values are counts of a known period (CPU: cpu/nanoseconds)."""
+    types = [(pt.sample_type, pt.sample_unit)]
+    if pt.sample_unit == "count" and pt.period > 0 and pt.period_type and pt.period_unit:
+        types.append((pt.period_type, pt.period_unit))
+    return types
+
+
+def _value_type(field: int, s: _Strings, t: tuple[str, str]) -> bytes:
+    return bytes_field(field, varint_field(1, s(t[0])) + varint_field(2, s(t[1])))
+
+
+def _label(s: _Strings, key: str, value: int | str) -> bytes:
+    if isinstance(value, str):
+        body = varint_field(1, s(key)) + varint_field(2, s(value))
+    else:
+        # num is written even when 0: pid 0 (the idle task) and cpu 0 are real values.
+        body = varint_field(1, s(key)) + b"\x18" + uvarint(value)
+    return bytes_field(3, body)
+
+
+def _tables(ps: ProfileSet, s: _Strings) -> bytes:
+    d = ps.dictionary
+    out = bytearray()
+    mapping_ids = {m: i for i, m in enumerate(d.mappings)}
+    function_ids = {f: i for i, f in enumerate(d.functions)}
+    # Per mapping: [all symbolized, all with filenames, all with line numbers, any inlined].
+    flags = [[True, True, True, False] for _ in d.mappings]
+    for li in range(1, len(d.locations)):
+        loc = d.locations[li]
+        mid = mapping_ids[loc.mapping] if loc.mapping is not None else 0
+        body = varint_field(1, li) + varint_field(2, mid) + varint_field(3, loc.address)
+        f = flags[mid]
+        if not loc.lines:
+            f[0] = f[1] = f[2] = False
+        if len(loc.lines) > 1:
+            f[3] = True
+        for ln in loc.lines:
+            if not ln.function.filename:
+                f[1] = False
+            if not ln.line:
+                f[2] = False
+            line = varint_field(1, function_ids[ln.function]) + varint_field(2, ln.line)
+            body += bytes_field(4, line + varint_field(3, ln.column))
+        out += bytes_field(4, body)
+    for mi in range(1, len(d.mappings)):
+        m = d.mappings[mi]
+        has_fn, has_files, has_lines, inlined = flags[mi]
+        body = (
+            varint_field(1, mi)
+            + varint_field(2, m.start)
+            + varint_field(3, m.limit)
+            + varint_field(4, m.offset)
+            + varint_field(5, s(m.filename))
+            + varint_field(6, s(m.build_id))
+            + varint_field(7, has_fn)
+            + varint_field(8, has_fn and has_files)
+            + varint_field(9, has_fn and has_lines)
+            + varint_field(10, has_fn and inlined)
+        )
+        out += bytes_field(3, body)
+    for fi in range(1, len(d.functions)):
+        fn = d.functions[fi]
+        body = (
+            varint_field(1, fi)
+            + varint_field(2, s(fn.name))
+            + varint_field(3, s(fn.system_name))
+            + varint_field(4, s(fn.filename))
+            + varint_field(5, fn.start_line)
+        )
+        out += bytes_field(5, body)
+    return bytes(out)
+
+
+def _samples(ps: ProfileSet, s: _Strings, with_period: bool) -> bytes:
+    d = ps.dictionary
+    period = ps.profile_type.period
+    out = bytearray()
+    stack_bytes: dict[int, bytes] = {}
+    label_bytes: dict[tuple, bytes] = {}
+    for proc in ps.processes:
+        pid = proc.process.pid
+        pid_label = _label(s, "pid", pid)
+        for rec in proc.samples:
+            locs = stack_bytes.get(rec.stack_index)
+            if locs is None:
+                locs = stack_bytes[rec.stack_index] = packed_field(1, d.stacks[rec.stack_index])
+            lkey = (pid, rec.attribute_indices, rec.link_index)
+            labels = label_bytes.get(lkey)
+            if labels is None:
+                parts = [pid_label]
+                for ai in rec.attribute_indices:
+                    key, value = d.attributes[ai]
+                    if key:
+                        parts.append(_label(s, LABEL_KEYS.get(key, key), value))
+                if rec.link_index:
+                    trace_id, span_id = d.links[rec.link_index]
+                    parts.append(_label(s, "trace_id", trace_id.hex()))
+                    parts.append(_label(s, "span_id", span_id.hex()))
+                labels = label_bytes[lkey] = b"".join(parts)
+            total = sum(rec.values)
+            values = uvarint(total)
+            if with_period:
+                values += uvarint(total * period)
+            body = locs + b"\x12" + uvarint(len(values)) + values + labels
+            out += _SAMPLE_TAG
+            out += uvarint(len(body))
+            out += body
+    return bytes(out)
+
+
+def pprof_message(ps: ProfileSet) -> bytes:
+    """The serialized (uncompressed) perftools.profiles.Profile."""
+    pt = ps.profile_type
+    s = _Strings(ps.dictionary.strings)
+    types = sample_types(pt)
+    head = b"".join(_value_type(1, s, t) for t in types)
+    samples = _samples(ps, s, len(types) > 1)
+    tables = _tables(ps, s)
+    tail = varint_field(9, ps.start_ns) + varint_field(10, max(ps.end_ns - ps.start_ns, 0))
+    if pt.period_type or pt.period_unit:
+        tail += _value_type(11, s, (pt.period_type, pt.period_unit))
+    tail += varint_field(12, pt.period)
+    tail += packed_field(13, [s(n) for n in pt.notes])
+    strings = b"".join(bytes_field(6, x.encode("utf-8", "replace")) for x in s.table)
+    return head + samples + tables + strings + tail
+
+
+def encode_pprof(ps: ProfileSet, gzip_level: int = 6) -> bytes:
+    """A ``.pb.gz`` file's content: the gzip-compressed Profile (mtime 0, reproducible)."""
+    return gzip.compress(pprof_message(ps), compresslevel=gzip_level, mtime=0)

@@ -1,0 +1,13 @@
+"""Writes each window as Brendan Gregg's collapsed stacks (``*.folded``)."""
+
+from __future__ import annotations
+
+from collector.component import CreateSettings
+from collector.encoding import encode_folded
+from collector.exporthelper import PeriodicFileExporter
+from exporters.folded.config import FoldedConfig
+
+
+class FoldedExporter(PeriodicFileExporter):
+    def __init__(self, settings: CreateSettings, config: FoldedConfig) -> None:
+        super().__init__(settings, config, encode_folded, ".folded")
