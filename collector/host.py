@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from collector.telemetry import Counters
@@ -20,6 +21,21 @@ class Host:
     def __init__(self, counters: Counters | None = None) -> None:
         self.counters = counters or Counters()
         self._processes: ProcessTable | None = None
+        self._fatal: Callable[[str, str], None] | None = None
+        self.fatal_error: str | None = None
+
+    def on_fatal(self, callback: Callable[[str, str], None]) -> None:
+        self._fatal = callback
+
+    def report_fatal(self, component_id: str, message: str) -> None:
+        """A component cannot go on (e.g. its reader thread died): stop the collector.
+
+        Safe to call from any thread; the runtime shuts down and exits with a runtime error.
+        """
+        if self.fatal_error is None:
+            self.fatal_error = f"{component_id}: {message}"
+        if self._fatal is not None:
+            self._fatal(component_id, message)
 
     @property
     def processes(self) -> ProcessTable:

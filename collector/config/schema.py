@@ -1,0 +1,69 @@
+"""The top-level config shape (OTel Collector style) and component ids."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_TYPE = r"[a-z][a-z0-9_]*"
+ID_RE = re.compile(rf"^({_TYPE})(?:/([A-Za-z0-9_.\-]+))?$")
+PIPELINE_RE = re.compile(r"^profiles(?:/[A-Za-z0-9_.\-]+)?$")
+
+
+def split_id(component_id: str) -> tuple[str, str]:
+    """``type/name`` -> (type, name); raises ValueError for a malformed id."""
+    m = ID_RE.match(component_id)
+    if not m:
+        raise ValueError(
+            f"component id {component_id!r} must be 'type' or 'type/name' "
+            "(type in lower_snake_case)"
+        )
+    return m.group(1), m.group(2) or ""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PipelineConfig(_Strict):
+    receivers: list[str] = Field(min_length=1)
+    processors: list[str] = []
+    exporters: list[str] = Field(min_length=1)
+
+
+class LogsConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class TelemetryConfig(_Strict):
+    logs: LogsConfig = LogsConfig()
+    # How often counter changes (drops, lost stacks, files written) are logged.
+    report_interval: float = Field(default=60.0, gt=0)
+
+
+class ServiceConfig(_Strict):
+    pipelines: dict[str, PipelineConfig] = Field(min_length=1)
+    telemetry: TelemetryConfig = TelemetryConfig()
+    # Bound of each pipeline's input queue and each exporter's queue, in batches.
+    queue_size: int = Field(default=64, ge=1)
+    # How long shutdown waits for queues to drain before counting what is left as dropped.
+    shutdown_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("pipelines")
+    @classmethod
+    def _names(cls, v: dict[str, PipelineConfig]) -> dict[str, PipelineConfig]:
+        for name in v:
+            if not PIPELINE_RE.match(name):
+                raise ValueError(
+                    f"pipeline {name!r}: pipelines are named 'profiles' or 'profiles/<name>'"
+                )
+        return v
+
+
+class RootConfig(_Strict):
+    receivers: dict[str, dict[str, Any] | None] = {}
+    processors: dict[str, dict[str, Any] | None] = {}
+    exporters: dict[str, dict[str, Any] | None] = {}
+    service: ServiceConfig

@@ -1,0 +1,79 @@
+"""Bounded queues between stages: a full queue drops the newest batch and counts it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from collector.telemetry import Counters
+
+log = logging.getLogger("collector.pipeline")
+
+
+def batch_len(batch: Any) -> int:
+    samples = getattr(batch, "samples", None)
+    return len(samples) if samples is not None else 0
+
+
+class BoundedQueue:
+    """An asyncio queue that never blocks its producer."""
+
+    def __init__(self, owner: str, size: int, counters: Counters) -> None:
+        self.owner = owner
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(size)
+        self.counters = counters
+        self._warned = False
+
+    def offer(self, batch: Any) -> bool:
+        try:
+            self.queue.put_nowait(batch)
+            return True
+        except asyncio.QueueFull:
+            self.counters.add(self.owner, "batches_dropped")
+            self.counters.add(self.owner, "samples_dropped", batch_len(batch))
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "queue full, dropping newest batches component=%s size=%d "
+                    "(counted in samples_dropped; raise service.queue_size or slow receivers)",
+                    self.owner,
+                    self.queue.maxsize,
+                )
+            return False
+
+    def discard_remaining(self) -> int:
+        """At shutdown: count whatever could not be processed in time."""
+        n = 0
+        while not self.queue.empty():
+            batch = self.queue.get_nowait()
+            self.queue.task_done()
+            n += batch_len(batch)
+        if n:
+            self.counters.add(self.owner, "samples_dropped_at_shutdown", n)
+        return n
+
+
+class FanOut:
+    """The Consumer handed to a receiver: offers each batch to every pipeline it feeds.
+
+    Callable from any thread: off the loop thread the offer is scheduled on the loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, targets: list[BoundedQueue]) -> None:
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._targets = targets
+
+    def consume(self, batch: Any) -> bool:
+        if threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self._offer, batch)
+            return True
+        return self._offer(batch)
+
+    def _offer(self, batch: Any) -> bool:
+        ok = True
+        for q in self._targets:
+            ok = q.offer(batch) and ok
+        return ok

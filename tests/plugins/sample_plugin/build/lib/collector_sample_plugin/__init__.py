@@ -1,0 +1,77 @@
+"""A third-party receiver: emits a fixed, known set of symbolized samples on an interval."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pydantic import Field
+
+from collector.component import ComponentConfig, CreateSettings, Factory
+from collector.host import Host
+from collector.model import (
+    Function,
+    Line,
+    Location,
+    Mapping,
+    ProcessInfo,
+    Sample,
+    Stack,
+    SymbolizedBatch,
+    cpu_profile_type,
+)
+
+
+class SyntheticConfig(ComponentConfig):
+    interval: float = Field(default=0.2, gt=0)
+    # Samples per batch for each of the two stacks: "main;work" and "main;idle".
+    work: int = 3
+    idle: int = 1
+
+
+class SyntheticReceiver:
+    def __init__(self, settings: CreateSettings, config: SyntheticConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self._task: asyncio.Task[None] | None = None
+        m = Mapping(0x1000, 0x2000, 0, "/usr/bin/synthetic")
+        main = Location(m, 0x1010, (Line(Function("main"), 10),))
+        self.stacks = {
+            "work": Stack((Location(m, 0x1100, (Line(Function("work"), 20),)), main)),
+            "idle": Stack((Location(m, 0x1200, (Line(Function("idle"), 30),)), main)),
+        }
+        self.process = ProcessInfo(4242, "synthetic", "/usr/bin/synthetic")
+        self.sent = 0
+
+    async def start(self, host: Host) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _batch(self) -> SymbolizedBatch:
+        now = time.time_ns()
+        samples = []
+        for name, n in (("work", self.config.work), ("idle", self.config.idle)):
+            for _ in range(n):
+                samples.append(Sample(self.stacks[name], self.process, 4242, 0, "synthetic", now, 1))
+        self.sent += len(samples)
+        return SymbolizedBatch(cpu_profile_type(99), samples, self.settings.id)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.interval)
+            self.settings.consumer.consume(self._batch())
+
+    async def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self.settings.consumer.consume(self._batch())
+
+
+factory = Factory(
+    type="synthetic",
+    kind="receiver",
+    config_model=SyntheticConfig,
+    create=SyntheticReceiver,
+    output="symbolized",
+    description="fixed synthetic CPU samples (plugin test)",
+)
