@@ -41,9 +41,7 @@ def _origin(ep: EntryPoint) -> str:
 def _validate(ep: EntryPoint, kind: Kind, obj: object) -> Factory:
     where = f"plugin {ep.name!r} ({GROUPS[kind]}: {ep.name} = {ep.value}, from {_origin(ep)})"
     if not isinstance(obj, Factory):
-        raise PluginError(
-            f"{where}: is a {type(obj).__name__}, not a collector.component.Factory"
-        )
+        raise PluginError(f"{where}: is a {type(obj).__name__}, not a collector.component.Factory")
     if obj.kind != kind:
         raise PluginError(f"{where}: factory kind is {obj.kind!r}, registered as a {kind}")
     if obj.type != ep.name:

@@ -80,7 +80,9 @@ class ProfileBuilder:
         self._count += 1
         stack_idx = self._stacks.get(s.stack)
         if stack_idx is None:
-            stack_idx = self._stack_tuples(tuple(self.location_index(loc) for loc in s.stack.frames))
+            stack_idx = self._stack_tuples(
+                tuple(self.location_index(loc) for loc in s.stack.frames)
+            )
             self._stacks[s.stack] = stack_idx
         tkey = (s.tid, s.thread_name or s.comm, s.cpu)
         attrs = self._thread_attrs.get(tkey)

@@ -52,7 +52,9 @@ class Service:
         for (kind, cid), spec in self.cfg.components.items():
             if kind == "exporter":
                 self._exporters[cid] = spec.factory.create(self._settings(kind, cid), spec.config)
-                self._exporter_queues[cid] = BoundedQueue(f"exporters/{cid}", svc.queue_size, counters)
+                self._exporter_queues[cid] = BoundedQueue(
+                    f"exporters/{cid}", svc.queue_size, counters
+                )
         feeds: dict[str, list[BoundedQueue]] = {}
         for name, pc in svc.pipelines.items():
             pipe = _Pipeline(name, BoundedQueue(f"pipelines/{name}", svc.queue_size, counters))
@@ -143,7 +145,12 @@ class Service:
                 self.host.counters.add(f"exporters/{cid}", "batches_failed")
                 failures += 1
                 if failures == 1 or failures % 100 == 0:
-                    log.error("export failed component=exporters/%s failures=%d error=%r", cid, failures, exc)
+                    log.error(
+                        "export failed component=exporters/%s failures=%d error=%r",
+                        cid,
+                        failures,
+                        exc,
+                    )
             finally:
                 queue.queue.task_done()
 
@@ -199,4 +206,3 @@ class Service:
         self.report(final=True)
         if errors:
             log.error("shutdown finished with errors count=%d", len(errors))
-

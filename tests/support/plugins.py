@@ -13,9 +13,17 @@ def install_plugin(name: str, target: Path) -> Path:
     """pip-install tests/plugins/<name> into ``target`` (no deps); return ``target``."""
     subprocess.run(
         [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--disable-pip-version-check",
-            "--target", str(target), str(PLUGINS / name),
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(PLUGINS / name),
         ],
         check=True,
         capture_output=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from collector.component import ComponentConfig, CreateSettings, Factory
 from collector.host import Host
@@ -27,6 +27,8 @@ class SyntheticConfig(ComponentConfig):
     # Samples per batch for each of the two stacks: "main;work" and "main;idle".
     work: int = 3
     idle: int = 1
+    # Only here so the tests can check that secrets never reach print-config or logs.
+    api_token: SecretStr | None = None
 
 
 class SyntheticReceiver:
@@ -51,7 +53,9 @@ class SyntheticReceiver:
         samples = []
         for name, n in (("work", self.config.work), ("idle", self.config.idle)):
             for _ in range(n):
-                samples.append(Sample(self.stacks[name], self.process, 4242, 0, "synthetic", now, 1))
+                samples.append(
+                    Sample(self.stacks[name], self.process, 4242, 0, "synthetic", now, 1)
+                )
         self.sent += len(samples)
         return SymbolizedBatch(cpu_profile_type(99), samples, self.settings.id)
 
