@@ -66,7 +66,7 @@ def test_pipeline_with_plugin_runs_and_flushes_on_sigint(
     cfg.write_text(PIPELINE % out)
     env = dict(os.environ, PYTHONPATH=str(sample_plugin_dir), SYNTH_TOKEN="hunter2")
     proc = subprocess.Popen(
-        COLLECTOR + ["--config", str(cfg)],
+        [*COLLECTOR, "--config", str(cfg)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -91,7 +91,7 @@ def test_sigterm_also_exits_zero(sample_plugin_dir: Path, tmp_path: Path) -> Non
     cfg.write_text(PIPELINE % (tmp_path / "out"))
     env = dict(os.environ, PYTHONPATH=str(sample_plugin_dir), SYNTH_TOKEN="x")
     proc = subprocess.Popen(
-        COLLECTOR + ["--config", str(cfg)],
+        [*COLLECTOR, "--config", str(cfg)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
