@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,12 @@ PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 
 
 def install_plugin(name: str, target: Path) -> Path:
-    """pip-install tests/plugins/<name> into ``target`` (no deps); return ``target``."""
+    """pip-install tests/plugins/<name> into ``target`` (no deps); return ``target``.
+
+    The source is copied first so the build leaves nothing in the repository.
+    """
+    src = target.parent / f"{name}-src"
+    shutil.copytree(PLUGINS / name, src, dirs_exist_ok=True)
     subprocess.run(
         [
             sys.executable,
@@ -23,7 +29,7 @@ def install_plugin(name: str, target: Path) -> Path:
             "--disable-pip-version-check",
             "--target",
             str(target),
-            str(PLUGINS / name),
+            str(src),
         ],
         check=True,
         capture_output=True,

@@ -57,7 +57,7 @@ def test_typo_names_file_component_field_and_allowed() -> None:
     assert "typo_field.yaml" in msg
     assert "receivers.synthetic" in msg
     assert "unknown field 'intervall'" in msg
-    assert "allowed: idle, interval, work" in msg
+    assert "allowed: api_token, idle, interval, work" in msg
 
 
 def test_wrong_type() -> None:
