@@ -1,0 +1,87 @@
+"""Settings models shared by network exporters (defaults live here, in one place).
+
+Header values are secrets (tokens, basic auth): they are ``SecretStr`` so logs, reprs and a
+printed config show ``**********``; only the transport calls ``get_secret_value()``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+
+from collector.component import ComponentConfig
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+def parse_duration(v: object) -> object:
+    """``10s``, ``500ms``, ``1.5m``, ``2h`` or a plain number of seconds -> float seconds."""
+    if isinstance(v, str):
+        m = _DURATION.match(v)
+        if not m:
+            raise ValueError(f"not a duration: {v!r} (use e.g. 500ms, 10s, 5m)")
+        return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    return v
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSSettings(_Settings):
+    insecure: bool = False  # plain text (no TLS at all)
+    ca_file: Path | None = None  # trust this CA instead of the system roots
+    cert_file: Path | None = None  # client certificate (mutual TLS)
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False  # TLS without checking the server (otlp_http only)
+    server_name_override: str = ""  # name to check the server certificate against
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TLSSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file go together")
+        for f in (self.ca_file, self.cert_file, self.key_file):
+            if f is not None and not f.is_file():
+                raise ValueError(f"tls file not found: {f}")
+        return self
+
+
+class RetrySettings(_Settings):
+    enabled: bool = True
+    initial_interval: Duration = 5.0
+    max_interval: Duration = 30.0
+    max_elapsed_time: Duration = 300.0  # 0 = retry forever
+    multiplier: float = Field(1.5, ge=1.0)
+    randomization_factor: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class QueueSettings(_Settings):
+    queue_size: int = Field(100, ge=1)  # requests (one per flushed profile type), not samples
+    num_consumers: int = Field(1, ge=1)
+
+
+class ProfilesExporterConfig(ComponentConfig):
+    """What the otlp and otlp_http exporters share."""
+
+    endpoint: str
+    tls: TLSSettings = TLSSettings()
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    compression: Literal["gzip", "none"] = "gzip"
+    timeout: Duration = 10.0  # per attempt
+    interval: Duration = Field(10.0, gt=0)  # flush period of the batching builders
+    max_batch_samples: int = Field(100_000, ge=1)  # flush a profile type early at this size
+    service_name: str | None = None  # default: each process's executable name
+    shutdown_timeout: Duration = 10.0  # how long shutdown may spend draining the queue
+    sending_queue: QueueSettings = QueueSettings()
+    retry_on_failure: RetrySettings = RetrySettings()
+
+    def header_items(self) -> list[tuple[str, str]]:
+        """The real header values, for the transport only: never log this."""
+        return [(k.lower(), v.get_secret_value()) for k, v in self.headers.items()]

@@ -1,0 +1,32 @@
+"""The otlp exporter: OTLP profiles over gRPC (ProfilesService/Export)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from collector.component import CreateSettings, Factory
+from collector.model import ProfileSet
+from collector.otlp import encode_profile_set
+from collector.sending.exporter import BatchingProfileExporter
+from exporters.otlp.config import OtlpExporterConfig
+from exporters.otlp.transport import GrpcTransport
+
+
+def _encode(service_name: str | None, ps: ProfileSet) -> bytes:
+    return encode_profile_set(ps, service_name=service_name).SerializeToString()
+
+
+def create(settings: CreateSettings, config: OtlpExporterConfig) -> BatchingProfileExporter:
+    return BatchingProfileExporter(
+        settings, config, GrpcTransport(config), partial(_encode, config.service_name)
+    )
+
+
+factory = Factory(
+    type="otlp",
+    kind="exporter",
+    config_model=OtlpExporterConfig,
+    create=create,
+    input="symbolized",
+    description="OTLP profiles over gRPC to a collector or backend (ProfilesService/Export).",
+)

@@ -1,0 +1,33 @@
+"""The otlp_http exporter: OTLP profiles as protobuf over HTTP (POST /v1development/profiles)."""
+
+from __future__ import annotations
+
+import gzip
+from functools import partial
+
+from collector.component import CreateSettings, Factory
+from collector.model import ProfileSet
+from collector.otlp import encode_profile_set
+from collector.sending.exporter import BatchingProfileExporter
+from exporters.otlp_http.config import OtlpHttpExporterConfig
+from exporters.otlp_http.transport import HttpTransport
+
+
+def _encode(service_name: str | None, compress: bool, ps: ProfileSet) -> bytes:
+    body = encode_profile_set(ps, service_name=service_name).SerializeToString()
+    return gzip.compress(body, compresslevel=6) if compress else body
+
+
+def create(settings: CreateSettings, config: OtlpHttpExporterConfig) -> BatchingProfileExporter:
+    enc = partial(_encode, config.service_name, config.compression == "gzip")
+    return BatchingProfileExporter(settings, config, HttpTransport(config), enc)
+
+
+factory = Factory(
+    type="otlp_http",
+    kind="exporter",
+    config_model=OtlpHttpExporterConfig,
+    create=create,
+    input="symbolized",
+    description="OTLP profiles as protobuf over HTTP (POST /v1development/profiles).",
+)

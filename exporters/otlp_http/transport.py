@@ -1,0 +1,97 @@
+"""POST /v1development/profiles with aiohttp, with OTLP/HTTP's retry rules."""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+import time
+
+import aiohttp
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceResponse,
+)
+
+from collector.sending import PermanentError, RetryableError
+from collector.sending.exporter import SendResult
+from collector.sending.rpc_status import Status
+from exporters.otlp_http.config import OtlpHttpExporterConfig
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as delay-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def _reason(body: bytes) -> str:
+    try:
+        msg = Status.FromString(body).message
+    except DecodeError:
+        msg = ""
+    return msg or body[:200].decode("utf-8", "replace")
+
+
+class HttpTransport:
+    def __init__(self, config: OtlpHttpExporterConfig) -> None:
+        self.config = config
+        self.url = config.url()
+        self._session: aiohttp.ClientSession | None = None
+        self._headers = {"Content-Type": "application/x-protobuf", **dict(config.header_items())}
+        if config.compression == "gzip":
+            self._headers["Content-Encoding"] = "gzip"
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        t = self.config.tls
+        if not self.url.startswith("https://"):
+            return False
+        ctx = ssl.create_default_context(cafile=str(t.ca_file) if t.ca_file else None)
+        if t.cert_file is not None and t.key_file is not None:
+            ctx.load_cert_chain(str(t.cert_file), str(t.key_file))
+        if t.insecure_skip_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._ssl()),
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+        )
+
+    async def send(self, payload: bytes) -> SendResult:
+        assert self._session is not None, "send before open"
+        try:
+            async with self._session.post(self.url, data=payload, headers=self._headers) as r:
+                body = await r.read()
+                status = r.status
+                retry_after = r.headers.get("Retry-After")
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise RetryableError(f"http error={type(e).__name__}: {e}") from None
+        if status == 200:
+            try:
+                resp = ExportProfilesServiceResponse.FromString(body)
+            except DecodeError:
+                return SendResult()
+            return SendResult(
+                resp.partial_success.rejected_profiles, resp.partial_success.error_message
+            )
+        msg = f"http status={status} reason={_reason(body)!r}"
+        if status in RETRYABLE_STATUS:
+            raise RetryableError(msg, parse_retry_after(retry_after))
+        raise PermanentError(msg)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
