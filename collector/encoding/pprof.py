@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import gzip
 
-from collector.encoding.protowire import bytes_field, packed_field, uvarint, varint_field
+from collector.encoding.protowire import (
+    bytes_field,
+    packed_field,
+    packed_ids,
+    uvarint,
+    varint_field,
+)
 from collector.model import ProfileSet, ProfileType
 from collector.model.profile import ATTR_CPU, ATTR_THREAD_ID, ATTR_THREAD_NAME
 
@@ -114,6 +120,7 @@ def _samples(ps: ProfileSet, s: _Strings, with_period: bool) -> bytes:
     period = ps.profile_type.period
     out = bytearray()
     stack_bytes: dict[int, bytes] = {}
+    location_ids = [uvarint(i) for i in range(len(d.locations))]
     label_bytes: dict[tuple, bytes] = {}
     for proc in ps.processes:
         pid = proc.process.pid
@@ -121,7 +128,8 @@ def _samples(ps: ProfileSet, s: _Strings, with_period: bool) -> bytes:
         for rec in proc.samples:
             locs = stack_bytes.get(rec.stack_index)
             if locs is None:
-                locs = stack_bytes[rec.stack_index] = packed_field(1, d.stacks[rec.stack_index])
+                stack = d.stacks[rec.stack_index]
+                locs = stack_bytes[rec.stack_index] = packed_ids(1, stack, location_ids)
             lkey = (pid, rec.attribute_indices, rec.link_index)
             labels = label_bytes.get(lkey)
             if labels is None:

@@ -16,6 +16,8 @@ def uvarint(n: int) -> bytes:
     """Base-128 varint; a negative int64 is written as its 64-bit two's complement."""
     if 0 <= n < 0x80:
         return _SMALL[n]
+    if 0 < n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
     if n < 0:
         n += _U64
     out = bytearray()
@@ -42,3 +44,10 @@ def packed_field(field: int, values: list[int] | tuple[int, ...]) -> bytes:
     if not values:
         return b""
     return bytes_field(field, b"".join(map(uvarint, values)))
+
+
+def packed_ids(field: int, ids: tuple[int, ...], encoded: list[bytes]) -> bytes:
+    """``packed_field`` for table indices whose varints are precomputed in ``encoded``."""
+    if not ids:
+        return b""
+    return bytes_field(field, b"".join([encoded[i] for i in ids]))
