@@ -1,0 +1,219 @@
+"""file:line (and inlined calls) from DWARF, loaded per compile unit on first use.
+
+pyelftools reads the debug sections of a binary into memory when first asked; after that a
+compile unit's line program and DIEs are decoded only when an address inside it is looked up.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+# (file, line, call_chain) where call_chain lists inlined calls innermost first:
+# ((inlined function name, its linkage name), ...) with the file/line of each call site.
+LineInfo = tuple[str, int, tuple[tuple[str, str, str, int], ...]]
+
+
+class DwarfLines:
+    """Address -> (file, line, inline chain) for one binary. Owns ``fd``."""
+
+    def __init__(self, fd: int, inline: bool = True) -> None:
+        self._file = os.fdopen(fd, "rb")
+        self.inline = inline
+        self._dwarf: Any = None
+        self._cu_ranges: list[tuple[int, int, int]] | None = None  # (lo, hi, cu_offset)
+        self._cus: dict[int, _CuTable] = {}
+        try:
+            elf = ELFFile(self._file)
+            if elf.has_dwarf_info() and elf.get_section_by_name(".debug_line") is not None:
+                self._dwarf = elf.get_dwarf_info()
+        except (ELFError, OSError, ValueError):
+            self._dwarf = None
+        if self._dwarf is None:
+            self.close()
+
+    @property
+    def available(self) -> bool:
+        return self._dwarf is not None
+
+    def close(self) -> None:
+        self._file.close()
+
+    def lookup(self, vaddr: int) -> LineInfo | None:
+        if self._dwarf is None:
+            return None
+        try:
+            cu_off = self._cu_for(vaddr)
+            if cu_off is None:
+                return None
+            table = self._cus.get(cu_off)
+            if table is None:
+                table = self._cus[cu_off] = _CuTable(self._dwarf, cu_off, self.inline)
+            return table.lookup(vaddr)
+        except (ELFError, KeyError, ValueError, IndexError, AttributeError, TypeError):
+            return None
+
+    def _cu_for(self, vaddr: int) -> int | None:
+        if self._cu_ranges is None:
+            self._cu_ranges = self._build_ranges()
+        i = bisect_right(self._cu_ranges, (vaddr, float("inf"))) - 1
+        while i >= 0:
+            lo, hi, off = self._cu_ranges[i]
+            if lo <= vaddr < hi:
+                return off
+            if vaddr - lo > 1 << 28:
+                break
+            i -= 1
+        return None
+
+    def _build_ranges(self) -> list[tuple[int, int, int]]:
+        out = []
+        aranges = self._dwarf.get_aranges()
+        if aranges is not None:
+            for e in aranges.entries:
+                if e.length:
+                    out.append((e.begin_addr, e.begin_addr + e.length, e.info_offset))
+        if not out:
+            for cu in self._dwarf.iter_CUs():
+                top = cu.get_top_DIE()
+                for lo, hi in _die_ranges(self._dwarf, top):
+                    out.append((lo, hi, cu.cu_offset))
+        out.sort()
+        return out
+
+
+class _CuTable:
+    def __init__(self, dwarf: Any, cu_offset: int, inline: bool) -> None:
+        cu = dwarf.get_CU_at(cu_offset)
+        lp = dwarf.line_program_for_CU(cu)
+        top = cu.get_top_DIE()
+        comp_dir = _attr_str(top, "DW_AT_comp_dir")
+        self._files = _file_names(lp, comp_dir)
+        rows: list[tuple[int, int, int, bool]] = []
+        for entry in lp.get_entries() if lp else ():
+            st = entry.state
+            if st is not None:
+                rows.append((st.address, st.file, st.line, st.end_sequence))
+        rows.sort(key=lambda r: (r[0], not r[3]))
+        self._addrs = [r[0] for r in rows]
+        self._rows = rows
+        self._inlines: list[tuple[int, int, int, str, str, int, int]] = []
+        if inline:
+            self._collect_inlines(dwarf, top, 0)
+            self._inlines.sort()
+
+    def _collect_inlines(self, dwarf: Any, die: Any, depth: int) -> None:
+        for child in die.iter_children():
+            if child.tag == "DW_TAG_inlined_subroutine":
+                name, linkage = _die_name(child)
+                call_file = child.attributes.get("DW_AT_call_file")
+                call_line = child.attributes.get("DW_AT_call_line")
+                for lo, hi in _die_ranges(dwarf, child):
+                    self._inlines.append(
+                        (
+                            lo,
+                            hi,
+                            depth,
+                            name,
+                            linkage,
+                            call_file.value if call_file else 0,
+                            call_line.value if call_line else 0,
+                        )
+                    )
+            if child.has_children:
+                self._collect_inlines(dwarf, child, depth + 1)
+
+    def _file(self, idx: int) -> str:
+        return self._files.get(idx, "")
+
+    def lookup(self, vaddr: int) -> LineInfo | None:
+        i = bisect_right(self._addrs, vaddr) - 1
+        if i < 0:
+            return None
+        _addr, file_idx, line, end = self._rows[i]
+        if end:
+            return None
+        chain = ()
+        if self._inlines:
+            hits = sorted((e for e in self._inlines if e[0] <= vaddr < e[1]), key=lambda e: -e[2])
+            chain = tuple((e[3], e[4], self._file(e[5]), e[6]) for e in hits)
+        return self._file(file_idx), line, chain
+
+
+def _attr_str(die: Any, name: str) -> str:
+    a = die.attributes.get(name)
+    if a is None:
+        return ""
+    v = a.value
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _die_name(die: Any) -> tuple[str, str]:
+    for _ in range(4):  # follow DW_AT_abstract_origin / DW_AT_specification
+        name = _attr_str(die, "DW_AT_name")
+        linkage = _attr_str(die, "DW_AT_linkage_name") or _attr_str(die, "DW_AT_MIPS_linkage_name")
+        if name or linkage:
+            return name, linkage
+        for ref in ("DW_AT_abstract_origin", "DW_AT_specification"):
+            if ref in die.attributes:
+                die = die.get_DIE_from_attribute(ref)
+                break
+        else:
+            break
+    return "", ""
+
+
+def _die_ranges(dwarf: Any, die: Any) -> list[tuple[int, int]]:
+    attrs = die.attributes
+    if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
+        lo = attrs["DW_AT_low_pc"].value
+        hi_attr = attrs["DW_AT_high_pc"]
+        hi = hi_attr.value if hi_attr.form == "DW_FORM_addr" else lo + hi_attr.value
+        return [(lo, hi)]
+    if "DW_AT_ranges" in attrs:
+        rl = dwarf.range_lists()
+        if rl is None:
+            return []
+        base = 0
+        cu_top = die.cu.get_top_DIE()
+        if "DW_AT_low_pc" in cu_top.attributes:
+            base = cu_top.attributes["DW_AT_low_pc"].value
+        out = []
+        for r in rl.get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=die.cu):
+            if hasattr(r, "begin_offset"):
+                if getattr(r, "is_absolute", False):
+                    out.append((r.begin_offset, r.end_offset))
+                else:
+                    out.append((base + r.begin_offset, base + r.end_offset))
+            elif hasattr(r, "base_address"):
+                base = r.base_address
+        return out
+    return []
+
+
+def _file_names(lp: Any, comp_dir: str) -> dict[int, str]:
+    if lp is None:
+        return {}
+    hdr = lp.header
+    v5 = hdr.version >= 5
+    dirs = [
+        d.decode("utf-8", "replace") if isinstance(d, bytes) else d for d in hdr.include_directory
+    ]
+    out = {}
+    for i, fe in enumerate(hdr.file_entry):
+        name = fe.name.decode("utf-8", "replace") if isinstance(fe.name, bytes) else fe.name
+        di = fe.dir_index
+        if v5:
+            d = dirs[di] if di < len(dirs) else ""
+        else:
+            d = comp_dir if di == 0 else (dirs[di - 1] if di - 1 < len(dirs) else "")
+        if d and not name.startswith("/"):
+            if not d.startswith("/") and comp_dir:
+                d = os.path.join(comp_dir, d)
+            name = os.path.join(d, name)
+        out[i if v5 else i + 1] = name
+    return out

@@ -1,0 +1,301 @@
+"""Addresses -> interned frames. Synchronous; the processor runs it in a worker thread.
+
+Steady state per sample: one snapshot lookup, one dict get for the process's cache, one dict
+get for the (user, kernel) address tuples, and the Sample object. New stacks resolve each
+frame through interned Locations and per-binary caches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+
+from collector.elf import SymbolTable
+from collector.model import (
+    FRAME_KERNEL,
+    FRAME_NATIVE,
+    MISSING_KERNEL_STACK,
+    MISSING_USER_STACK,
+    Function,
+    Line,
+    Location,
+    Mapping,
+    ProcessInfo,
+    RawBatch,
+    Sample,
+    Stack,
+    SymbolizedBatch,
+)
+from collector.proc import MappedRange, PinnedFile, ProcessTable, Snapshot
+from collector.telemetry import Counters
+from processors.symbolize.binary import Binary
+from processors.symbolize.config import SymbolizeConfig
+from processors.symbolize.kernel import load_kallsyms
+
+KERNEL_MAPPING_NAME = "[kernel.kallsyms]"
+_RETRY_OBSERVE_S = 1.0
+
+
+def _marker(name: str, frame_type: str) -> Location:
+    return Location(None, 0, (Line(Function(name, name)),), frame_type)
+
+
+MISSING_USER = _marker("[missing user stack]", FRAME_NATIVE)
+MISSING_KERNEL = _marker("[missing kernel stack]", FRAME_KERNEL)
+
+
+class _Proc:
+    __slots__ = ("info", "snap", "stacks")
+
+    def __init__(self, info: ProcessInfo, snap: Snapshot | None) -> None:
+        self.info = info
+        self.snap = snap
+        self.stacks: dict[tuple[tuple[int, ...], tuple[int, ...]], Stack] = {}
+
+
+class Symbolizer:
+    def __init__(
+        self,
+        table: ProcessTable,
+        config: SymbolizeConfig,
+        counters: Counters,
+        component_id: str = "symbolize",
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.table = table
+        self.config = config
+        self.counters = counters
+        self.component_id = component_id
+        self.log = logger or logging.getLogger(__name__)
+        self._procs: OrderedDict[tuple[int, int, int], _Proc] = OrderedDict()
+        self._binaries: OrderedDict[tuple[int, int, int, int], Binary] = OrderedDict()
+        self._functions: dict[tuple[str, str, str, int], Function] = {}
+        self._mappings: dict[tuple[int, int, int, str, str], Mapping] = {}
+        self._locations: dict[tuple[Mapping | None, int, tuple[Line, ...]], Location] = {}
+        self._kernel_locs: dict[int, Location] = {}
+        self._kernel: SymbolTable | None = None
+        self._kernel_mapping: Mapping | None = None
+        self._kernel_loaded = False
+        self._tried: dict[int, float] = {}  # pid -> when observe last failed
+        self._logged: set[str] = set()
+
+    # ---- public ------------------------------------------------------------------------
+    def symbolize(self, batch: RawBatch) -> SymbolizedBatch:
+        out: list[Sample] = []
+        lookup = self.table.lookup
+        procs = self._procs
+        for s in batch.samples:
+            snap = lookup(s.pid, s.time_ns)
+            if snap is None:
+                snap = self._observe_late(s.pid, s.time_ns)
+            key = snap.key if snap is not None else (s.pid, -1, 0)
+            proc = procs.get(key)
+            if proc is None or (snap is not None and proc.snap is not snap and snap.refreshed):
+                proc = self._proc(key, snap, s.comm, proc)
+            skey = (s.user_stack, s.kernel_stack)
+            stack = proc.stacks.get(skey)
+            if stack is None:
+                stack = self._new_stack(proc, s.user_stack, s.kernel_stack)
+            out.append(
+                Sample(
+                    stack,
+                    proc.info,
+                    s.tid,
+                    s.cpu,
+                    s.comm,
+                    s.time_ns,
+                    s.value,
+                    s.trace_id,
+                    s.span_id,
+                )
+            )
+        return SymbolizedBatch(batch.profile_type, out, batch.receiver_id, dict(batch.counters))
+
+    def close(self) -> None:
+        for b in self._binaries.values():
+            b.close()
+        self._binaries.clear()
+        self._procs.clear()
+
+    def load_kernel(self) -> SymbolTable | None:
+        if not self._kernel_loaded:
+            self._kernel_loaded = True
+            t0 = time.perf_counter()
+            self._kernel = load_kallsyms()
+            if self._kernel is None:
+                self.log.warning(
+                    "kernel symbols unavailable: /proc/kallsyms hides addresses "
+                    "(run as root or set kernel.kptr_restrict=0); kernel frames stay addresses"
+                )
+            else:
+                starts = self._kernel.starts
+                self._kernel_mapping = Mapping(starts[0], starts[-1] + 1, 0, KERNEL_MAPPING_NAME)
+                self.log.info(
+                    "kernel symbols loaded symbols=%d bytes=%d seconds=%.2f",
+                    len(self._kernel),
+                    self._kernel.nbytes(),
+                    time.perf_counter() - t0,
+                )
+        return self._kernel
+
+    # ---- processes ---------------------------------------------------------------------
+    def _observe_late(self, pid: int, time_ns: int) -> Snapshot | None:
+        """The receiver never saw this pid (or it was evicted): snapshot it now if alive."""
+        if pid <= 0:
+            return None
+        now = time.monotonic()
+        if now - self._tried.get(pid, -1e9) < _RETRY_OBSERVE_S:
+            return None
+        snap = self.table.observe(pid)
+        if snap is None:
+            if len(self._tried) > 65536:
+                self._tried.clear()
+            self._tried[pid] = now
+            return None
+        return self.table.lookup(pid, time_ns)
+
+    def _proc(
+        self, key: tuple[int, int, int], snap: Snapshot | None, comm: str, old: _Proc | None
+    ) -> _Proc:
+        if old is not None:  # the snapshot was refreshed: same process, keep its stacks
+            old.snap = snap
+            return old
+        if snap is None:
+            info = ProcessInfo(pid=key[0], executable_name=comm)
+        else:
+            build_id = ""
+            if snap.exe_file is not None:
+                b = self._binary(snap.exe_file)
+                build_id = b.build_id if b is not None else ""
+            info = ProcessInfo(
+                pid=snap.pid,
+                executable_name=os.path.basename(snap.exe_path) or snap.comm,
+                executable_path=snap.exe_path,
+                build_id=build_id,
+                container_id=snap.container_id,
+                start_time=snap.start_time,
+            )
+        proc = _Proc(info, snap)
+        self._procs[key] = proc
+        while len(self._procs) > self.config.max_processes:
+            self._procs.popitem(last=False)
+        return proc
+
+    # ---- stacks ------------------------------------------------------------------------
+    def _new_stack(self, proc: _Proc, user: tuple[int, ...], kernel: tuple[int, ...]) -> Stack:
+        frames: list[Location] = []
+        if self.config.kernel and kernel:
+            for i, addr in enumerate(kernel):
+                frames.append(self._kernel_frame(addr, i > 0))
+        if user:
+            if proc.snap is None and user[0] != MISSING_USER_STACK:
+                self.counters.add(self.component_id, "process_unknown")
+            for i, addr in enumerate(user):
+                frames.append(self._user_frame(proc, addr, i > 0))
+        stack = Stack(tuple(frames))
+        if len(proc.stacks) >= self.config.max_stacks_per_process:
+            proc.stacks.clear()
+        proc.stacks[(user, kernel)] = stack
+        return stack
+
+    def _intern(
+        self,
+        mapping: Mapping | None,
+        addr: int,
+        lines: tuple[Line, ...],
+        frame_type: str = FRAME_NATIVE,
+    ) -> Location:
+        key = (mapping, addr, lines)
+        loc = self._locations.get(key)
+        if loc is None:
+            if len(self._locations) > 1_000_000:
+                self._locations.clear()
+            loc = self._locations[key] = Location(mapping, addr, lines, frame_type)
+        return loc
+
+    def _kernel_frame(self, addr: int, is_return: bool) -> Location:
+        if addr == MISSING_KERNEL_STACK:
+            return MISSING_KERNEL
+        loc = self._kernel_locs.get(addr)
+        if loc is not None:
+            return loc
+        table = self.load_kernel()
+        lines: tuple[Line, ...] = ()
+        if table is not None:
+            hit = table.lookup(addr - 1 if is_return else addr)
+            if hit is not None:
+                fn = self._func(hit[0], hit[0])
+                lines = (Line(fn),)
+        loc = Location(self._kernel_mapping, addr, lines, FRAME_KERNEL)
+        if len(self._kernel_locs) >= self.config.max_kernel_locations:
+            self._kernel_locs.clear()
+        self._kernel_locs[addr] = loc
+        return loc
+
+    def _func(self, name: str, system_name: str) -> Function:
+        key = (name, system_name, "", 0)
+        fn = self._functions.get(key)
+        if fn is None:
+            fn = self._functions[key] = Function(name, system_name)
+        return fn
+
+    def _user_frame(self, proc: _Proc, addr: int, is_return: bool) -> Location:
+        if addr == MISSING_USER_STACK:
+            return MISSING_USER
+        snap = proc.snap
+        if snap is None:
+            return self._intern(None, addr, ())
+        m = snap.find(addr)
+        if m is None and not snap.ended_ns:
+            fresh = self.table.refresh(snap)
+            if fresh is not snap:
+                proc.snap = snap = fresh
+                m = snap.find(addr)
+        if m is None:
+            self.counters.add(self.component_id, "address_unmapped")
+            return self._intern(None, addr, ())
+        binary = self._binary(m.file) if m.file is not None else None
+        mapping = self._mapping(m, binary)
+        if binary is None:
+            return self._intern(mapping, addr, ())
+        lookup = addr - 1 if is_return else addr
+        lines = binary.lines_at(lookup - m.start + m.offset)
+        if not lines:
+            self.counters.add(self.component_id, "symbol_unresolved")
+        return self._intern(mapping, addr, lines)
+
+    def _mapping(self, m: MappedRange, binary: Binary | None) -> Mapping:
+        name = m.path or "[anon]"
+        build_id = binary.build_id if binary is not None else ""
+        key = (m.start, m.end, m.offset, name, build_id)
+        mp = self._mappings.get(key)
+        if mp is None:
+            if len(self._mappings) > 200_000:
+                self._mappings.clear()
+            mp = self._mappings[key] = Mapping(m.start, m.end, m.offset, name, build_id)
+        return mp
+
+    def _binary(self, pinned: PinnedFile) -> Binary | None:
+        b = self._binaries.get(pinned.identity)
+        if b is not None:
+            self._binaries.move_to_end(pinned.identity)
+            return b
+        b = Binary(
+            pinned,
+            self._functions,
+            self.config.dwarf_lines,
+            self.config.demangle,
+            self.config.inline,
+        )
+        if b.error:
+            self.counters.add(self.component_id, "binary_unreadable")
+            if b.path not in self._logged and len(self._logged) < 100:
+                self._logged.add(b.path)
+                self.log.warning("cannot read binary path=%s error=%s", b.path, b.error)
+        self._binaries[pinned.identity] = b
+        while len(self._binaries) > self.config.max_binaries:
+            _, old = self._binaries.popitem(last=False)
+            old.close()
+        return b
