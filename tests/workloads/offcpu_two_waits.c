@@ -1,0 +1,42 @@
+// Ground truth for the offcpu receiver: one thread alternately sleeps (interruptible, S state)
+// 30 ms in wait_long() and 10 ms in wait_short(), ROUNDS times, measuring with
+// CLOCK_MONOTONIC how long it really spent inside the sleeps. Built -O0 -no-pie so the test
+// can check raw return addresses against `nm` without the symbolizer.
+// Prints one line: "tid=<tid> long_ns=<n> short_ns=<n>".
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long sleep_ms(long ms)
+{
+    struct timespec req = {ms / 1000, (ms % 1000) * 1000000L};
+    long long t0 = now_ns();
+    nanosleep(&req, NULL);
+    return now_ns() - t0;
+}
+
+__attribute__((noinline)) long long wait_long(void) { return sleep_ms(30); }
+__attribute__((noinline)) long long wait_short(void) { return sleep_ms(10); }
+
+int main(int argc, char **argv)
+{
+    int rounds = argc > 1 ? atoi(argv[1]) : 25;
+    /* Give the tracer a moment to see the process start before the first wait. */
+    long long long_ns = 0, short_ns = 0;
+    for (int i = 0; i < rounds; i++) {
+        long_ns += wait_long();
+        short_ns += wait_short();
+    }
+    printf("tid=%ld long_ns=%lld short_ns=%lld\n", (long)syscall(SYS_gettid), long_ns, short_ns);
+    return 0;
+}
