@@ -182,7 +182,7 @@ class ProcessTable:
         self._checked[pid] = time.monotonic()
         self.counters.add(COUNTER_GROUP, "snapshots_taken")
         while len(self._lru) > self.max_processes:
-            _, victim = self._lru.popitem(last=False)
+            victim = next(iter(self._lru.values()))
             self.counters.add(COUNTER_GROUP, "snapshots_evicted")
             self._remove(victim)
         return snap
