@@ -51,7 +51,12 @@ class GrpcTransport:
 
     async def open(self) -> None:
         c = self.config
-        options: list[tuple[str, object]] = [("grpc.max_send_message_length", 64 << 20)]
+        options: list[tuple[str, object]] = [
+            ("grpc.max_send_message_length", 64 << 20),
+            # gRPC's own reconnect backoff grows to 120 s: a backend back from an outage would
+            # stay unseen for minutes while our retries fail fast. Cap it.
+            ("grpc.max_reconnect_backoff_ms", 5000),
+        ]
         if c.tls.insecure:
             self._channel = grpc.aio.insecure_channel(c.endpoint, options=options)
         else:
