@@ -137,7 +137,7 @@ class HttpProfilesServer:
         if body[:2] == b"\x1f\x8b":
             body = gzip.decompress(body)
         req = svc.ExportProfilesServiceRequest.FromString(body)
-        self.rec.record(req, dict(request.headers))
+        self.rec.record(req, {k.lower(): v for k, v in request.headers.items()})
         resp = svc.ExportProfilesServiceResponse()
         return web.Response(body=resp.SerializeToString(), content_type="application/x-protobuf")
 
