@@ -1,0 +1,130 @@
+"""End to end on the real kernel: `collector --config` with cpu -> symbolize -> folded, pprof.
+
+Ground truth: cpu_shares burns 60/30/10 % of its CPU in burn_a/burn_b/burn_c; short_lived
+burns ~0.5 s in one function and exits long before the profiles are written.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.support.collector_run import RunningCollector
+from tests.support.encoding_pprof import go_pprof
+from tests.support.workloads import build
+
+pytestmark = [pytest.mark.bpf, pytest.mark.slow]
+
+TOLERANCE_PP = 5.0
+TRUTH = {"burn_a": 60.0, "burn_b": 30.0, "burn_c": 10.0}
+
+CONFIG = """
+receivers:
+  cpu:
+    frequency: 99
+processors:
+  symbolize: {}
+exporters:
+  folded:
+    directory: %(out)s
+    interval: 600
+  pprof:
+    directory: %(out)s
+    interval: 600
+service:
+  pipelines:
+    profiles:
+      receivers: [cpu]
+      processors: [symbolize]
+      exporters: [folded, pprof]
+"""
+
+
+def read_folded(out: Path) -> Counter[str]:
+    lines: Counter[str] = Counter()
+    for f in out.glob("*.folded"):
+        for line in f.read_text().splitlines():
+            stack, count = line.rsplit(" ", 1)
+            lines[stack] += int(count)
+    return lines
+
+
+def shares(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {k: 100.0 * v / total for k, v in counts.items()}
+
+
+@pytest.fixture(scope="module")
+def profiled_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    shares_bin = build("cpu_shares")  # PIE, as gcc builds by default: exercises load offsets
+    short_bin = build("short_lived")
+    tmp = tmp_path_factory.mktemp("e2e_cpu")
+    out = tmp / "profiles"
+    cfg = tmp / "pipeline.yaml"
+    cfg.write_text(CONFIG % {"out": out})
+    col = RunningCollector(cfg)
+    try:
+        col.wait_started()
+        subprocess.run([str(shares_bin), "4"], check=True)
+        subprocess.run([str(short_bin)], check=True)
+    finally:
+        rc = col.stop()
+    assert rc == 0, col.logs()
+    return out, col.logs()
+
+
+def test_folded_shares_match_ground_truth(profiled_run: tuple[Path, str]) -> None:
+    out, logs = profiled_run
+    folded = read_folded(out)
+    per_fn: Counter[str] = Counter()
+    for stack, n in folded.items():
+        frames = stack.split(";")
+        if frames[0] == "cpu_shares" and frames[-1] in TRUTH:
+            per_fn[frames[-1]] += n
+    assert sum(per_fn.values()) >= 200, (per_fn, logs)  # ~4 s at 99 Hz is ~396 samples
+    got = shares(per_fn)
+    for fn, truth in TRUTH.items():
+        assert abs(got[fn] - truth) <= TOLERANCE_PP, got
+    # Each identical symbolized stack is one line.
+    assert len(folded) == len(set(folded))
+    # The stacks run from the process name through main to the burn function.
+    assert any(re.fullmatch(r"cpu_shares;.*main;burn_a", s) for s in folded)
+
+
+def test_pprof_agrees_with_folded(profiled_run: tuple[Path, str]) -> None:
+    out, _ = profiled_run
+    files = sorted(out.glob("cpu-*.pb.gz"))
+    assert files, list(out.iterdir())
+    folded = read_folded(out)
+    folded_leaf: Counter[str] = Counter()
+    for stack, n in folded.items():
+        folded_leaf[stack.split(";")[-1]] += n
+    for f in files:
+        top = go_pprof(f, "-top", "-sample_index=samples", "-nodecount=100000")
+        flat = {}
+        for line in top.splitlines():
+            m = re.match(r"\s*(\d+)\s+[\d.]+%\s+[\d.]+%\s+\d+\s+[\d.]+%\s+(\S.*)$", line)
+            if m:
+                flat[m.group(2).strip()] = int(m.group(1))
+        for fn in TRUTH:
+            assert flat.get(fn) == folded_leaf[fn], (fn, flat.get(fn), folded_leaf[fn])
+        got = shares({fn: flat[fn] for fn in TRUTH})
+        for fn, truth in TRUTH.items():
+            assert abs(got[fn] - truth) <= TOLERANCE_PP, got
+        raw = go_pprof(f, "-raw")
+        assert "samples/count" in raw and "cpu/nanoseconds" in raw
+        assert re.search(r"comm:\[cpu_shares\]", raw) and "pid:" in raw and "tid:" in raw
+
+
+def test_short_lived_process_is_symbolized(profiled_run: tuple[Path, str]) -> None:
+    out, logs = profiled_run
+    folded = read_folded(out)
+    mine = {s: n for s, n in folded.items() if s.startswith("short_lived;")}
+    assert mine, logs
+    named = sum(n for s, n in mine.items() if s.endswith(";short_lived_burn_7f3a"))
+    # ~0.5 s at 99 Hz is ~50 samples; nearly all of them must carry the function's name.
+    assert named >= 0.8 * sum(mine.values()) and named >= 20, mine
