@@ -1,0 +1,100 @@
+"""Sending machinery: durations, backoff, retry budget, bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from collector.sending import (
+    Backoff,
+    PermanentError,
+    QueueItem,
+    RetryableError,
+    RetrySettings,
+    SendingQueue,
+    send_with_retry,
+)
+from collector.sending.settings import ProfilesExporterConfig
+
+
+def test_durations_and_defaults() -> None:
+    r = RetrySettings.model_validate({"initial_interval": "500ms", "max_interval": "1m"})
+    assert r.initial_interval == 0.5 and r.max_interval == 60.0
+    assert RetrySettings().max_elapsed_time == 300.0
+    with pytest.raises(ValidationError, match="not a duration"):
+        RetrySettings.model_validate({"initial_interval": "5 parsecs"})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        RetrySettings.model_validate({"intial_interval": "1s"})
+
+
+def test_secret_headers_redacted() -> None:
+    c = ProfilesExporterConfig(endpoint="x:1", headers={"Authorization": "Bearer abc123"})
+    assert "abc123" not in repr(c) and "abc123" not in c.model_dump_json()
+    assert c.header_items() == [("authorization", "Bearer abc123")]
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    s = RetrySettings(initial_interval=1, max_interval=4, multiplier=2, randomization_factor=0.5)
+    lo = Backoff(s, rand=lambda: 0.0)
+    assert [lo.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 2.0, 2.0]
+    hi = Backoff(s, rand=lambda: 0.999999)
+    assert [round(hi.next_delay(), 3) for _ in range(4)] == [1.5, 3.0, 6.0, 6.0]
+
+
+def test_retry_stops_at_budget_and_never_retries_permanent() -> None:
+    calls = []
+
+    async def flaky() -> None:
+        calls.append(time.monotonic())
+        raise RetryableError("down")
+
+    s = RetrySettings(
+        initial_interval=0.05, max_interval=0.05, max_elapsed_time=0.3, randomization_factor=0
+    )
+    with pytest.raises(RetryableError):
+        asyncio.run(send_with_retry(flaky, s))
+    assert 4 <= len(calls) <= 7
+    assert calls[-1] - calls[0] <= 0.3
+
+    calls.clear()
+
+    async def bad() -> None:
+        calls.append(1)
+        raise PermanentError("400")
+
+    with pytest.raises(PermanentError):
+        asyncio.run(send_with_retry(bad, s))
+    assert calls == [1]
+
+    calls.clear()
+    with pytest.raises(RetryableError):
+        asyncio.run(send_with_retry(flaky, RetrySettings(enabled=False)))
+    assert len(calls) == 1
+
+
+def test_queue_drops_when_full_and_reports_unsent() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        sent: list[int] = []
+
+        async def send(item: QueueItem) -> None:
+            await gate.wait()
+            sent.append(item.samples)
+
+        q = SendingQueue(2, 1, send, logging.getLogger("t"))
+        q.start()
+        assert q.offer(QueueItem(b"", 1))
+        await asyncio.sleep(0)  # the worker takes item 1
+        assert q.in_flight == 1
+        assert q.offer(QueueItem(b"", 2)) and q.offer(QueueItem(b"", 3))
+        assert not q.offer(QueueItem(b"", 4))  # full: refused at once, never blocks
+        unsent = await q.shutdown(0.1)
+        assert sorted(i.samples for i in unsent) == [1, 2, 3]
+        assert sent == []
+        assert not q.offer(QueueItem(b"", 5))
+
+    asyncio.run(main())
