@@ -15,15 +15,21 @@ _BIND_RANK = {1: 0, 2: 1, 0: 2}  # GLOBAL before WEAK before LOCAL when addresse
 class SymbolTable:
     """Sorted function symbols. ``lookup(addr)`` returns (name, start) or None.
 
-    ``sizes`` entries of 0 mean "unknown size": such a symbol covers up to the next one.
+    ``sizes`` is empty when no size is known (kallsyms): each symbol then covers up to the
+    next one; a size of 0 in a non-empty array means the same for that symbol.
     """
 
     __slots__ = ("blob", "name_offsets", "sizes", "starts")
 
-    def __init__(self, entries: list[tuple[int, int, int, int]], blob: bytes) -> None:
-        # entries: (start, size, name_offset_into_blob, binding); names NUL-terminated in blob.
+    def __init__(self, starts: array, sizes: array, name_offsets: array, blob: bytes) -> None:
+        # Already sorted by address, one entry per address; names NUL-terminated in blob.
+        self.starts, self.sizes, self.name_offsets, self.blob = starts, sizes, name_offsets, blob
+
+    @classmethod
+    def from_entries(cls, entries: list[tuple[int, int, int, int]], blob: bytes) -> SymbolTable:
+        """From (start, size, name offset, binding) tuples as an ELF symbol table gives them."""
         entries.sort(key=lambda e: (e[0], _BIND_RANK.get(e[3], 3)))
-        starts, sizes, names = array("Q"), array("Q"), array("Q")
+        starts, sizes, names = array("Q"), array("Q"), array("I")
         last = -1
         for start, size, name_off, _bind in entries:
             if start == last:
@@ -32,26 +38,30 @@ class SymbolTable:
             starts.append(start)
             sizes.append(size)
             names.append(name_off)
-        self.starts, self.sizes, self.name_offsets, self.blob = starts, sizes, names, blob
+        return cls(starts, sizes, names, blob)
 
     @classmethod
     def from_elf(cls, elf: ElfReader) -> SymbolTable:
         syms, strtab = elf.function_symbols()
-        return cls(syms, strtab)
+        return cls.from_entries(syms, strtab)
 
     @classmethod
-    def from_names(cls, items: list[tuple[int, str]]) -> SymbolTable:
-        """Build from (address, name) pairs with unknown sizes (e.g. /proc/kallsyms)."""
-        parts: list[bytes] = []
-        entries = []
-        pos = 0
-        for addr, name in items:
-            raw = name.encode()
-            entries.append((addr, 0, pos, 1))
-            parts.append(raw)
-            pos += len(raw) + 1
-        parts.append(b"")
-        return cls(entries, b"\0".join(parts))
+    def from_unsorted(cls, addrs: array, name_offsets: array, blob: bytes) -> SymbolTable:
+        """From parallel arrays without sizes (e.g. /proc/kallsyms), sorted here."""
+        n = len(addrs)
+        if any(addrs[i] > addrs[i + 1] for i in range(n - 1)):
+            order = sorted(range(n), key=addrs.__getitem__)
+            addrs = array("Q", (addrs[i] for i in order))
+            name_offsets = array("I", (name_offsets[i] for i in order))
+        starts, names = array("Q"), array("I")
+        last = -1
+        for i in range(n):
+            a = addrs[i]
+            if a != last:
+                last = a
+                starts.append(a)
+                names.append(name_offsets[i])
+        return cls(starts, array("Q"), names, blob)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -66,13 +76,14 @@ class SymbolTable:
         if i < 0:
             return None
         start = self.starts[i]
-        size = self.sizes[i]
-        if size and addr >= start + size:
-            return None
+        if self.sizes:
+            size = self.sizes[i]
+            if size and addr >= start + size:
+                return None
         return self.name_at(i), start
 
     def nbytes(self) -> int:
-        """Approximate memory held (arrays + name blob)."""
+        """Memory held (arrays + name blob)."""
         return sum(sys.getsizeof(a) for a in (self.starts, self.sizes, self.name_offsets)) + (
             sys.getsizeof(self.blob)
         )

@@ -28,6 +28,7 @@ class Binary:
         "_lines",
         "build_id",
         "dwarf_lines",
+        "dwarf_max_bytes",
         "error",
         "inline",
         "path",
@@ -41,9 +42,11 @@ class Binary:
         functions: dict[tuple[str, str, str, int], Function],
         dwarf_lines: bool,
         use_demangle: bool,
-        inline: bool = True,
+        inline: bool = False,
+        dwarf_max_bytes: int = 8 << 20,
     ) -> None:
         self.inline = inline
+        self.dwarf_max_bytes = dwarf_max_bytes
         self.path = pinned.path
         self.dwarf_lines = dwarf_lines
         self.use_demangle = use_demangle
@@ -122,10 +125,22 @@ class Binary:
     def _dwarf_for(self) -> DwarfLines | None:
         if not self._dwarf_loaded:
             self._dwarf_loaded = True
-            if self._fd >= 0:
+            if (
+                self._fd >= 0
+                and self._elf is not None
+                and self._dwarf_size() <= self.dwarf_max_bytes
+            ):
                 try:
                     d = DwarfLines(os.dup(self._fd), self.inline)
                 except OSError:
                     return None
                 self._dwarf = d if d.available else None
         return self._dwarf
+
+    def _dwarf_size(self) -> int:
+        assert self._elf is not None
+        return sum(
+            s.size
+            for n in (".debug_info", ".debug_line")
+            if (s := self._elf.section(n)) is not None
+        )

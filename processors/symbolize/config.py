@@ -9,8 +9,11 @@ from collector.component import ComponentConfig
 
 class SymbolizeConfig(ComponentConfig):
     kernel: bool = True  # resolve kernel frames from /proc/kallsyms (else drop them)
-    dwarf_lines: bool = True  # file:line from DWARF when the binary carries it
-    inline: bool = True  # expand inlined calls from DWARF (needs dwarf_lines)
+    # file:line from DWARF. Off by default: pyelftools is pure Python, and a large binary costs
+    # seconds and hundreds of MB (measured in README.md). dwarf_max_bytes skips big ones.
+    dwarf_lines: bool = False
+    dwarf_max_bytes: int = Field(default=8 << 20, ge=0)  # .debug_info + .debug_line size cap
+    inline: bool = False  # expand inlined calls from DWARF DIEs (needs dwarf_lines; costly)
     demangle: bool = True  # C++ (Itanium) and Rust legacy names
     max_binaries: int = Field(default=256, ge=1)  # loaded ELF files (symbols, DWARF)
     max_processes: int = Field(default=4096, ge=1)  # per-process stack caches

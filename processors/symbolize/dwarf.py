@@ -7,6 +7,7 @@ compile unit's line program and DIEs are decoded only when an address inside it 
 from __future__ import annotations
 
 import os
+from array import array
 from bisect import bisect_right
 from typing import Any
 
@@ -99,8 +100,11 @@ class _CuTable:
             if st is not None:
                 rows.append((st.address, st.file, st.line, st.end_sequence))
         rows.sort(key=lambda r: (r[0], not r[3]))
-        self._addrs = [r[0] for r in rows]
-        self._rows = rows
+        # Compact rows: the decoded program is dropped; a file index of 0 marks a sequence end.
+        self._addrs = array("Q", (r[0] for r in rows))
+        self._file_idx = array("I", (0 if r[3] else r[1] + 1 for r in rows))
+        self._line_no = array("I", (r[2] for r in rows))
+        del rows
         self._inlines: list[tuple[int, int, int, str, str, int, int]] = []
         if inline:
             self._collect_inlines(dwarf, top, 0)
@@ -134,8 +138,9 @@ class _CuTable:
         i = bisect_right(self._addrs, vaddr) - 1
         if i < 0:
             return None
-        _addr, file_idx, line, end = self._rows[i]
-        if end:
+        file_idx = self._file_idx[i] - 1
+        line = self._line_no[i]
+        if file_idx < 0:
             return None
         chain = ()
         if self._inlines:

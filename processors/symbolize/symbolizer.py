@@ -282,12 +282,9 @@ class Symbolizer:
         if b is not None:
             self._binaries.move_to_end(pinned.identity)
             return b
+        cfg = self.config
         b = Binary(
-            pinned,
-            self._functions,
-            self.config.dwarf_lines,
-            self.config.demangle,
-            self.config.inline,
+            pinned, self._functions, cfg.dwarf_lines, cfg.demangle, cfg.inline, cfg.dwarf_max_bytes
         )
         if b.error:
             self.counters.add(self.component_id, "binary_unreadable")

@@ -27,6 +27,7 @@ from tests.support import symbolize_fixtures as fx
 def _symbolizer(table: ProcessTable | None = None, **cfg: object) -> tuple[Symbolizer, Counters]:
     counters = Counters()
     table = table or ProcessTable(counters)
+    cfg.setdefault("dwarf_lines", True)
     return Symbolizer(table, SymbolizeConfig(**cfg), counters), counters
 
 
@@ -236,3 +237,52 @@ def test_reused_pid_is_not_symbolized_with_the_old_snapshot(
         assert fresh.stack.frames[1].label() == "int shapes::twice<int>(int)"
     finally:
         new.stop()
+
+
+def test_dwarf_lines_off_keeps_names_without_lines(fixture_bins: dict[str, Path]) -> None:
+    run = fx.start(fixture_bins["pie"])
+    try:
+        sym, _ = _symbolizer(dwarf_lines=False)
+        sym.table.observe(run.pid)
+        [s] = _run(sym, _sample(run.pid, (run.addrs["leaf_work"] + 1,)))
+        [line] = s.stack.frames[0].lines
+        assert line.function.name == "leaf_work"
+        assert (line.line, line.function.filename) == (0, "")
+    finally:
+        run.stop()
+
+
+def test_processor_runs_through_factory_and_host(fixture_bins: dict[str, Path]) -> None:
+    import asyncio
+    import logging
+
+    from collector.component import CreateSettings
+    from collector.host import Host
+    from processors.symbolize import factory
+
+    run = fx.start(fixture_bins["pie"])
+    try:
+        host = Host()
+        config = factory.config_model(kernel=False)
+        proc = factory.create(CreateSettings("symbolize", logging.getLogger("t")), config)
+        host.processes.observe(run.pid)
+
+        async def go():  # type: ignore[no-untyped-def]
+            await proc.start(host)
+            out = await proc.process(
+                RawBatch(cpu_profile_type(99), [_sample(run.pid, (run.addrs["leaf_work"] + 1,))])
+            )
+            await proc.shutdown()
+            await proc.shutdown()  # idempotent
+            return out
+
+        out = asyncio.run(go())
+        assert (factory.type, factory.kind, factory.input, factory.output) == (
+            "symbolize",
+            "processor",
+            "raw",
+            "symbolized",
+        )
+        assert out.samples[0].stack.frames[0].label() == "leaf_work"
+    finally:
+        run.stop()
