@@ -143,8 +143,13 @@ def encode_profile_set(
     service_name: str | None = None,
     scope_version: str = "",
     new_profile_id: Callable[[], bytes] = lambda: os.urandom(16),
+    timestamps: bool = True,
 ) -> ExportProfilesServiceRequest:
-    """One request for one ProfileSet: a ResourceProfiles per process, one Profile each."""
+    """One request for one ProfileSet: a ResourceProfiles per process, one Profile each.
+
+    With ``timestamps=False`` each merged sample carries one summed value and no timestamps
+    (pprof-like size; the per-sample times are lost).
+    """
     req = ExportProfilesServiceRequest()
     t = encode_dictionary(ps, req.dictionary)
     pt = ps.profile_type
@@ -179,7 +184,7 @@ def encode_profile_set(
                 stack_index=rec.stack_index,
                 attribute_indices=rec.attribute_indices,
                 link_index=rec.link_index,
-                values=rec.values,
-                timestamps_unix_nano=rec.timestamps,
+                values=rec.values if timestamps else (rec.total,),
+                timestamps_unix_nano=rec.timestamps if timestamps else (),
             )
     return req

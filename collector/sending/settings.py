@@ -78,6 +78,9 @@ class ProfilesExporterConfig(ComponentConfig):
     interval: Duration = Field(10.0, gt=0)  # flush period of the batching builders
     max_batch_samples: int = Field(100_000, ge=1)  # flush a profile type early at this size
     service_name: str | None = None  # default: each process's executable name
+    # Per-sample timestamps (OTLP's strength); false sends one summed value per merged sample,
+    # which is smaller on the wire when windows hold many samples.
+    timestamps: bool = True
     shutdown_timeout: Duration = 10.0  # how long shutdown may spend draining the queue
     sending_queue: QueueSettings = QueueSettings()
     retry_on_failure: RetrySettings = RetrySettings()

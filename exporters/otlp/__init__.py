@@ -12,13 +12,14 @@ from exporters.otlp.config import OtlpExporterConfig
 from exporters.otlp.transport import GrpcTransport
 
 
-def _encode(service_name: str | None, ps: ProfileSet) -> bytes:
-    return encode_profile_set(ps, service_name=service_name).SerializeToString()
+def _encode(config: OtlpExporterConfig, ps: ProfileSet) -> bytes:
+    req = encode_profile_set(ps, service_name=config.service_name, timestamps=config.timestamps)
+    return req.SerializeToString()
 
 
 def create(settings: CreateSettings, config: OtlpExporterConfig) -> BatchingProfileExporter:
     return BatchingProfileExporter(
-        settings, config, GrpcTransport(config), partial(_encode, config.service_name)
+        settings, config, GrpcTransport(config), partial(_encode, config)
     )
 
 

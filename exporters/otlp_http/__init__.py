@@ -13,13 +13,14 @@ from exporters.otlp_http.config import OtlpHttpExporterConfig
 from exporters.otlp_http.transport import HttpTransport
 
 
-def _encode(service_name: str | None, compress: bool, ps: ProfileSet) -> bytes:
-    body = encode_profile_set(ps, service_name=service_name).SerializeToString()
-    return gzip.compress(body, compresslevel=6) if compress else body
+def _encode(config: OtlpHttpExporterConfig, ps: ProfileSet) -> bytes:
+    req = encode_profile_set(ps, service_name=config.service_name, timestamps=config.timestamps)
+    body = req.SerializeToString()
+    return gzip.compress(body, compresslevel=6) if config.compression == "gzip" else body
 
 
 def create(settings: CreateSettings, config: OtlpHttpExporterConfig) -> BatchingProfileExporter:
-    enc = partial(_encode, config.service_name, config.compression == "gzip")
+    enc = partial(_encode, config)
     return BatchingProfileExporter(settings, config, HttpTransport(config), enc)
 
 

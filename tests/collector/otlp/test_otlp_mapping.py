@@ -99,3 +99,13 @@ def test_validator_unknown_type_only_strict() -> None:
 def test_empty_request_is_valid() -> None:
     assert validate_request(ExportProfilesServiceRequest()) == []
     assert decode_request(ExportProfilesServiceRequest()) == []
+
+
+def test_without_timestamps_values_are_summed() -> None:
+    ps = build(make_batches(2000))
+    req = encode_profile_set(ps, timestamps=False)
+    assert validate_request(req) == []
+    samples = [s for rp in req.resource_profiles for s in rp.scope_profiles[0].profiles[0].samples]
+    assert all(len(s.values) == 1 and not s.timestamps_unix_nano for s in samples)
+    assert sum(s.values[0] for s in samples) == 2000
+    assert function_shares(build(decode_request(req))) == function_shares(ps)
