@@ -77,7 +77,9 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     if (tgid != 0 && !known_pids.lookup(&tgid)) {
         known_pids.update(&tgid, &one);
         flags |= EVENT_F_NEW_PID;
-        wake = 0; /* wake user space now: it snapshots /proc/<pid>/maps while the pid lives */
+        /* Wake user space now: it snapshots /proc/<pid>/maps while the pid lives. FORCE:
+         * the default (adaptive) wakeup is skipped while older no-wakeup records are unread. */
+        wake = BPF_RB_FORCE_WAKEUP;
     }
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
@@ -131,7 +133,7 @@ static __always_inline int lifecycle(u32 kind) {
     e->tid = (u32)id;
     e->cpu = bpf_get_smp_processor_id();
     bpf_get_current_comm(e->comm, sizeof(e->comm));
-    events.ringbuf_submit(e, 0);
+    events.ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
     return 0;
 }
 

@@ -30,11 +30,21 @@ static double now(void) {
 int main(int argc, char **argv) {
     double seconds = argc > 1 ? atof(argv[1]) : 5.0;
     double end = now() + seconds;
-    const unsigned long unit = 20000; /* small slices: a scheduler tick cannot skew the mix */
+    const unsigned long chunk = 4000; /* a few microseconds: far below any sampling period */
+    unsigned int state = 12345;
+    /* The next function is drawn at random (60/30/10) rather than in a fixed cycle: a
+     * periodic schedule can alias with a fixed-rate sampler and skew the shares. */
     while (now() < end) {
-        burn_a(6 * unit);
-        burn_b(3 * unit);
-        burn_c(1 * unit);
+        for (int k = 0; k < 100; k++) {
+            state = state * 1103515245u + 12345u;
+            unsigned int r = (state >> 16) % 10;
+            if (r < 6)
+                burn_a(chunk);
+            else if (r < 9)
+                burn_b(chunk);
+            else
+                burn_c(chunk);
+        }
     }
     return 0;
 }
