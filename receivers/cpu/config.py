@@ -9,6 +9,9 @@ from pydantic import Field, field_validator
 
 from collector.component import ComponentConfig
 
+# Shared duration parsing (10, "10s", "500ms"); it should move to collector.config.
+from collector.exporthelper.config import Duration
+
 
 class CpuConfig(ComponentConfig):
     frequency: int = Field(99, ge=1, le=10000, description="samples per second per CPU")
@@ -20,7 +23,7 @@ class CpuConfig(ComponentConfig):
     user_stacks: bool = True
     stack_map_size: int = Field(16384, ge=64, le=1 << 20)
     ringbuf_pages: int = Field(256, ge=1, le=1 << 16, description="power of two; 4 KiB pages")
-    drain_interval: float = Field(1.0, gt=0, le=60, description="seconds between batches")
+    drain_interval: Duration = Field(1.0, gt=0, le=60, description="seconds between batches")
 
     @field_validator("comm")
     @classmethod
