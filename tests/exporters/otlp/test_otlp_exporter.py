@@ -217,3 +217,29 @@ def test_interval_flush_without_shutdown() -> None:
 
 def test_shutdown_without_start_is_safe() -> None:
     asyncio.run(_exporter(1).shutdown())
+
+
+def test_shutdown_gives_up_after_timeout_and_counts_unsent() -> None:
+    from tests.support.otlp_servers import free_port
+
+    async def main() -> Host:
+        port = free_port()  # nothing listens: every attempt is UNAVAILABLE
+        exp = _exporter(
+            port,
+            shutdown_timeout="300ms",
+            retry_on_failure=fast_retry(max_elapsed_time="60s"),
+            sending_queue={"queue_size": 10},
+        )
+        host = Host()
+        await exp.start(host)
+        for b in make_batches(30, batch_size=10):
+            await exp.export(b)
+            await exp.flush()
+        t0 = time.monotonic()
+        await exp.shutdown()
+        assert time.monotonic() - t0 < 3
+        return host
+
+    host = asyncio.run(main())
+    assert host.counters.get("otlp", "dropped_samples_shutdown") == 30
+    assert host.counters.get("otlp", "sent_samples") == 0
