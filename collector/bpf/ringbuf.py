@@ -108,6 +108,9 @@ class RingBuffer:
             return
         self._epoll.close()
         os.close(self._wake_fd)
-        self._view.release()
-        self._producer.close()
+        try:
+            self._view.release()
+            self._producer.close()
+        except BufferError:  # a callback kept a record view: the GC unmaps it later
+            pass
         self._consumer.close()
