@@ -80,3 +80,30 @@ def test_tls_refuses_unknown_ca(tmp_path: Path) -> None:
 
     host = asyncio.run(main())
     assert host.counters.get("otlp", "failed_samples_retries_exhausted") == 10
+
+
+def test_print_config_redacts_headers(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.collector_run import ROOT
+    from tests.support.otlp_entry_points import env_with_otlp
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "receivers:\n  otlp: {}\nexporters:\n  otlp:\n    endpoint: 127.0.0.1:4317\n"
+        f"    headers:\n      authorization: {SECRET}\n"
+        "service:\n  pipelines:\n    profiles:\n      receivers: [otlp]\n      exporters: [otlp]\n"
+    )
+    env = dict(os.environ, **env_with_otlp(tmp_path / "shim"))
+    out = subprocess.run(
+        [sys.executable, "-m", "collector.cli", "print-config", "--config", str(cfg)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "authorization" in out.stdout
+    assert "s3cr3t" not in out.stdout + out.stderr
