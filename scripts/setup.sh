@@ -29,7 +29,7 @@ apt_install() {
 }
 
 apt_install python3-bpfcc libbpfcc
-[ "$MODE" = test ] && apt_install linux-perf bpfcc-tools
+[ "$MODE" = test ] && apt_install linux-perf bpfcc-tools openssl binutils
 
 # --- kernel headers: matching ones when the distribution has them, else the nearest. ---
 KREL=$(uname -r)

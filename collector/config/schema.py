@@ -49,7 +49,7 @@ class ServiceConfig(_Strict):
     # Bound of each pipeline's input queue and each exporter's queue, in batches.
     queue_size: int = Field(default=64, ge=1)
     # How long shutdown waits for queues to drain before counting what is left as dropped.
-    shutdown_timeout: float = Field(default=10.0, gt=0)
+    shutdown_timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("pipelines")
     @classmethod

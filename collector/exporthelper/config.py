@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
 from collector.component import ComponentConfig
+from collector.config.duration import Duration, parse_duration
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
-
-
-def parse_duration(value: object) -> object:
-    """Seconds as a number, or a string like ``"500ms"``, ``"10s"``, ``"2m"``."""
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m is None:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 10, '10s', '500ms', '1m')")
-        return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+__all__ = ["Duration", "FileExporterConfig", "parse_duration"]
 
 
 class FileExporterConfig(ComponentConfig):

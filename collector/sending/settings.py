@@ -6,29 +6,13 @@ printed config show ``**********``; only the transport calls ``get_secret_value(
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from collector.component import ComponentConfig
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-
-
-def parse_duration(v: object) -> object:
-    """``10s``, ``500ms``, ``1.5m``, ``2h`` or a plain number of seconds -> float seconds."""
-    if isinstance(v, str):
-        m = _DURATION.match(v)
-        if not m:
-            raise ValueError(f"not a duration: {v!r} (use e.g. 500ms, 10s, 5m)")
-        return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    return v
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+from collector.config.duration import Duration
 
 
 class _Settings(BaseModel):

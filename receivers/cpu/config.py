@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from collector.component import ComponentConfig
 
 # Shared duration parsing (10, "10s", "500ms"); it should move to collector.config.
-from collector.exporthelper.config import Duration
+from collector.config.duration import Duration
 
 
 class CpuConfig(ComponentConfig):

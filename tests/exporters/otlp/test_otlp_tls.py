@@ -88,7 +88,6 @@ def test_print_config_redacts_headers(tmp_path: Path) -> None:
     import sys
 
     from tests.support.collector_run import ROOT
-    from tests.support.otlp_entry_points import env_with_otlp
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
@@ -96,7 +95,7 @@ def test_print_config_redacts_headers(tmp_path: Path) -> None:
         f"    headers:\n      authorization: {SECRET}\n"
         "service:\n  pipelines:\n    profiles:\n      receivers: [otlp]\n      exporters: [otlp]\n"
     )
-    env = dict(os.environ, **env_with_otlp(tmp_path / "shim"))
+    env = dict(os.environ)
     out = subprocess.run(
         [sys.executable, "-m", "collector.cli", "print-config", "--config", str(cfg)],
         cwd=ROOT,
