@@ -1,7 +1,8 @@
 // Ground truth for the offcpu receiver: one thread alternately sleeps (interruptible, S state)
-// 30 ms in wait_long() and 10 ms in wait_short(), ROUNDS times, measuring with
-// CLOCK_MONOTONIC how long it really spent inside the sleeps. Built -O0 -no-pie so the test
-// can check raw return addresses against `nm` without the symbolizer.
+// LONG ms in wait_long() and SHORT ms in wait_short() (default 30 and 10), ROUNDS times,
+// measuring with CLOCK_MONOTONIC how long it really spent inside the sleeps. Built -O0 -no-pie
+// so the test can check raw return addresses against `nm` without the symbolizer.
+// Usage: offcpu_two_waits [rounds [long_ms short_ms]].
 // Prints one line: "tid=<tid> long_ns=<n> short_ns=<n>".
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -25,13 +26,18 @@ static long long sleep_ms(long ms)
     return now_ns() - t0;
 }
 
-__attribute__((noinline)) long long wait_long(void) { return sleep_ms(30); }
-__attribute__((noinline)) long long wait_short(void) { return sleep_ms(10); }
+static long long_ms = 30, short_ms = 10;
+
+__attribute__((noinline)) long long wait_long(void) { return sleep_ms(long_ms); }
+__attribute__((noinline)) long long wait_short(void) { return sleep_ms(short_ms); }
 
 int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : 25;
-    /* Give the tracer a moment to see the process start before the first wait. */
+    if (argc > 3) {
+        long_ms = atol(argv[2]);
+        short_ms = atol(argv[3]);
+    }
     long long long_ns = 0, short_ns = 0;
     for (int i = 0; i < rounds; i++) {
         long_ns += wait_long();

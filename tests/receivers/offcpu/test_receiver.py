@@ -1,0 +1,192 @@
+"""The offcpu receiver on the real kernel against workloads that measure their own waits.
+
+offcpu_two_waits sleeps in wait_long() and wait_short() and prints how long it really slept;
+it is built -no-pie so raw user addresses can be checked against ``nm`` symbol ranges without
+any symbolizer. offcpu_fsync waits in fsync (uninterruptible, D state) on a real disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.component import CreateSettings
+from collector.host import Host
+from collector.model import MISSING_USER_STACK, RawBatch, RawSample
+from receivers.offcpu import factory
+from receivers.offcpu.config import OffCpuConfig
+from tests.support.workloads import build, symbol_ranges
+
+pytestmark = pytest.mark.bpf
+
+NOPIE = ("-no-pie",)
+
+
+class ListConsumer:
+    def __init__(self) -> None:
+        self.batches: list[RawBatch] = []
+
+    def consume(self, batch: RawBatch) -> bool:
+        self.batches.append(batch)
+        return True
+
+
+class RecordingProcesses:
+    """Stands in for host.processes to record which calls the receiver makes."""
+
+    def __init__(self) -> None:
+        self.observed: list[int] = []
+        self.exited: list[int] = []
+
+    def observe(self, pid: int) -> None:
+        self.observed.append(pid)
+
+    def exec(self, pid: int) -> None:
+        pass
+
+    def exit(self, pid: int) -> None:
+        self.exited.append(pid)
+
+
+class Run:
+    def __init__(self, consumer: ListConsumer, host: Host, procs: RecordingProcesses) -> None:
+        self.consumer = consumer
+        self.host = host
+        self.procs = procs
+        self.outputs: dict[int, dict[str, int]] = {}  # pid -> parsed "key=value" output
+        self.window = (0, 0)
+
+    def samples(self, pid: int) -> list[RawSample]:
+        return [s for b in self.consumer.batches for s in b.samples if s.pid == pid]
+
+    def total(self, pid: int) -> int:
+        return sum(s.value for s in self.samples(pid))
+
+
+async def _run(config: OffCpuConfig, *argvs: list[str]) -> Run:
+    consumer = ListConsumer()
+    host = Host()
+    procs = RecordingProcesses()
+    host._processes = procs  # type: ignore[assignment]
+    receiver = factory.create(
+        CreateSettings(id="offcpu", logger=logging.getLogger("test"), consumer=consumer), config
+    )
+    run = Run(consumer, host, procs)
+    t0 = time.time_ns()
+    await receiver.start(host)
+    children = [
+        await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE) for argv in argvs
+    ]
+    for child in children:
+        out, _ = await child.communicate()
+        assert child.returncode == 0, argvs
+        run.outputs[child.pid] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", out.decode())}
+    await receiver.shutdown()
+    await receiver.shutdown()  # idempotent
+    run.window = (t0, time.time_ns())
+    return run
+
+
+def _split(run: Run, pid: int, binary: Path) -> tuple[int, int, int]:
+    """Off-CPU ns attributed to wait_long, wait_short and neither, by raw return addresses."""
+    ranges = symbol_ranges(binary)
+    lo_long, hi_long = ranges["wait_long"]
+    lo_short, hi_short = ranges["wait_short"]
+    long_ns = short_ns = other = 0
+    for s in run.samples(pid):
+        if any(lo_long <= a < hi_long for a in s.user_stack):
+            long_ns += s.value
+        elif any(lo_short <= a < hi_short for a in s.user_stack):
+            short_ns += s.value
+        else:
+            other += s.value
+    return long_ns, short_ns, other
+
+
+@pytest.mark.parametrize("hook", ["raw_tracepoint", "tracepoint"])
+def test_split_between_functions_and_total_match_the_truth(hook: str) -> None:
+    binary = build("offcpu_two_waits", NOPIE)
+    run = asyncio.run(_run(OffCpuConfig(hook=hook), [str(binary), "25", "30", "10"]))
+    [(pid, out)] = run.outputs.items()
+    truth = out["long_ns"] + out["short_ns"]
+    long_ns, short_ns, other = _split(run, pid, binary)
+
+    share = long_ns / max(long_ns + short_ns, 1)
+    assert abs(share - 0.75) <= 0.05, (long_ns, short_ns, other)
+    assert abs(long_ns + short_ns + other - truth) <= 0.15 * truth, (run.total(pid), truth)
+    assert other <= 0.05 * truth  # nearly every wait is in one of the two functions
+
+    samples = run.samples(pid)
+    assert len(samples) >= 50  # one per wait (the process's start-up waits come on top)
+    t0, t1 = run.window
+    for s in samples:
+        assert s.tid == out["tid"] == pid  # single-threaded: the main thread waits
+        assert s.comm == "offcpu_two_wait"  # comm keeps 15 characters
+        assert t0 <= s.time_ns <= t1
+        assert s.kernel_stack and all(a > 0xFFFF000000000000 for a in s.kernel_stack)
+        assert s.user_stack and s.user_stack[0] != MISSING_USER_STACK
+    batch = run.consumer.batches[0]
+    assert batch.profile_type.name == "off_cpu"
+    assert (batch.profile_type.sample_type, batch.profile_type.sample_unit) == (
+        "off_cpu",
+        "nanoseconds",
+    )
+    assert pid in run.procs.observed and pid in run.procs.exited
+    assert run.host.counters.get("offcpu", "bpf_events") >= len(samples)
+    assert run.host.counters.get("offcpu", "ringbuf_full") == 0
+
+
+def test_sample_ratio_scales_values_so_the_total_stays_unbiased() -> None:
+    binary = build("offcpu_two_waits", NOPIE)
+    # 600 short waits: half of them recorded; the scaled total estimates the whole.
+    config = OffCpuConfig(sample_ratio=0.5)
+    run = asyncio.run(_run(config, [str(binary), "300", "3", "1"]))
+    [(pid, out)] = run.outputs.items()
+    truth = out["long_ns"] + out["short_ns"]
+    samples = run.samples(pid)
+    assert 0.35 * 600 <= len(samples) <= 0.65 * 600  # sampling really happened
+    assert abs(run.total(pid) - truth) <= 0.15 * truth, (run.total(pid), truth)
+    notes = run.consumer.batches[0].profile_type.notes
+    assert any("scaled by 1/sample_ratio=0.5" in n for n in notes), notes
+
+
+def _fsync_target() -> str:
+    # fsync waits in D state only on a real block device: tmpfs returns at once.
+    folder = tempfile.mkdtemp(prefix="offcpu-", dir="/var/tmp")
+    return os.path.join(folder, "data")
+
+
+def test_uninterruptible_waits_are_selected_by_states() -> None:
+    fsync_bin = build("offcpu_fsync", NOPIE)
+    sleep_bin = build("offcpu_two_waits", NOPIE)
+    argv_fsync = [str(fsync_bin), _fsync_target(), "300"]
+    argv_sleep = [str(sleep_bin), "10", "30", "10"]
+
+    d_run = asyncio.run(_run(OffCpuConfig(states=["uninterruptible"]), argv_fsync, argv_sleep))
+    (fsync_pid, fsync_out), (sleep_pid, _) = d_run.outputs.items()
+    # fsync's time is (nearly all) D-state waiting for the disk; the sleeps are S: absent.
+    assert d_run.total(fsync_pid) >= 0.6 * fsync_out["fsync_ns"], (
+        d_run.total(fsync_pid),
+        fsync_out,
+    )
+    assert d_run.samples(sleep_pid) == []
+    ranges = symbol_ranges(fsync_bin)
+    lo, hi = ranges["write_and_sync"]
+    in_fn = sum(
+        s.value for s in d_run.samples(fsync_pid) if any(lo <= a < hi for a in s.user_stack)
+    )
+    assert in_fn >= 0.9 * d_run.total(fsync_pid)
+
+    s_run = asyncio.run(_run(OffCpuConfig(states=["interruptible"]), argv_fsync, argv_sleep))
+    (fsync_pid, fsync_out), (sleep_pid, sleep_out) = s_run.outputs.items()
+    assert s_run.total(fsync_pid) <= 0.05 * fsync_out["fsync_ns"], s_run.total(fsync_pid)
+    truth = sleep_out["long_ns"] + sleep_out["short_ns"]
+    assert abs(s_run.total(sleep_pid) - truth) <= 0.15 * truth
