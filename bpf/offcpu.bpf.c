@@ -1,19 +1,23 @@
 /* Off-CPU time from sched_switch: how long threads waited, and where (user + kernel stack).
  *
- * At switch-out (prev == current) the blocked thread's stack ids, ids, comm and the time go into
- * an LRU hash; at switch-in (next) the entry is taken out and, if the block lasted within
- * [MIN_BLOCK_NS, MAX_BLOCK_NS], one event goes to the ring buffer (not aggregated: consumers
- * need each wait's pid/tid/time). Only tracepoints, never kprobes. Two hooks:
- *   on_switch_raw  raw tracepoint sched_switch (default; cheaper: no trace record is built).
- *                  Keyed by the task_struct pointer, so no kernel struct offset is ever read.
- *                  Needs the prev_state argument (Linux >= 5.18).
- *   on_switch_tp   classic tracepoint sched:sched_switch, its format fields (an ABI), keyed by tid.
+ * Everything happens on the thread switching out, which is `current` (prev) at sched_switch:
+ *  - if it goes to sleep (S and/or D, per STATE_MASK), its stack ids, comm and the time go into
+ *    its task-local storage (freed with the task: nothing can go stale or fill up);
+ *  - the previous switch on this CPU is when it was last switched in, i.e. when its previous
+ *    wait ended: that wait, if recorded and within [MIN_BLOCK_NS, MAX_BLOCK_NS], becomes one
+ *    ring buffer event (not aggregated: consumers need each wait's pid/tid/time).
+ * So a wait is reported at its thread's next switch-out (or exit), and no kernel struct field
+ * is read: only tracepoint arguments and helpers. No kprobes. Two hooks:
+ *   on_switch_raw  raw tracepoint sched_switch (default, cheaper: no trace record is built);
+ *                  needs the prev_state argument (Linux >= 5.18).
+ *   on_switch_tp   classic tracepoint sched:sched_switch and its format fields (an ABI).
+ * Task storage and bpf_get_current_task_btf need Linux >= 5.11 with BTF.
  *
  * Defines (all optional): STATE_MASK (bit 0: interruptible S, bit 1: uninterruptible D),
- * MIN_BLOCK_NS, MAX_BLOCK_NS, SAMPLE_THRESHOLD (keep a switch-out when bpf_get_prandom_u32() is
- * below it; 0 = keep all), FILTER_PIDS (1: only tgids in pid_filter, filled by user space),
+ * MIN_BLOCK_NS, MAX_BLOCK_NS, SAMPLE_THRESHOLD (record a switch-out when bpf_get_prandom_u32()
+ * is below it; 0 = all), FILTER_PIDS (1: only tgids in pid_filter, filled by user space),
  * USER_STACKS, KERNEL_STACKS, KERNEL_SKIP (frames of the raw tracepoint's own call path to drop
- * from kernel stacks), START_MAP_SIZE, STACK_MAP_SIZE, RINGBUF_PAGES, WAKE_EVERY, KNOWN_PIDS_SIZE. */
+ * from kernel stacks), STACK_MAP_SIZE, RINGBUF_PAGES, WAKE_EVERY, KNOWN_PIDS_SIZE. */
 #include <uapi/linux/ptrace.h>
 
 #include "offcpu.h"
@@ -42,9 +46,6 @@
 #ifndef KERNEL_SKIP
 #define KERNEL_SKIP 0
 #endif
-#ifndef START_MAP_SIZE
-#define START_MAP_SIZE 16384
-#endif
 #ifndef STACK_MAP_SIZE
 #define STACK_MAP_SIZE 16384
 #endif
@@ -58,16 +59,16 @@
 #define KNOWN_PIDS_SIZE 16384
 #endif
 
-struct start_t {
-    u64 time_ns;
+struct wait_t {
+    u64 time_ns; /* switch-out; 0 = no wait recorded */
     u32 pid;
-    u32 tid;
     s32 user_stack_id;
     s32 kernel_stack_id;
     char comm[TASK_COMM_LEN];
 };
 
-BPF_TABLE("lru_hash", u64, struct start_t, start, START_MAP_SIZE);
+BPF_TASK_STORAGE(waits, struct wait_t);
+BPF_PERCPU_ARRAY(last_switch, u64, 1);
 BPF_STACK_TRACE(stacks, STACK_MAP_SIZE);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(counters, u64, OC_NUM);
@@ -78,39 +79,6 @@ static __always_inline void count(u32 idx) {
     u64 *v = counters.lookup(&idx);
     if (v)
         (*v)++;
-}
-
-/* The thread switching out is current: helpers give its ids, comm and stacks. */
-static __always_inline void switch_out(void *ctx, u64 key) {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32;
-    if ((u32)id == 0)
-        return; /* idle */
-#if FILTER_PIDS
-    if (!pid_filter.lookup(&tgid))
-        return;
-#endif
-#if SAMPLE_THRESHOLD
-    if (bpf_get_prandom_u32() >= (u32)SAMPLE_THRESHOLD)
-        return;
-#endif
-    struct start_t s = {};
-    s.pid = tgid;
-    s.tid = (u32)id;
-#if USER_STACKS
-    s.user_stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
-#else
-    s.user_stack_id = -ENOENT;
-#endif
-#if KERNEL_STACKS
-    s.kernel_stack_id = stacks.get_stackid(ctx, KERNEL_SKIP);
-#else
-    s.kernel_stack_id = -ENOENT;
-#endif
-    bpf_get_current_comm(s.comm, sizeof(s.comm));
-    s.time_ns = bpf_ktime_get_boot_ns(); /* last, so the walks above are not counted */
-    if (start.update(&key, &s) != 0)
-        count(OC_START_MAP_FULL);
 }
 
 static __always_inline void count_stack(s32 id, u32 base) {
@@ -126,25 +94,25 @@ static __always_inline void count_stack(s32 id, u32 base) {
         count(base + 3);
 }
 
-static __always_inline void switch_in(u64 key) {
-    struct start_t *sp = start.lookup(&key);
-    if (!sp)
-        return;
-    struct start_t s = *sp;
-    start.delete(&key);
-    u64 now = bpf_ktime_get_boot_ns();
-    u64 delta = now - s.time_ns;
+/* The wait recorded in w ended at t_in (when current was switched back in): report it. */
+static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
+    u64 t_out = w->time_ns;
+    w->time_ns = 0;
+    if (t_in <= t_out)
+        return; /* no switch seen on this CPU since load */
+    u64 delta = t_in - t_out;
     if (delta < MIN_BLOCK_NS)
         return;
     if (delta > MAX_BLOCK_NS) {
         count(OC_ABOVE_MAX_BLOCK);
         return;
     }
+    u32 pid = w->pid;
     u32 flags = 0;
     u64 wake = BPF_RB_NO_WAKEUP;
     u8 one = 1;
-    if (!known_pids.lookup(&s.pid)) {
-        known_pids.update(&s.pid, &one);
+    if (!known_pids.lookup(&pid)) {
+        known_pids.update(&pid, &one);
         flags |= OC_F_NEW_PID;
         /* user space snapshots /proc/<pid>/maps at once, while the process lives */
         wake = BPF_RB_FORCE_WAKEUP;
@@ -160,25 +128,77 @@ static __always_inline void switch_in(u64 key) {
     if (!e) {
         count(OC_RINGBUF_FULL);
         if (flags & OC_F_NEW_PID)
-            known_pids.delete(&s.pid); /* announce it again with its next event */
+            known_pids.delete(&pid); /* announce it again with its next event */
         return;
     }
-    e->time_ns = now;
+    e->time_ns = t_in;
     e->blocked_ns = delta;
     e->kind = OC_EVENT_WAIT;
     e->flags = flags;
-    e->pid = s.pid;
-    e->tid = s.tid;
-    e->user_stack_id = s.user_stack_id;
-    e->kernel_stack_id = s.kernel_stack_id;
+    e->pid = pid;
+    e->tid = tid;
+    e->user_stack_id = w->user_stack_id;
+    e->kernel_stack_id = w->kernel_stack_id;
     e->cpu = bpf_get_smp_processor_id();
     e->_pad = 0;
-    __builtin_memcpy(e->comm, s.comm, sizeof(e->comm));
+    __builtin_memcpy(e->comm, w->comm, sizeof(e->comm));
     events.ringbuf_submit(e, wake);
     count(OC_EVENTS);
     /* counted per emitted event, so the counters describe what user space receives */
-    count_stack(s.user_stack_id, OC_USER_STACK_EFAULT);
-    count_stack(s.kernel_stack_id, OC_KERNEL_STACK_EFAULT);
+    count_stack(w->user_stack_id, OC_USER_STACK_EFAULT);
+    count_stack(w->kernel_stack_id, OC_KERNEL_STACK_EFAULT);
+}
+
+/* Every switch on this CPU: current (prev) has run since the previous switch here, so that
+ * switch's time is when current's last wait ended. Everything is done on current, through
+ * task-local storage: no lookup for `next`, no map that stale entries could fill. */
+static __always_inline void on_switch(void *ctx, u32 sleeping) {
+    u64 now = bpf_ktime_get_boot_ns();
+    u32 zero = 0;
+    u64 *last = last_switch.lookup(&zero);
+    if (!last)
+        return;
+    u64 t_in = *last;
+    *last = now;
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = (u32)id;
+    if (tid == 0)
+        return; /* idle */
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+    struct wait_t *w = waits.task_storage_get(task, 0, 0);
+    if (w && w->time_ns)
+        finish_wait(w, t_in, tid);
+    if (!sleeping)
+        return; /* preempted or yielding: runnable, not waiting */
+    u32 tgid = id >> 32;
+#if FILTER_PIDS
+    if (!pid_filter.lookup(&tgid))
+        return;
+#endif
+#if SAMPLE_THRESHOLD
+    if (bpf_get_prandom_u32() >= (u32)SAMPLE_THRESHOLD)
+        return;
+#endif
+    if (!w) {
+        w = waits.task_storage_get(task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+        if (!w) {
+            count(OC_STORAGE_FULL);
+            return;
+        }
+    }
+    w->pid = tgid;
+#if USER_STACKS
+    w->user_stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
+#else
+    w->user_stack_id = -ENOENT;
+#endif
+#if KERNEL_STACKS
+    w->kernel_stack_id = stacks.get_stackid(ctx, KERNEL_SKIP);
+#else
+    w->kernel_stack_id = -ENOENT;
+#endif
+    bpf_get_current_comm(w->comm, sizeof(w->comm));
+    w->time_ns = bpf_ktime_get_boot_ns(); /* after the walks: they are not waiting time */
 }
 
 /* TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
@@ -187,8 +207,6 @@ static __always_inline void switch_in(u64 key) {
  * tracepoint reports as "I", not "D": they are not counted as uninterruptible waits. */
 int on_switch_raw(struct bpf_raw_tracepoint_args *ctx) {
     u64 preempt = ctx->args[0];
-    u64 prev = ctx->args[1];
-    u64 next = ctx->args[2];
     u32 state = (u32)ctx->args[3];
     u32 bits = 0;
     if (!preempt) {
@@ -197,9 +215,7 @@ int on_switch_raw(struct bpf_raw_tracepoint_args *ctx) {
         else if ((state & 0x2) && !(state & 0x400))
             bits = 2;
     }
-    if (bits & STATE_MASK)
-        switch_out(ctx, prev);
-    switch_in(next);
+    on_switch(ctx, bits & STATE_MASK);
     return 0;
 }
 
@@ -219,22 +235,22 @@ struct sched_switch_tp {
 
 int on_switch_tp(struct sched_switch_tp *ctx) {
     s64 state = ctx->prev_state;
-    if ((state == 1 || state == 2) && (state & STATE_MASK))
-        switch_out(ctx, (u64)(u32)ctx->prev_pid);
-    if (ctx->next_pid != 0)
-        switch_in((u64)(u32)ctx->next_pid);
+    on_switch(ctx, (state == 1 || state == 2) && (state & STATE_MASK));
     return 0;
 }
 
-static __always_inline void lifecycle(u32 kind, u64 start_key) {
+static __always_inline void lifecycle(u32 kind) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
     if (kind == OC_EVENT_EXIT) {
-        /* A thread cannot exit while blocked, so an entry here means a missed switch-in. */
-        if (start.lookup(&start_key)) {
-            start.delete(&start_key);
-            count(OC_STALE_AT_EXIT);
-        }
+        /* The exiting thread's last wait would otherwise be reported at its next switch-out,
+         * which never comes: report it now. It has run since the last switch on this CPU. */
+        struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+        struct wait_t *w = waits.task_storage_get(task, 0, 0);
+        u32 zero = 0;
+        u64 *last = last_switch.lookup(&zero);
+        if (w && w->time_ns && last)
+            finish_wait(w, *last, (u32)id);
         if (tgid != (u32)id)
             return; /* a thread, not the process, exits */
     }
@@ -257,17 +273,11 @@ static __always_inline void lifecycle(u32 kind, u64 start_key) {
 }
 
 int on_exec(void *ctx) {
-    lifecycle(OC_EVENT_EXEC, 0);
+    lifecycle(OC_EVENT_EXEC);
     return 0;
 }
 
-/* The start map key of the exiting thread depends on the switch hook. */
-int on_exit_raw(void *ctx) {
-    lifecycle(OC_EVENT_EXIT, bpf_get_current_task());
-    return 0;
-}
-
-int on_exit_tp(void *ctx) {
-    lifecycle(OC_EVENT_EXIT, (u64)(u32)bpf_get_current_pid_tgid());
+int on_exit(void *ctx) {
+    lifecycle(OC_EVENT_EXIT);
     return 0;
 }

@@ -16,7 +16,7 @@
  * user_stack_id, kernel_stack_id, cpu, pad, comm). Stack ids < 0 are -errno from
  * bpf_get_stackid (-ENOENT when that walk is disabled). */
 struct offcpu_event {
-    u64 time_ns; /* bpf_ktime_get_boot_ns() at switch-in (the end of the wait) */
+    u64 time_ns; /* bpf_ktime_get_boot_ns() at the end of the wait (switch-in) */
     u64 blocked_ns;
     u32 kind;
     u32 flags;
@@ -39,10 +39,9 @@ struct offcpu_event {
 #define OC_KERNEL_STACK_ENOMEM 6
 #define OC_KERNEL_STACK_OTHER 7
 #define OC_RINGBUF_FULL 8     /* event lost: user space fell behind */
-#define OC_START_MAP_FULL 9   /* switch-out not recorded: start map update failed */
+#define OC_STORAGE_FULL 9     /* switch-out not recorded: task storage allocation failed */
 #define OC_ABOVE_MAX_BLOCK 10 /* wait longer than MAX_BLOCK_NS: not emitted */
-#define OC_STALE_AT_EXIT 11   /* start entry left when its thread exited (missed switch-in) */
-#define OC_EVENTS 12          /* wait events emitted */
-#define OC_NUM 13
+#define OC_EVENTS 11          /* wait events emitted */
+#define OC_NUM 12
 
 #endif

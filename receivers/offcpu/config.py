@@ -32,9 +32,6 @@ class OffCpuConfig(ComponentConfig):
     user_stacks: bool = True
     kernel_stacks: bool = True
     stack_map_size: int = Field(16384, ge=64, le=1 << 20)
-    start_map_size: int = Field(
-        16384, ge=64, le=1 << 22, description="threads that can be blocked at once (LRU)"
-    )
     ringbuf_pages: int = Field(256, ge=1, le=1 << 16, description="power of two; 4 KiB pages")
     drain_interval: Duration = Field(1.0, gt=0, le=60, description="seconds between batches")
 

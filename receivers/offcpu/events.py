@@ -28,8 +28,7 @@ BPF_COUNTERS: tuple[str, ...] = (
     "kernel_stack_map_full",
     "kernel_stack_error",
     "ringbuf_full",  # events lost because user space fell behind
-    "start_map_full",  # a switch-out could not be recorded
+    "storage_full",  # a switch-out could not be recorded (task storage allocation failed)
     "above_max_block",  # waits longer than max_block: not reported
-    "stale_at_exit",  # a thread exited with a start entry left (its switch-in was missed)
     "bpf_events",  # wait events emitted
 )

@@ -80,7 +80,6 @@ def bpf_defines(config: OffCpuConfig, ncpus: int) -> dict[str, int]:
         "USER_STACKS": int(config.user_stacks),
         "KERNEL_STACKS": int(config.kernel_stacks),
         "KERNEL_SKIP": _RAW_TP_KERNEL_SKIP if config.hook == "raw_tracepoint" else 0,
-        "START_MAP_SIZE": config.start_map_size,
         "STACK_MAP_SIZE": config.stack_map_size,
         "RINGBUF_PAGES": config.ringbuf_pages,
         # wake the reader when every CPU together may have filled a quarter of the buffer
@@ -146,13 +145,11 @@ class OffCpuReceiver:
         defines = bpf_defines(self._config, os.cpu_count() or 1)
         if self._config.hook == "raw_tracepoint":
             switch = AttachSpec("raw_tracepoint", "on_switch_raw", "sched_switch")
-            on_exit = "on_exit_raw"  # the start map is keyed by task pointer
         else:
             switch = AttachSpec("tracepoint", "on_switch_tp", "sched:sched_switch")
-            on_exit = "on_exit_tp"  # keyed by tid
         attach = [
             switch,
-            AttachSpec("tracepoint", on_exit, "sched:sched_process_exit"),
+            AttachSpec("tracepoint", "on_exit", "sched:sched_process_exit"),
             AttachSpec("tracepoint", "on_exec", "sched:sched_process_exec"),
         ]
         return load("offcpu", defines, attach)
