@@ -180,8 +180,17 @@ def _run(sock: socket.socket, req: dict[str, Any], log: Any) -> None:
     for start in range(0, len(fds), SCM_MAX_FDS):
         chunk = fds[start : start + SCM_MAX_FDS]
         socket.send_fds(sock, [json.dumps({"fds": len(chunk)}).encode()], chunk)
-    manifest = {"maps": maps, "attachments": attachments}
+    manifest = {"maps": maps, "attachments": attachments, "peak_rss_kb": _peak_rss_kb()}
     sock.sendall(json.dumps({"manifest": manifest}).encode())
+
+
+def _peak_rss_kb() -> int:
+    """This child's high-water RSS (bcc + clang), reported so the cost is visible."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 def main() -> None:

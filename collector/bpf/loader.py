@@ -118,11 +118,12 @@ def load(
         raise
     loaded.load_seconds = time.monotonic() - started
     log.info(
-        "bpf program loaded program=%s maps=%d attachments=%d seconds=%.2f",
+        "bpf program loaded program=%s maps=%d attachments=%d seconds=%.2f child_peak_rss_mb=%.1f",
         program,
         len(loaded.maps),
         len(loaded.attachments),
         loaded.load_seconds,
+        reply.get("peak_rss_kb", 0) / 1024,
     )
     return loaded
 
