@@ -8,11 +8,20 @@ two blocking reads, so every switch is an interruptible wait the receiver record
             settings; more variants as `offcpu:<json settings>`
 Modes alternate over several rounds so drift and neighbours hit them alike; medians are
 printed with the slowdown of the storm (wall time per operation) against `none`, and the
-probe process's own CPU seconds.
+probe process's own CPU seconds. Two storm placements:
+  same    both storm processes pinned to CPU 0: pure context-switch cost, very repeatable
+  cross   the same ping-pong as a small C program with one side pinned to each of CPUs 0
+          and 1 (perf bench cannot pin each side): every operation includes two cross-CPU
+          wake-ups from idle (tens of microseconds in this VM; the regime where the naive
+          probe costs ~30 %)
+  spread  perf bench unpinned: the scheduler flips between the two regimes, noisy
+Then, per mode, the in-kernel cost of one sched_switch run of the program (kernel.bpf_stats
+run_time_ns / run_cnt on the same-CPU storm; bcc loads bpf/offcpu.bpf.c with the receiver's
+defines, in a fresh process per mode).
 
 Run as root after scripts/setup.sh test:
-    .venv/bin/python benchmarks/offcpu_overhead.py [--rounds 5] [--loops 300000] \
-        [--mode 'offcpu:{"sample_ratio": 0.1}' ...] [--pin]
+    .venv/bin/python benchmarks/offcpu_overhead.py [--rounds 5] [--placement same spread] \
+        [--mode 'offcpu:{"sample_ratio": 0.1}' ...]
 """
 
 from __future__ import annotations
@@ -31,6 +40,47 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+PINGPONG_C = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+static void pin(int cpu) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    sched_setaffinity(0, sizeof(s), &s);
+}
+int main(int argc, char **argv) {
+    long loops = atol(argv[1]);
+    int a[2], b[2];
+    char c = 0;
+    if (pipe(a) || pipe(b)) return 1;
+    if (fork() == 0) {
+        pin(1);
+        for (long i = 0; i < loops; i++)
+            if (read(a[0], &c, 1) != 1 || write(b[1], &c, 1) != 1)
+                return 1;
+        return 0;
+    }
+    pin(0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0; i < loops; i++)
+        if (write(a[1], &c, 1) != 1 || read(b[0], &c, 1) != 1)
+            return 1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    wait(NULL);
+    double us = (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3;
+    printf("%f usecs/op\n", us / loops);
+    return 0;
+}
+"""
+PINGPONG = Path("/tmp/offcpu-bench-pingpong")
 
 NAIVE = r"""
 BPF_STACK_TRACE(stacks, 16384);
@@ -62,6 +112,38 @@ def child_naive() -> None:
     sys.stdin.readline()
     print(json.dumps({"cpu_s": _cpu_seconds() - cpu0, "samples": 0}), flush=True)
     bpf.cleanup()
+
+
+def child_cost(settings: dict, loops: int) -> None:
+    """ns per run of the sched_switch program on the same-CPU storm (bpf_stats)."""
+    from bcc import BPF
+
+    import bpf as bpf_sources
+    from receivers.offcpu.config import OffCpuConfig
+    from receivers.offcpu.receiver import bpf_defines
+
+    config = OffCpuConfig.model_validate(settings)
+    defines = bpf_defines(config, os.cpu_count() or 1)
+    cflags = [f"-I{bpf_sources.source_dir()}", *(f"-D{k}={v}" for k, v in defines.items())]
+    fn = b"on_switch_raw" if config.hook == "raw_tracepoint" else b"on_switch_tp"
+    bpf = BPF(src_file=str(bpf_sources.source_path("offcpu")).encode(), cflags=cflags)
+    if config.hook == "raw_tracepoint":
+        bpf.attach_raw_tracepoint(tp=b"sched_switch", fn_name=fn)
+    else:
+        bpf.attach_tracepoint(tp=b"sched:sched_switch", fn_name=fn)
+    with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+        was = f.read().strip()
+    with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+        f.write("1")
+    try:
+        storm(loops, "same")
+        with open(f"/proc/self/fdinfo/{bpf.funcs[fn].fd}") as f:
+            info = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    finally:
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write(was)
+    runs = int(info["run_cnt"])
+    print(json.dumps({"ns_per_run": int(info["run_time_ns"]) / max(runs, 1), "runs": runs}))
 
 
 def child_offcpu(settings: dict) -> None:
@@ -101,11 +183,19 @@ def child_offcpu(settings: dict) -> None:
 # -- the parent: alternate modes, run the storm --------------------------------------------
 
 
-def storm(loops: int, pin: bool) -> tuple[float, float]:
+def build_pingpong() -> None:
+    src = PINGPONG.with_suffix(".c")
+    src.write_text(PINGPONG_C)
+    subprocess.run(["gcc", "-O2", "-o", str(PINGPONG), str(src)], check=True)
+
+
+def storm(loops: int, placement: str) -> tuple[float, float]:
     """(wall microseconds per operation, storm CPU microseconds per operation)."""
     argv = ["perf", "bench", "sched", "pipe", "-l", str(loops)]
-    if pin:
+    if placement == "same":
         argv = ["taskset", "-c", "0", *argv]
+    elif placement == "cross":
+        argv = [str(PINGPONG), str(loops)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read() if proc.stdout else ""
     _, status, ru = os.wait4(proc.pid, 0)
@@ -117,9 +207,9 @@ def storm(loops: int, pin: bool) -> tuple[float, float]:
     return float(m.group(1)), (ru.ru_utime + ru.ru_stime) * 1e6 / loops
 
 
-def run_mode(mode: str, loops: int, pin: bool) -> dict:
+def run_mode(mode: str, loops: int, placement: str) -> dict:
     if mode == "none":
-        wall, cpu = storm(loops, pin)
+        wall, cpu = storm(loops, placement)
         return {"wall": wall, "storm_cpu": cpu, "probe_cpu_s": 0.0, "samples": 0}
     if mode == "naive":
         argv = [sys.executable, __file__, "--child", "naive"]
@@ -131,7 +221,7 @@ def run_mode(mode: str, loops: int, pin: bool) -> dict:
     if child.stdout.readline().strip() != "ready":
         raise SystemExit(f"probe {mode} failed to start")
     time.sleep(0.2)
-    wall, cpu = storm(loops, pin)
+    wall, cpu = storm(loops, placement)
     child.stdin.write("stop\n")
     child.stdin.flush()
     result = json.loads(child.stdout.readline())
@@ -148,42 +238,62 @@ def run_mode(mode: str, loops: int, pin: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--loops", type=int, default=300_000)
-    parser.add_argument("--pin", action="store_true", help="both storm processes on CPU 0")
+    parser.add_argument("--same-loops", type=int, default=300_000)
+    parser.add_argument("--cross-loops", type=int, default=50_000)
+    parser.add_argument("--placement", nargs="+", default=["same", "cross"])
     parser.add_argument("--mode", action="append", default=[], help="extra offcpu:<json> mode")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.child[0] == "naive":
             child_naive()
+        elif args.child[0] == "cost":
+            child_cost(json.loads(args.child[1]), args.same_loops)
         else:
             child_offcpu(json.loads(args.child[1]))
         return
     modes = ["none", "naive", "offcpu", *args.mode]
+    build_pingpong()
+    for placement in args.placement:
+        loops = args.same_loops if placement == "same" else args.cross_loops
+        report(placement, modes, args.rounds, loops)
+    print("in-kernel cost per sched_switch (same-CPU storm, bpf_stats)")
+    for mode in modes[2:]:
+        settings = mode.split(":", 1)[1] if ":" in mode else "{}"
+        argv = [sys.executable, __file__, "--child", "cost", settings]
+        argv += ["--same-loops", str(min(args.same_loops, 100_000))]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        cost = json.loads(out.strip().splitlines()[-1])
+        print(f"  {mode:42s} {cost['ns_per_run']:6.0f} ns/run over {cost['runs']} runs")
+
+
+def report(placement: str, modes: list[str], rounds: int, loops: int) -> None:
     results: dict[str, list[dict]] = {m: [] for m in modes}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for mode in modes:
-            res = run_mode(mode, args.loops, args.pin)
+            res = run_mode(mode, loops, placement)
             results[mode].append(res)
             print(
-                f"round {r + 1} {mode:40s} {res['wall']:.3f} us/op wall "
+                f"{placement} round {r + 1} {mode:40s} {res['wall']:.3f} us/op wall "
                 f"{res['storm_cpu']:.3f} us/op cpu samples={res['samples']}",
                 file=sys.stderr,
                 flush=True,
             )
     base = statistics.median(x["wall"] for x in results["none"])
     base_cpu = statistics.median(x["storm_cpu"] for x in results["none"])
-    print(f"storm: perf bench sched pipe -l {args.loops}{' (pinned)' if args.pin else ''}")
+    what = "pipe ping-pong across CPUs 0/1" if placement == "cross" else "perf bench sched pipe"
+    print(f"storm: {what}, {loops} operations, placement {placement}, {rounds} rounds")
     print(f"{'mode':42s} {'us/op':>7s} {'slowdown':>9s} {'cpu/op':>7s} {'probe cpu s':>11s}")
     for mode, runs in results.items():
         wall = statistics.median(x["wall"] for x in runs)
         cpu = statistics.median(x["storm_cpu"] for x in runs)
         probe = statistics.median(x["probe_cpu_s"] for x in runs)
+        samples = statistics.median(x["samples"] for x in runs)
         print(
             f"{mode:42s} {wall:7.3f} {wall / base - 1:+8.1%} {cpu / base_cpu - 1:+7.1%} "
-            f"{probe:11.2f}"
+            f"{probe:11.2f}  samples={samples:.0f}"
         )
-        counters = runs[-1].get("counters")
+        counters = {k: v for k, v in runs[-1].get("counters", {}).items() if k != "bpf_events"}
         if counters:
             print(f"  last round counters: {json.dumps(counters, sort_keys=True)}")
 

@@ -192,3 +192,13 @@ def test_uninterruptible_waits_are_selected_by_states() -> None:
     assert s_run.total(fsync_pid) <= 0.05 * fsync_out["fsync_ns"], s_run.total(fsync_pid)
     truth = sleep_out["long_ns"] + sleep_out["short_ns"]
     assert abs(s_run.total(sleep_pid) - truth) <= 0.15 * truth
+
+
+def test_waits_above_max_block_are_counted_not_reported() -> None:
+    binary = build("offcpu_two_waits", NOPIE)
+    run = asyncio.run(_run(OffCpuConfig(max_block="20ms"), [str(binary), "10", "30", "10"]))
+    [(pid, out)] = run.outputs.items()
+    long_ns, short_ns, _ = _split(run, pid, binary)
+    assert long_ns == 0  # every 30 ms wait is above max_block
+    assert abs(short_ns - out["short_ns"]) <= 0.15 * out["short_ns"]
+    assert run.host.counters.get("offcpu", "above_max_block") >= 10
