@@ -11,9 +11,11 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -160,16 +162,18 @@ def test_sample_ratio_scales_values_so_the_total_stays_unbiased() -> None:
     assert any("scaled by 1/sample_ratio=0.5" in n for n in notes), notes
 
 
-def _fsync_target() -> str:
-    # fsync waits in D state only on a real block device: tmpfs returns at once.
+@pytest.fixture
+def fsync_target() -> Iterator[str]:
+    # fsync waits in D state only on a real block device: tmpfs (often /tmp) returns at once.
     folder = tempfile.mkdtemp(prefix="offcpu-", dir="/var/tmp")
-    return os.path.join(folder, "data")
+    yield os.path.join(folder, "data")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_uninterruptible_waits_are_selected_by_states() -> None:
+def test_uninterruptible_waits_are_selected_by_states(fsync_target: str) -> None:
     fsync_bin = build("offcpu_fsync", NOPIE)
     sleep_bin = build("offcpu_two_waits", NOPIE)
-    argv_fsync = [str(fsync_bin), _fsync_target(), "300"]
+    argv_fsync = [str(fsync_bin), fsync_target, "300"]
     argv_sleep = [str(sleep_bin), "10", "30", "10"]
 
     d_run = asyncio.run(_run(OffCpuConfig(states=["uninterruptible"]), argv_fsync, argv_sleep))
