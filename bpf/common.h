@@ -1,24 +1,32 @@
-/* Structs and constants that BPF programs and the Python readers both use.
- * Keep in sync with receivers/cpu/events.py (struct formats there). */
+/* What every stack-sampling program shares with its Python reader (collector/bpf/events.py):
+ * the event layout, the counter indices, the maps, and the known-process bookkeeping that
+ * wakes user space to snapshot a new process while it lives.
+ *
+ * A program defines PROGRAM_COUNTERS (how many counters of its own follow C_COMMON) before
+ * including this file. Optional defines: RINGBUF_PAGES, STACK_MAP_SIZE, KNOWN_PIDS_SIZE,
+ * FILTER_PIDS (1: only tgids in pid_filter, filled by user space after load). */
 #ifndef COLLECTOR_COMMON_H
 #define COLLECTOR_COMMON_H
+
+#include <uapi/asm-generic/errno-base.h>
 
 #define TASK_COMM_LEN 16
 
 /* event.kind */
-#define EVENT_SAMPLE 0
+#define EVENT_SAMPLE 0 /* a sample (cpu) or a finished wait (offcpu) */
 #define EVENT_EXEC 1
 #define EVENT_EXIT 2
 
 /* event.flags */
-#define EVENT_F_NEW_PID 1 /* first sample of this tgid since load/exec: snapshot it now */
+#define EVENT_F_NEW_PID 1     /* first event of this tgid since load/exec: snapshot it now */
 #define EVENT_F_KERNEL_MODE 2 /* the sample interrupted kernel code */
 
-/* 56 bytes, little endian: "<QIIIIIiiI16s" (time_ns, kind, flags, pid, tid, cpu,
- * user_stack_id, kernel_stack_id, value, comm). Stack ids < 0 are -errno from
- * bpf_get_stackid (or -ENOENT when that walk was disabled). */
+/* 64 bytes, little endian: "<QQIIIIIiiI16s" (time_ns, value, kind, flags, pid, tid, cpu,
+ * user_stack_id, kernel_stack_id, pad, comm). Stack ids < 0 are -errno from bpf_get_stackid
+ * (-ENOENT when that walk is disabled). */
 struct event {
     u64 time_ns; /* bpf_ktime_get_boot_ns() */
+    u64 value;   /* 1 per cpu sample; blocked nanoseconds per off-CPU wait */
     u32 kind;
     u32 flags;
     u32 pid; /* tgid */
@@ -26,21 +34,114 @@ struct event {
     u32 cpu;
     s32 user_stack_id;
     s32 kernel_stack_id;
-    u32 value;
+    u32 _pad;
     char comm[TASK_COMM_LEN];
 };
 
-/* Index in the per-CPU "counters" array. */
-#define C_USER_STACK_EFAULT 0  /* no user stack: kernel thread or exiting task */
-#define C_USER_STACK_EEXIST 1  /* hash collision in the stack map */
-#define C_USER_STACK_ENOMEM 2  /* stack map full */
+/* Index in the per-CPU "counters" array; a program's own counters follow C_COMMON. */
+#define C_USER_STACK_EFAULT 0 /* no user stack: kernel thread or exiting task */
+#define C_USER_STACK_EEXIST 1 /* hash collision in the stack map */
+#define C_USER_STACK_ENOMEM 2 /* stack map full */
 #define C_USER_STACK_OTHER 3
-#define C_KERNEL_STACK_EFAULT 4 /* no kernel stack although in kernel mode */
+#define C_KERNEL_STACK_EFAULT 4
 #define C_KERNEL_STACK_EEXIST 5
 #define C_KERNEL_STACK_ENOMEM 6
 #define C_KERNEL_STACK_OTHER 7
-#define C_RINGBUF_FULL 8        /* event lost: bpf_ringbuf_reserve failed */
-#define C_SAMPLES 9             /* samples seen (before filters that drop) */
-#define C_NUM 10
+#define C_RINGBUF_FULL 8 /* event lost: bpf_ringbuf_reserve failed */
+#define C_EVENTS 9       /* events handed to user space (after every filter) */
+#define C_COMMON 10
+
+#ifndef PROGRAM_COUNTERS
+#define PROGRAM_COUNTERS 0
+#endif
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 256
+#endif
+#ifndef STACK_MAP_SIZE
+#define STACK_MAP_SIZE 16384
+#endif
+#ifndef KNOWN_PIDS_SIZE
+#define KNOWN_PIDS_SIZE 16384
+#endif
+#ifndef FILTER_PIDS
+#define FILTER_PIDS 0
+#endif
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_STACK_TRACE(stacks, STACK_MAP_SIZE);
+BPF_PERCPU_ARRAY(counters, u64, C_COMMON + PROGRAM_COUNTERS);
+BPF_TABLE("lru_hash", u32, u8, known_pids, KNOWN_PIDS_SIZE);
+BPF_HASH(pid_filter, u32, u8, 4096);
+
+static __always_inline void count(u32 idx) {
+    u64 *v = counters.lookup(&idx);
+    if (v)
+        (*v)++;
+}
+
+/* Count why a stack walk failed; base is C_USER_STACK_EFAULT or C_KERNEL_STACK_EFAULT. */
+static __always_inline void count_stack_error(s32 id, u32 base) {
+    if (id >= 0 || id == -ENOENT)
+        return;
+    if (id == -EFAULT)
+        count(base + 0);
+    else if (id == -EEXIST)
+        count(base + 1);
+    else if (id == -ENOMEM)
+        count(base + 2);
+    else
+        count(base + 3);
+}
+
+static __always_inline int pid_selected(u32 tgid) {
+#if FILTER_PIDS
+    return pid_filter.lookup(&tgid) != 0;
+#else
+    return 1;
+#endif
+}
+
+/* Mark tgid known; for a new one set EVENT_F_NEW_PID and return a forced wake-up, so user
+ * space snapshots /proc/<pid>/maps at once (the default adaptive wake-up is skipped while
+ * older no-wakeup records are unread). Otherwise return `wake` unchanged. */
+static __always_inline u64 note_pid(u32 tgid, u32 *flags, u64 wake) {
+    u8 one = 1;
+    if (tgid == 0 || known_pids.lookup(&tgid))
+        return wake;
+    known_pids.update(&tgid, &one);
+    *flags |= EVENT_F_NEW_PID;
+    return BPF_RB_FORCE_WAKEUP;
+}
+
+/* A reserve failed: count it, and announce a new pid again with its next event. */
+static __always_inline void event_lost(u32 tgid, u32 flags) {
+    count(C_RINGBUF_FULL);
+    if (flags & EVENT_F_NEW_PID)
+        known_pids.delete(&tgid);
+}
+
+/* Tell user space that a process it has seen execs or exits (a thread's exit is ignored). */
+static __always_inline void lifecycle_event(u32 kind) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if (kind == EVENT_EXIT && tgid != (u32)id)
+        return;
+    if (!known_pids.lookup(&tgid))
+        return; /* never reported: nothing to tell user space */
+    known_pids.delete(&tgid);
+    struct event *e = events.ringbuf_reserve(sizeof(struct event));
+    if (!e) {
+        count(C_RINGBUF_FULL);
+        return;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->kind = kind;
+    e->pid = tgid;
+    e->tid = (u32)id;
+    e->cpu = bpf_get_smp_processor_id();
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    events.ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
 
 #endif

@@ -15,12 +15,15 @@
  *
  * Defines (all optional): STATE_MASK (bit 0: interruptible S, bit 1: uninterruptible D),
  * MIN_BLOCK_NS, MAX_BLOCK_NS, SAMPLE_THRESHOLD (record a switch-out when bpf_get_prandom_u32()
- * is below it; 0 = all), FILTER_PIDS (1: only tgids in pid_filter, filled by user space),
- * USER_STACKS, KERNEL_STACKS, KERNEL_SKIP (frames of the raw tracepoint's own call path to drop
- * from kernel stacks), STACK_MAP_SIZE, RINGBUF_PAGES, WAKE_EVERY, KNOWN_PIDS_SIZE. */
+ * is below it; 0 = all), USER_STACKS, KERNEL_STACKS, KERNEL_SKIP (frames of the raw
+ * tracepoint's own call path to drop from kernel stacks), WAKE_EVERY, and those of common.h
+ * (FILTER_PIDS, STACK_MAP_SIZE, RINGBUF_PAGES, KNOWN_PIDS_SIZE). */
 #include <uapi/linux/ptrace.h>
 
-#include "offcpu.h"
+#define PROGRAM_COUNTERS 2
+#define C_STORAGE_FULL (C_COMMON + 0)     /* switch-out not recorded: task storage full */
+#define C_ABOVE_MAX_BLOCK (C_COMMON + 1)  /* wait longer than MAX_BLOCK_NS: not emitted */
+#include "common.h"
 
 #ifndef STATE_MASK
 #define STATE_MASK 3
@@ -34,9 +37,6 @@
 #ifndef SAMPLE_THRESHOLD
 #define SAMPLE_THRESHOLD 0
 #endif
-#ifndef FILTER_PIDS
-#define FILTER_PIDS 0
-#endif
 #ifndef USER_STACKS
 #define USER_STACKS 1
 #endif
@@ -46,17 +46,8 @@
 #ifndef KERNEL_SKIP
 #define KERNEL_SKIP 0
 #endif
-#ifndef STACK_MAP_SIZE
-#define STACK_MAP_SIZE 16384
-#endif
-#ifndef RINGBUF_PAGES
-#define RINGBUF_PAGES 256
-#endif
 #ifndef WAKE_EVERY
 #define WAKE_EVERY 1024
-#endif
-#ifndef KNOWN_PIDS_SIZE
-#define KNOWN_PIDS_SIZE 16384
 #endif
 
 struct wait_t {
@@ -69,30 +60,6 @@ struct wait_t {
 
 BPF_TASK_STORAGE(waits, struct wait_t);
 BPF_PERCPU_ARRAY(last_switch, u64, 1);
-BPF_STACK_TRACE(stacks, STACK_MAP_SIZE);
-BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
-BPF_PERCPU_ARRAY(counters, u64, OC_NUM);
-BPF_TABLE("lru_hash", u32, u8, known_pids, KNOWN_PIDS_SIZE);
-BPF_HASH(pid_filter, u32, u8, 4096);
-
-static __always_inline void count(u32 idx) {
-    u64 *v = counters.lookup(&idx);
-    if (v)
-        (*v)++;
-}
-
-static __always_inline void count_stack(s32 id, u32 base) {
-    if (id >= 0 || id == -ENOENT)
-        return;
-    if (id == -EFAULT)
-        count(base + 0);
-    else if (id == -EEXIST)
-        count(base + 1);
-    else if (id == -ENOMEM)
-        count(base + 2);
-    else
-        count(base + 3);
-}
 
 /* The wait recorded in w ended at t_in (when current was switched back in): report it. */
 static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
@@ -104,49 +71,38 @@ static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
     if (delta < MIN_BLOCK_NS)
         return;
     if (delta > MAX_BLOCK_NS) {
-        count(OC_ABOVE_MAX_BLOCK);
+        count(C_ABOVE_MAX_BLOCK);
         return;
     }
     u32 pid = w->pid;
     u32 flags = 0;
-    u64 wake = BPF_RB_NO_WAKEUP;
-    u8 one = 1;
-    if (!known_pids.lookup(&pid)) {
-        known_pids.update(&pid, &one);
-        flags |= OC_F_NEW_PID;
-        /* user space snapshots /proc/<pid>/maps at once, while the process lives */
-        wake = BPF_RB_FORCE_WAKEUP;
-    } else {
-        /* Every WAKE_EVERY events per CPU, wake the reader so the buffer is drained before
-         * it overflows (user space sizes WAKE_EVERY to a quarter of the buffer over all CPUs). */
-        u32 idx = OC_EVENTS;
-        u64 *n = counters.lookup(&idx);
-        if (n && (*n % WAKE_EVERY) == WAKE_EVERY - 1)
-            wake = BPF_RB_FORCE_WAKEUP;
-    }
-    struct offcpu_event *e = events.ringbuf_reserve(sizeof(struct offcpu_event));
+    /* Every WAKE_EVERY events per CPU, wake the reader so the buffer is drained before it
+     * overflows (user space sizes WAKE_EVERY to a quarter of the buffer over all CPUs). */
+    u32 idx = C_EVENTS;
+    u64 *n = counters.lookup(&idx);
+    u64 wake = (n && (*n % WAKE_EVERY) == WAKE_EVERY - 1) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+    wake = note_pid(pid, &flags, wake);
+    struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
-        count(OC_RINGBUF_FULL);
-        if (flags & OC_F_NEW_PID)
-            known_pids.delete(&pid); /* announce it again with its next event */
+        event_lost(pid, flags);
         return;
     }
     e->time_ns = t_in;
-    e->blocked_ns = delta;
-    e->kind = OC_EVENT_WAIT;
+    e->value = delta;
+    e->kind = EVENT_SAMPLE;
     e->flags = flags;
     e->pid = pid;
     e->tid = tid;
+    e->cpu = bpf_get_smp_processor_id();
     e->user_stack_id = w->user_stack_id;
     e->kernel_stack_id = w->kernel_stack_id;
-    e->cpu = bpf_get_smp_processor_id();
     e->_pad = 0;
     __builtin_memcpy(e->comm, w->comm, sizeof(e->comm));
     events.ringbuf_submit(e, wake);
-    count(OC_EVENTS);
+    count(C_EVENTS);
     /* counted per emitted event, so the counters describe what user space receives */
-    count_stack(w->user_stack_id, OC_USER_STACK_EFAULT);
-    count_stack(w->kernel_stack_id, OC_KERNEL_STACK_EFAULT);
+    count_stack_error(w->user_stack_id, C_USER_STACK_EFAULT);
+    count_stack_error(w->kernel_stack_id, C_KERNEL_STACK_EFAULT);
 }
 
 /* Every switch on this CPU: current (prev) has run since the previous switch here, so that
@@ -171,10 +127,8 @@ static __always_inline void on_switch(void *ctx, u32 sleeping) {
     if (!sleeping)
         return; /* preempted or yielding: runnable, not waiting */
     u32 tgid = id >> 32;
-#if FILTER_PIDS
-    if (!pid_filter.lookup(&tgid))
+    if (!pid_selected(tgid))
         return;
-#endif
 #if SAMPLE_THRESHOLD
     if (bpf_get_prandom_u32() >= (u32)SAMPLE_THRESHOLD)
         return;
@@ -182,7 +136,7 @@ static __always_inline void on_switch(void *ctx, u32 sleeping) {
     if (!w) {
         w = waits.task_storage_get(task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
         if (!w) {
-            count(OC_STORAGE_FULL);
+            count(C_STORAGE_FULL);
             return;
         }
     }
@@ -239,45 +193,21 @@ int on_switch_tp(struct sched_switch_tp *ctx) {
     return 0;
 }
 
-static __always_inline void lifecycle(u32 kind) {
+/* An exiting thread's last wait would otherwise be reported at its next switch-out, which
+ * never comes: report it now. It has run since the last switch on this CPU. */
+int on_exit(void *ctx) {
     u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32;
-    if (kind == OC_EVENT_EXIT) {
-        /* The exiting thread's last wait would otherwise be reported at its next switch-out,
-         * which never comes: report it now. It has run since the last switch on this CPU. */
-        struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
-        struct wait_t *w = waits.task_storage_get(task, 0, 0);
-        u32 zero = 0;
-        u64 *last = last_switch.lookup(&zero);
-        if (w && w->time_ns && last)
-            finish_wait(w, *last, (u32)id);
-        if (tgid != (u32)id)
-            return; /* a thread, not the process, exits */
-    }
-    if (!known_pids.lookup(&tgid))
-        return; /* never reported: nothing to tell user space */
-    known_pids.delete(&tgid);
-    struct offcpu_event *e = events.ringbuf_reserve(sizeof(struct offcpu_event));
-    if (!e) {
-        count(OC_RINGBUF_FULL);
-        return;
-    }
-    __builtin_memset(e, 0, sizeof(*e));
-    e->time_ns = bpf_ktime_get_boot_ns();
-    e->kind = kind;
-    e->pid = tgid;
-    e->tid = (u32)id;
-    e->cpu = bpf_get_smp_processor_id();
-    bpf_get_current_comm(e->comm, sizeof(e->comm));
-    events.ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
-}
-
-int on_exec(void *ctx) {
-    lifecycle(OC_EVENT_EXEC);
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+    struct wait_t *w = waits.task_storage_get(task, 0, 0);
+    u32 zero = 0;
+    u64 *last = last_switch.lookup(&zero);
+    if (w && w->time_ns && last)
+        finish_wait(w, *last, (u32)id);
+    lifecycle_event(EVENT_EXIT);
     return 0;
 }
 
-int on_exit(void *ctx) {
-    lifecycle(OC_EVENT_EXIT);
+int on_exec(void *ctx) {
+    lifecycle_event(EVENT_EXEC);
     return 0;
 }

@@ -1,6 +1,6 @@
 /* A tiny program the collector.bpf tests load through the real loader: every exec sends
  * {MAGIC, tgid} to a ringbuf and counts into a per-CPU array; "scratch" is for map tests. */
-#include "common.h"
+/* Standalone: it declares its own maps rather than those of common.h. */
 
 #ifndef MAGIC
 #define MAGIC 0

@@ -17,6 +17,7 @@ import socket
 import sys
 import tempfile
 import traceback
+from pathlib import Path
 from typing import Any
 
 from collector.bpf.attach import PERF_EVENTS, AttachSpec
@@ -144,6 +145,31 @@ def _maps(bpf: Any) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
+_LOCAL_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$')
+
+
+def inline_local_includes(source: Path, include_dir: Path, seen: set[Path] | None = None) -> str:
+    """The source with ``#include "x.h"`` of files in ``include_dir`` pasted in place.
+
+    bcc rewrites map operations (``counters.lookup(...)``) only in the main file, so helpers
+    that use maps cannot live in a header that clang includes. ``#line`` keeps compiler
+    messages pointing at the right file and line.
+    """
+    seen = set() if seen is None else seen
+    out = [f'#line 1 "{source.name}"']
+    for n, line in enumerate(source.read_text().splitlines(), start=1):
+        m = _LOCAL_INCLUDE.match(line)
+        header = include_dir / m.group(1) if m else None
+        if header is None or not header.is_file():
+            out.append(line)
+            continue
+        if header.resolve() not in seen:
+            seen.add(header.resolve())
+            out.append(inline_local_includes(header, include_dir, seen))
+        out.append(f'#line {n + 1} "{source.name}"')
+    return "\n".join(out) + "\n"
+
+
 def _compile(req: dict[str, Any], log: Any) -> Any:
     try:
         from bcc import BPF
@@ -156,8 +182,9 @@ def _compile(req: dict[str, Any], log: Any) -> Any:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or not _DEFINE_VALUE.match(str(value)):
             raise ChildError("runtime", f"bad define {name}={value!r}: names and numbers only")
         cflags.append(f"-D{name}={value}")
+    text = inline_local_includes(Path(req["source"]), Path(req["include_dir"]))
     try:
-        return BPF(src_file=req["source"].encode(), cflags=cflags)
+        return BPF(text=text.encode(), cflags=cflags)
     except Exception as exc:
         log.flush()
         log.seek(0)

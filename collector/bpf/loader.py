@@ -44,12 +44,16 @@ class LoadedProgram:
         except KeyError:
             raise KeyError(f"program {self.program} has no map {name!r}") from None
 
-    def close(self) -> None:
-        """Close every fd: the kernel detaches the programs and frees the maps. Idempotent."""
+    def detach(self) -> None:
+        """Close the attachment fds: the programs stop running; the maps stay readable."""
         for att in self.attachments:
             if att["fd"] >= 0:
                 os.close(att["fd"])
                 att["fd"] = -1
+
+    def close(self) -> None:
+        """Close every fd: the kernel detaches the programs and frees the maps. Idempotent."""
+        self.detach()
         for m in self.maps.values():
             m.close()
 

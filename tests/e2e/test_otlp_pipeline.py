@@ -43,7 +43,7 @@ service:
 CONFIG_A = """
 receivers:
   cpu:
-    frequency: 99
+    frequency: 199
 processors:
   symbolize: {}
 exporters:
@@ -74,7 +74,7 @@ def test_cpu_profile_over_otlp_to_pprof(tmp_path: Path) -> None:
         b.wait_started()
         a = RunningCollector(tmp_path / "a.yaml", env)
         a.wait_started()
-        subprocess.run([str(shares_bin), "4"], check=True)
+        subprocess.run([str(shares_bin), "6"], check=True)
         # No grace period: shutdown itself must drain A's queues and flush its exporter.
     finally:
         rc_a = a.stop() if a is not None else None
@@ -95,7 +95,7 @@ def test_cpu_profile_over_otlp_to_pprof(tmp_path: Path) -> None:
         assert "samples/count" in raw and "cpu/nanoseconds" in raw
     got = {fn: flat.get(fn, 0) for fn in TRUTH}
     total = sum(got.values())
-    assert total >= 200, (got, logs)  # ~4 s at 99 Hz is ~396 samples
+    assert total >= 800, (got, logs)  # ~6 s at 199 Hz is ~1190 samples
     for fn, truth in TRUTH.items():
         assert abs(100.0 * got[fn] / total - truth) <= TOLERANCE_PP, got
     # Nothing lost on the wire: what A sent is what B received and what B's pprof wrote.

@@ -129,7 +129,7 @@ def test_cpu_shares_match_ground_truth(shares_binary: Path) -> None:
     assert all(a >= 1 << 63 for s in kernel for a in s.kernel_stack)
     # Lost stacks are counted, never silent: the BPF counters are read on every drain.
     counters = host.counters.snapshot()["cpu"]
-    assert counters.get("bpf_samples", 0) >= len(consumer.samples)
+    assert counters.get("bpf_events", 0) >= len(consumer.samples)
     missing = sum(1 for s in consumer.samples if s.kernel_stack == (MISSING_KERNEL_STACK,))
     counted = sum(counters.get(k, 0) for k in counters if k.startswith("kernel_stack_"))
     assert missing <= counted + counters.get("stack_lost", 0)

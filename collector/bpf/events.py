@@ -1,12 +1,13 @@
-"""Decoding of the events bpf/cpu.bpf.c writes (layout in bpf/common.h)."""
+"""The event layout and counters every stack-sampling BPF program shares (bpf/common.h)."""
 
 from __future__ import annotations
 
 import errno
 import struct
 
-# struct event in bpf/common.h
-EVENT = struct.Struct("<QIIIIIiiI16s")
+# struct event in bpf/common.h: time_ns, value, kind, flags, pid, tid, cpu, user_stack_id,
+# kernel_stack_id, pad, comm.
+EVENT = struct.Struct("<QQIIIIIiiI16s")
 EVENT_SAMPLE = 0
 EVENT_EXEC = 1
 EVENT_EXIT = 2
@@ -16,16 +17,17 @@ F_KERNEL_MODE = 2
 NEG_EFAULT = -errno.EFAULT
 NEG_ENOENT = -errno.ENOENT
 
-# Index in the per-CPU "counters" array -> counter name reported in host.counters.
-BPF_COUNTERS: tuple[str, ...] = (
+# Index in the per-CPU "counters" array -> name in host.counters; a program's own counters
+# follow these (C_COMMON in bpf/common.h).
+COMMON_COUNTERS: tuple[str, ...] = (
     "user_stack_absent",  # -EFAULT: kernel thread or exiting task, shown without user frames
     "user_stack_collision",  # -EEXIST: stack map hash collision, shown as missing
     "user_stack_map_full",  # -ENOMEM
     "user_stack_error",
-    "kernel_stack_missing",  # -EFAULT in kernel mode
+    "kernel_stack_missing",  # -EFAULT where a kernel stack was expected
     "kernel_stack_collision",
     "kernel_stack_map_full",
     "kernel_stack_error",
     "ringbuf_full",  # events lost because user space fell behind
-    "bpf_samples",  # every perf sample, before the idle/pid filters
+    "bpf_events",  # events handed to user space, after every filter
 )

@@ -1,0 +1,275 @@
+"""The part every stack-sampling receiver shares: load, reader thread, drain, counters.
+
+A subclass names its program and attachments, its own counters and profile type; the BPF
+side (bpf/common.h) writes one 64-byte event per sample into a ring buffer. A reader thread
+waits on it (epoll, timeout ``drain_interval``); BPF wakes it at once only for the first event
+of a new process (so its mappings are snapshotted while it lives) and for exec/exit. Samples
+are handed to the event loop as one RawBatch per ``drain_interval``. Shutdown detaches the
+programs first, then drains, so every event the kernel produced is handed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import struct
+import threading
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+from collector.bpf.attach import AttachSpec
+from collector.bpf.events import (
+    COMMON_COUNTERS,
+    EVENT,
+    EVENT_EXEC,
+    EVENT_EXIT,
+    F_KERNEL_MODE,
+    F_NEW_PID,
+    NEG_EFAULT,
+    NEG_ENOENT,
+)
+from collector.bpf.loader import LoadedProgram, load
+from collector.bpf.ringbuf import RingBuffer
+from collector.bpf.stack_config import StackReceiverConfig
+from collector.bpf.stacks import StackReader
+from collector.component import CreateSettings
+from collector.model import (
+    MISSING_KERNEL_STACK,
+    MISSING_USER_STACK,
+    ProfileType,
+    RawBatch,
+    RawSample,
+)
+
+if TYPE_CHECKING:
+    from collector.host import Host
+
+_U32 = struct.Struct("<I")
+_MISSING_USER = (MISSING_USER_STACK,)
+_MISSING_KERNEL = (MISSING_KERNEL_STACK,)
+
+
+class StackReceiver:
+    """Base of the BPF receivers that emit raw stacks (cpu, offcpu)."""
+
+    program: ClassVar[str]  # bpf/<program>.bpf.c
+    program_counters: ClassVar[tuple[str, ...]] = ()  # names of counters after C_COMMON
+    # A kernel stack id of -EFAULT is "no kernel stack, by design" unless the event's flags
+    # say the sample interrupted kernel code (cpu) or the program always walks it (offcpu).
+    kernel_efault_is_missing: ClassVar[bool] = False
+
+    def __init__(
+        self, settings: CreateSettings, config: StackReceiverConfig, profile_type: ProfileType
+    ) -> None:
+        self._id = settings.id
+        self._log = settings.logger or logging.getLogger(__name__)
+        self._consumer = settings.consumer
+        self._config = config
+        self._profile_type = profile_type
+        self._counter_names = COMMON_COUNTERS + self.program_counters
+        self._comm_re = re.compile(config.comm) if config.comm else None
+        self._comm_ok: dict[bytes, str | None] = {}  # raw comm -> str, or None when filtered
+        self._host: Host | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._prog: LoadedProgram | None = None
+        self._ringbuf: RingBuffer | None = None
+        self._stacks: StackReader | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pending: list[RawSample] = []
+        self._counter_prev = [0] * len(self._counter_names)
+        self._batch_counters: dict[str, int] = {}
+        self._boot_offset = 0
+        self._lost_prev = self._clears_prev = self._discarded_prev = 0
+        self._closed = False
+
+    # -- what a subclass provides ----------------------------------------------------------
+
+    def defines(self) -> dict[str, int]:
+        return self._config.common_defines()
+
+    def attachments(self) -> list[AttachSpec]:
+        raise NotImplementedError
+
+    def value(self, raw: int) -> int:
+        """The sample's value from the event's (e.g. scaled for sampling)."""
+        return raw
+
+    def describe(self) -> str:
+        """key=value settings for the start-up log line."""
+        return ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, host: Host) -> None:
+        self._host = host
+        self._loop = asyncio.get_running_loop()
+        self._prog = await asyncio.to_thread(load, self.program, self.defines(), self.attachments())
+        try:
+            if self._config.pids:
+                pid_filter = self._prog.map("pid_filter")
+                for pid in self._config.pids:
+                    pid_filter.update(_U32.pack(pid), b"\x01")
+            self._ringbuf = RingBuffer(self._prog.map("events"))
+            self._stacks = StackReader(self._prog.map("stacks"))
+        except BaseException:
+            self._prog.close()
+            raise
+        self._thread = threading.Thread(target=self._run, name=f"{self._id}-reader", daemon=True)
+        self._thread.start()
+        self._log.info(
+            "%s receiver started id=%s %s load_seconds=%.2f",
+            self.program,
+            self._id,
+            self.describe(),
+            self._prog.load_seconds,
+        )
+
+    async def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._stop.set()
+            if self._ringbuf is not None:
+                self._ringbuf.wake()
+            await asyncio.to_thread(self._thread.join)
+            await asyncio.sleep(0)  # let batches the thread scheduled go first
+        if self._prog is not None:
+            self._prog.detach()  # no new events from here on: the last drain gets them all
+        if self._ringbuf is not None:
+            self._drain()
+            batch = self._take_batch()
+            if batch is not None and self._consumer is not None:
+                self._consumer.consume(batch)
+            self._ringbuf.close()
+        if self._prog is not None:
+            self._prog.close()
+        self._log.info("%s receiver stopped id=%s", self.program, self._id)
+
+    # -- reader thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        assert self._ringbuf is not None
+        interval = self._config.drain_interval
+        next_emit = time.monotonic() + interval
+        error_logged = False
+        while not self._stop.is_set():
+            self._ringbuf.poll(max(0.0, next_emit - time.monotonic()))
+            if self._stop.is_set():
+                return
+            try:
+                self._drain()
+                if time.monotonic() >= next_emit:
+                    next_emit = time.monotonic() + interval
+                    self._emit(self._take_batch())
+            except Exception:
+                self._count("reader_errors")
+                if not error_logged:
+                    self._log.exception("%s receiver drain failed id=%s", self.program, self._id)
+                    error_logged = True
+                time.sleep(interval)
+
+    def _emit(self, batch: RawBatch | None) -> None:
+        if batch is None or self._consumer is None or self._loop is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._consumer.consume, batch)
+        except RuntimeError:  # loop closed during shutdown
+            self._count("batches_lost_at_shutdown")
+
+    def _take_batch(self) -> RawBatch | None:
+        if not self._pending and not self._batch_counters:
+            return None
+        batch = RawBatch(self._profile_type, self._pending, self._id, self._batch_counters)
+        self._pending = []
+        self._batch_counters = {}
+        return batch
+
+    def _count(self, name: str, n: int = 1) -> None:
+        if not n:
+            return
+        self._batch_counters[name] = self._batch_counters.get(name, 0) + n
+        if self._host is not None:
+            self._host.counters.add(self._id, name, n)
+
+    def _drain(self) -> None:
+        """Read every event, then the BPF counters, then maybe empty the stack map."""
+        assert self._ringbuf is not None and self._stacks is not None
+        self._boot_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        self._ringbuf.drain(self._on_event)
+        self._read_counters()
+        self._stacks.maybe_clear()
+        st, rb = self._stacks, self._ringbuf
+        self._count("stack_lost", st.lost - self._lost_prev)
+        self._count("stack_map_clears", st.clears - self._clears_prev)
+        self._count("ringbuf_discarded", rb.discarded - self._discarded_prev)
+        self._lost_prev, self._clears_prev, self._discarded_prev = st.lost, st.clears, rb.discarded
+
+    def _read_counters(self) -> None:
+        assert self._prog is not None
+        counters = self._prog.map("counters")
+        for i, name in enumerate(self._counter_names):
+            value = counters.percpu_u64_sum(_U32.pack(i))
+            self._count(name, value - self._counter_prev[i])
+            self._counter_prev[i] = value
+
+    def _on_event(self, view: memoryview) -> None:
+        time_ns, value, kind, flags, pid, tid, cpu, ustack, kstack, _pad, raw_comm = EVENT.unpack(
+            view
+        )
+        host = self._host
+        assert host is not None
+        if kind == EVENT_EXEC:
+            host.processes.exec(pid)
+            return
+        if kind == EVENT_EXIT:
+            host.processes.exit(pid)
+            return
+        comm = self._comm_ok.get(raw_comm, "")
+        if comm == "":
+            comm = self._decode_comm(raw_comm)
+        if comm is None:
+            self._count("comm_filtered")
+            return  # the comm regex runs here: BPF cannot match regular expressions
+        if flags & F_NEW_PID:
+            host.processes.observe(pid)
+        self._pending.append(
+            RawSample(
+                pid,
+                tid,
+                cpu,
+                comm,
+                time_ns + self._boot_offset,
+                self.value(value),
+                self._user_stack(ustack),
+                self._kernel_stack(kstack, flags),
+            )
+        )
+
+    def _decode_comm(self, raw: bytes) -> str | None:
+        comm = raw.split(b"\0", 1)[0].decode(errors="replace")
+        keep = self._comm_re is None or self._comm_re.search(comm) is not None
+        if len(self._comm_ok) > 65536:
+            self._comm_ok.clear()
+        self._comm_ok[raw] = comm if keep else None
+        return comm if keep else None
+
+    def _user_stack(self, stack_id: int) -> tuple[int, ...]:
+        if stack_id >= 0:
+            stack = self._stacks.get(stack_id)  # type: ignore[union-attr]
+            return _MISSING_USER if stack is None else stack
+        if stack_id in (NEG_EFAULT, NEG_ENOENT):  # kernel thread, or user stacks disabled
+            return ()
+        return _MISSING_USER
+
+    def _kernel_stack(self, stack_id: int, flags: int) -> tuple[int, ...]:
+        if stack_id >= 0:
+            stack = self._stacks.get(stack_id)  # type: ignore[union-attr]
+            return _MISSING_KERNEL if stack is None else stack
+        if stack_id == NEG_ENOENT:
+            return ()  # kernel stacks disabled
+        if stack_id == NEG_EFAULT and not (self.kernel_efault_is_missing or flags & F_KERNEL_MODE):
+            return ()  # the sample interrupted user code: it has no kernel stack
+        return _MISSING_KERNEL
