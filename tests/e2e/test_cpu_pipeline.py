@@ -130,3 +130,19 @@ def test_short_lived_process_is_symbolized(profiled_run: tuple[Path, str]) -> No
     named = sum(n for s, n in mine.items() if s.endswith(";short_lived_burn_7f3a"))
     # ~0.5 s at 99 Hz is ~50 samples; nearly all of them must carry the function's name.
     assert named >= 0.8 * sum(mine.values()) and named >= 20, mine
+
+
+def test_every_sample_is_accounted_for(profiled_run: tuple[Path, str]) -> None:
+    """What the kernel handed over is what the files hold: no silent loss on the way."""
+    out, logs = profiled_run
+
+    def total(component: str, name: str) -> int:
+        m = re.search(rf"msg='totals component={component} [^']*\b{name}=(\d+)", logs)
+        return int(m.group(1)) if m else 0
+
+    from_kernel = total("cpu", "bpf_events")
+    assert from_kernel > 0, logs
+    assert total("folded", "samples_written") == from_kernel, logs
+    assert total("pprof", "samples_written") == from_kernel, logs
+    assert sum(read_folded(out).values()) == from_kernel
+    assert re.search(r"dropped\w*=[1-9]", logs) is None, logs
