@@ -44,6 +44,10 @@ def _marker(name: str, frame_type: str) -> Location:
 
 MISSING_USER = _marker("[missing user stack]", FRAME_NATIVE)
 MISSING_KERNEL = _marker("[missing kernel stack]", FRAME_KERNEL)
+# A caller address outside every mapping of a known process: the frame-pointer chain left
+# real code (usually a function built without frame pointers). What follows is stack noise,
+# which would make each sample's stack unique, so the stack ends with this marker.
+TRUNCATED = _marker("[stack truncated: no frame pointer]", FRAME_NATIVE)
 
 
 class _Proc:
@@ -193,7 +197,17 @@ class Symbolizer:
             if proc.snap is None and user[0] != MISSING_USER_STACK:
                 self.counters.add(self.component_id, "process_unknown")
             for i, addr in enumerate(user):
-                frames.append(self._user_frame(proc, addr, i > 0))
+                loc = self._user_frame(proc, addr, i > 0)
+                if (
+                    i > 0
+                    and loc.mapping is None
+                    and proc.snap is not None
+                    and loc is not MISSING_USER
+                ):
+                    self.counters.add(self.component_id, "stack_truncated")
+                    frames.append(TRUNCATED)
+                    break
+                frames.append(loc)
         stack = Stack(tuple(frames))
         if len(proc.stacks) >= self.config.max_stacks_per_process:
             proc.stacks.clear()

@@ -286,3 +286,25 @@ def test_processor_runs_through_factory_and_host(fixture_bins: dict[str, Path]) 
         assert out.samples[0].stack.frames[0].label() == "leaf_work"
     finally:
         run.stop()
+
+
+def test_caller_outside_every_mapping_truncates_the_stack(fixture_bins: dict[str, Path]) -> None:
+    """Frame-pointer garbage (a 'return address' in no mapping) ends the stack with a marker,
+    so noise after it cannot make every sample's stack unique."""
+    run = fx.start(fixture_bins["pie"])
+    try:
+        sym, counters = _symbolizer()
+        sym.table.observe(run.pid)
+        a = run.addrs
+        garbage = (0x10, 0x7)  # never mapped: the first page is reserved
+        [s1, s2] = _run(
+            sym,
+            _sample(run.pid, (a["leaf_work"] + 1, garbage[0], a["caller_work"] + 4)),
+            _sample(run.pid, (a["leaf_work"] + 1, garbage[1], a["lib_compute"] + 4)),
+        )
+        labels = [f.label() for f in s1.stack.frames]
+        assert labels == ["leaf_work", "[stack truncated: no frame pointer]"]
+        assert [f.label() for f in s2.stack.frames] == labels
+        assert counters.get("symbolize", "stack_truncated") == 2
+    finally:
+        run.stop()
