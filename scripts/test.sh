@@ -2,7 +2,7 @@
 # Lint, then the whole test suite (real-kernel tests included when run as root).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export GOTOOLCHAIN=local GOCACHE=${GOCACHE:-/tmp/collector-gocache} GOFLAGS=-mod=mod
+export GOTOOLCHAIN=local GOCACHE=${GOCACHE:-/tmp/collector-gocache}
 .venv/bin/ruff check . || { echo "test: ruff found problems" >&2; exit 1; }
 .venv/bin/python -m pytest -ra "$@"
 rc=$?
