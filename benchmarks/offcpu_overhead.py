@@ -5,7 +5,8 @@ two blocking reads, so every switch is an interruptible wait the receiver record
   none      no probe
   naive     a sched_switch tracepoint that walks user+kernel stacks on every switch (bcc)
   offcpu    the offcpu receiver (in a child process, reader thread and all) with default
-            settings; more variants as `offcpu:<json settings>`
+            settings (max_rate 2000/s per CPU); more variants as `offcpu:<json settings>`,
+            e.g. `offcpu:{"max_rate": 0}` for every switch-out recorded
 Modes alternate over several rounds so drift and neighbours hit them alike; medians are
 printed with the slowdown of the storm (wall time per operation) against `none`, and the
 probe process's own CPU seconds. Two storm placements:
@@ -119,6 +120,7 @@ def child_cost(settings: dict, loops: int) -> None:
     from bcc import BPF
 
     import bpf as bpf_sources
+    from collector.bpf.child import inline_local_includes
     from receivers.offcpu.config import OffCpuConfig
     from receivers.offcpu.receiver import bpf_defines
 
@@ -126,7 +128,9 @@ def child_cost(settings: dict, loops: int) -> None:
     defines = bpf_defines(config, os.cpu_count() or 1)
     cflags = [f"-I{bpf_sources.source_dir()}", *(f"-D{k}={v}" for k, v in defines.items())]
     fn = b"on_switch_raw" if config.hook == "raw_tracepoint" else b"on_switch_tp"
-    bpf = BPF(src_file=str(bpf_sources.source_path("offcpu")).encode(), cflags=cflags)
+    # bcc rewrites map operations only in the main file: paste common.h in, as the loader does
+    text = inline_local_includes(bpf_sources.source_path("offcpu"), bpf_sources.source_dir())
+    bpf = BPF(text=text.encode(), cflags=cflags)
     if config.hook == "raw_tracepoint":
         bpf.attach_raw_tracepoint(tp=b"sched_switch", fn_name=fn)
     else:
@@ -252,7 +256,7 @@ def main() -> None:
         else:
             child_offcpu(json.loads(args.child[1]))
         return
-    modes = ["none", "naive", "offcpu", *args.mode]
+    modes = ["none", "naive", "offcpu", 'offcpu:{"max_rate": 0}', *args.mode]
     build_pingpong()
     for placement in args.placement:
         loops = args.same_loops if placement == "same" else args.cross_loops

@@ -21,9 +21,14 @@
 #define EVENT_F_NEW_PID 1     /* first event of this tgid since load/exec: snapshot it now */
 #define EVENT_F_KERNEL_MODE 2 /* the sample interrupted kernel code */
 
+/* event.weight_threshold of an event that was not sampled (value taken as is) */
+#define SAMPLE_UNSAMPLED 0xffffffffu
+
 /* 64 bytes, little endian: "<QQIIIIIiiI16s" (time_ns, value, kind, flags, pid, tid, cpu,
- * user_stack_id, kernel_stack_id, pad, comm). Stack ids < 0 are -errno from bpf_get_stackid
- * (-ENOENT when that walk is disabled). */
+ * user_stack_id, kernel_stack_id, weight_threshold, comm). Stack ids < 0 are -errno from
+ * bpf_get_stackid (-ENOENT when that walk is disabled). weight_threshold: the event was
+ * recorded with probability weight_threshold / 2^32 (a draw of bpf_get_prandom_u32() below it);
+ * SAMPLE_UNSAMPLED (0xffffffff) means always recorded: its value is not to be scaled. */
 struct event {
     u64 time_ns; /* bpf_ktime_get_boot_ns() */
     u64 value;   /* 1 per cpu sample; blocked nanoseconds per off-CPU wait */
@@ -34,7 +39,7 @@ struct event {
     u32 cpu;
     s32 user_stack_id;
     s32 kernel_stack_id;
-    u32 _pad;
+    u32 weight_threshold;
     char comm[TASK_COMM_LEN];
 };
 

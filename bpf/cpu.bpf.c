@@ -46,7 +46,7 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     e->pid = tgid;
     e->tid = (u32)id;
     e->cpu = bpf_get_smp_processor_id();
-    e->_pad = 0;
+    e->weight_threshold = SAMPLE_UNSAMPLED; /* one per perf sample, never rescaled */
 #if USER_STACKS
     e->user_stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
     count_stack_error(e->user_stack_id, C_USER_STACK_EFAULT);

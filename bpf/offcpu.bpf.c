@@ -15,14 +15,16 @@
  *
  * Defines (all optional): STATE_MASK (bit 0: interruptible S, bit 1: uninterruptible D),
  * MIN_BLOCK_NS, MAX_BLOCK_NS, SAMPLE_THRESHOLD (record a switch-out when bpf_get_prandom_u32()
- * is below it; 0 = all), USER_STACKS, KERNEL_STACKS, KERNEL_SKIP (frames of the raw
+ * is below it; 0 = all), MAX_RATE (recorded switch-outs per second per CPU before adaptive
+ * sampling starts; 0 = unlimited), USER_STACKS, KERNEL_STACKS, KERNEL_SKIP (frames of the raw
  * tracepoint's own call path to drop from kernel stacks), WAKE_EVERY, and those of common.h
  * (FILTER_PIDS, STACK_MAP_SIZE, RINGBUF_PAGES, KNOWN_PIDS_SIZE). */
 #include <uapi/linux/ptrace.h>
 
-#define PROGRAM_COUNTERS 2
+#define PROGRAM_COUNTERS 3
 #define C_STORAGE_FULL (C_COMMON + 0)     /* switch-out not recorded: task storage full */
 #define C_ABOVE_MAX_BLOCK (C_COMMON + 1)  /* wait longer than MAX_BLOCK_NS: not emitted */
+#define C_RATE_LIMITED (C_COMMON + 2)     /* switch-out not recorded: MAX_RATE sampling */
 #include "common.h"
 
 #ifndef STATE_MASK
@@ -37,6 +39,9 @@
 #ifndef SAMPLE_THRESHOLD
 #define SAMPLE_THRESHOLD 0
 #endif
+#ifndef MAX_RATE
+#define MAX_RATE 2000
+#endif
 #ifndef USER_STACKS
 #define USER_STACKS 1
 #endif
@@ -50,16 +55,36 @@
 #define WAKE_EVERY 1024
 #endif
 
+#if SAMPLE_THRESHOLD
+#define STATIC_THRESHOLD ((u32)SAMPLE_THRESHOLD)
+#else
+#define STATIC_THRESHOLD SAMPLE_UNSAMPLED
+#endif
+
+/* Adaptive sampling: the rate of candidate switch-outs on a CPU is counted per window of
+ * WINDOW_NS; above WINDOW_BUDGET per window, each is recorded with probability
+ * WINDOW_BUDGET / n, where n is the larger of this and the previous window's count so far. */
+#define WINDOW_NS 100000000ull
+#define WINDOW_BUDGET_RAW ((u64)MAX_RATE * WINDOW_NS / 1000000000ull)
+#define WINDOW_BUDGET (WINDOW_BUDGET_RAW ? WINDOW_BUDGET_RAW : 1)
+
 struct wait_t {
     u64 time_ns; /* switch-out; 0 = no wait recorded */
     u32 pid;
+    u32 threshold; /* recorded with probability threshold / 2^32 (SAMPLE_UNSAMPLED: always) */
     s32 user_stack_id;
     s32 kernel_stack_id;
     char comm[TASK_COMM_LEN];
 };
 
 BPF_TASK_STORAGE(waits, struct wait_t);
-BPF_PERCPU_ARRAY(last_switch, u64, 1);
+struct cpu_state_t {
+    u64 last_switch;  /* time of the previous switch on this CPU */
+    u64 window_start; /* rate window */
+    u64 seen;         /* candidate switch-outs in this window */
+    u64 prev_seen;    /* ... and in the previous one */
+};
+BPF_PERCPU_ARRAY(cpu_state, struct cpu_state_t, 1);
 
 /* The wait recorded in w ended at t_in (when current was switched back in): report it. */
 static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
@@ -96,7 +121,7 @@ static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
     e->cpu = bpf_get_smp_processor_id();
     e->user_stack_id = w->user_stack_id;
     e->kernel_stack_id = w->kernel_stack_id;
-    e->_pad = 0;
+    e->weight_threshold = w->threshold;
     __builtin_memcpy(e->comm, w->comm, sizeof(e->comm));
     events.ringbuf_submit(e, wake);
     count(C_EVENTS);
@@ -111,11 +136,11 @@ static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
 static __always_inline void on_switch(void *ctx, u32 sleeping) {
     u64 now = bpf_ktime_get_boot_ns();
     u32 zero = 0;
-    u64 *last = last_switch.lookup(&zero);
-    if (!last)
+    struct cpu_state_t *cs = cpu_state.lookup(&zero);
+    if (!cs)
         return;
-    u64 t_in = *last;
-    *last = now;
+    u64 t_in = cs->last_switch;
+    cs->last_switch = now;
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
     if (tid == 0)
@@ -129,10 +154,30 @@ static __always_inline void on_switch(void *ctx, u32 sleeping) {
     u32 tgid = id >> 32;
     if (!pid_selected(tgid))
         return;
-#if SAMPLE_THRESHOLD
-    if (bpf_get_prandom_u32() >= (u32)SAMPLE_THRESHOLD)
-        return;
+    u32 threshold = STATIC_THRESHOLD;
+#if MAX_RATE
+    u64 since = now - cs->window_start;
+    if (since >= WINDOW_NS) {
+        cs->prev_seen = since >= 2 * WINDOW_NS ? 0 : cs->seen; /* idle windows saw nothing */
+        cs->seen = 0;
+        cs->window_start = now;
+    }
+    u64 seen = ++cs->seen;
+    u64 n = seen > cs->prev_seen ? seen : cs->prev_seen;
+    if (n > WINDOW_BUDGET) {
+        u64 adaptive = (WINDOW_BUDGET << 32) / n; /* < 2^32 since n > budget */
+        if (adaptive < threshold)
+            threshold = adaptive ? (u32)adaptive : 1;
+    }
 #endif
+    if (threshold != SAMPLE_UNSAMPLED) {
+        u32 draw = bpf_get_prandom_u32();
+        if (draw >= threshold) {
+            if (draw < STATIC_THRESHOLD)
+                count(C_RATE_LIMITED); /* sample_ratio alone would have recorded it */
+            return;
+        }
+    }
     if (!w) {
         w = waits.task_storage_get(task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
         if (!w) {
@@ -141,6 +186,7 @@ static __always_inline void on_switch(void *ctx, u32 sleeping) {
         }
     }
     w->pid = tgid;
+    w->threshold = threshold;
 #if USER_STACKS
     w->user_stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
 #else
@@ -200,9 +246,9 @@ int on_exit(void *ctx) {
     struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
     struct wait_t *w = waits.task_storage_get(task, 0, 0);
     u32 zero = 0;
-    u64 *last = last_switch.lookup(&zero);
-    if (w && w->time_ns && last)
-        finish_wait(w, *last, (u32)id);
+    struct cpu_state_t *cs = cpu_state.lookup(&zero);
+    if (w && w->time_ns && cs)
+        finish_wait(w, cs->last_switch, (u32)id);
     lifecycle_event(EVENT_EXIT);
     return 0;
 }

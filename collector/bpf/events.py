@@ -6,13 +6,15 @@ import errno
 import struct
 
 # struct event in bpf/common.h: time_ns, value, kind, flags, pid, tid, cpu, user_stack_id,
-# kernel_stack_id, pad, comm.
+# kernel_stack_id, weight_threshold, comm. weight_threshold: the event was recorded with
+# probability weight_threshold / 2**32; UNSAMPLED means always (value taken as is).
 EVENT = struct.Struct("<QQIIIIIiiI16s")
 EVENT_SAMPLE = 0
 EVENT_EXEC = 1
 EVENT_EXIT = 2
 F_NEW_PID = 1
 F_KERNEL_MODE = 2
+UNSAMPLED = 0xFFFFFFFF
 
 NEG_EFAULT = -errno.EFAULT
 NEG_ENOENT = -errno.ENOENT

@@ -92,8 +92,9 @@ class StackReceiver:
     def attachments(self) -> list[AttachSpec]:
         raise NotImplementedError
 
-    def value(self, raw: int) -> int:
-        """The sample's value from the event's (e.g. scaled for sampling)."""
+    def value(self, raw: int, threshold: int) -> int:
+        """The sample's value from the event's; ``threshold`` is its weight_threshold (it was
+        recorded with probability threshold / 2**32, events.UNSAMPLED: always)."""
         return raw
 
     def describe(self) -> str:
@@ -216,8 +217,8 @@ class StackReceiver:
             self._counter_prev[i] = value
 
     def _on_event(self, view: memoryview) -> None:
-        time_ns, value, kind, flags, pid, tid, cpu, ustack, kstack, _pad, raw_comm = EVENT.unpack(
-            view
+        time_ns, value, kind, flags, pid, tid, cpu, ustack, kstack, threshold, raw_comm = (
+            EVENT.unpack(view)
         )
         host = self._host
         assert host is not None
@@ -242,7 +243,7 @@ class StackReceiver:
                 cpu,
                 comm,
                 time_ns + self._boot_offset,
-                self.value(value),
+                self.value(value, threshold),
                 self._user_stack(ustack),
                 self._kernel_stack(kstack, flags),
             )

@@ -23,6 +23,12 @@ class OffCpuConfig(StackReceiverConfig):
     sample_ratio: float = Field(
         1.0, gt=0, le=1, description="fraction of switch-outs recorded; values scaled by 1/ratio"
     )
+    max_rate: int = Field(
+        2000,
+        ge=0,
+        le=10_000_000,
+        description="switch-outs recorded per second per CPU before adaptive sampling; 0 = all",
+    )
     hook: Literal["raw_tracepoint", "tracepoint"] = Field(
         "raw_tracepoint", description="raw_tracepoint (Linux >= 5.18, cheaper) or tracepoint"
     )

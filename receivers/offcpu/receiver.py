@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from collector.bpf.attach import AttachSpec
-from collector.bpf.events import EVENT
+from collector.bpf.events import EVENT, UNSAMPLED
 from collector.bpf.stack_receiver import StackReceiver
 from collector.component import CreateSettings
 from collector.model import ProfileType
@@ -22,6 +22,7 @@ STATE_BITS = {"interruptible": 1, "uninterruptible": 2}
 # bpf_trace_run4 on Linux 6.x); the classic tracepoint starts at __schedule already.
 _RAW_TP_KERNEL_SKIP = 2
 _EVENT_BYTES = EVENT.size + 8  # ringbuf record header
+_TWO_32 = float(1 << 32)
 
 
 def profile_type(config: OffCpuConfig) -> ProfileType:
@@ -31,9 +32,11 @@ def profile_type(config: OffCpuConfig) -> ProfileType:
         f"min_block={config.min_block:g}s"
         + (f" max_block={config.max_block:g}s" if config.max_block is not None else ""),
     ]
-    if config.sample_ratio < 1:
+    if config.sample_ratio < 1 or config.max_rate:
+        limit = f"max_rate={config.max_rate}/s per CPU" if config.max_rate else "max_rate=none"
         notes.append(
-            f"values scaled by 1/sample_ratio={config.sample_ratio:g}: switch-outs are sampled"
+            "values are scaled by the inverse of each wait's sampling probability "
+            f"(sample_ratio={config.sample_ratio:g}, {limit})"
         )
     return ProfileType(
         name="off_cpu", sample_type="off_cpu", sample_unit="nanoseconds", notes=tuple(notes)
@@ -48,8 +51,11 @@ def bpf_defines(config: OffCpuConfig, ncpus: int) -> dict[str, int]:
         **config.common_defines(),
         "STATE_MASK": sum(STATE_BITS[s] for s in set(config.states)),
         "MIN_BLOCK_NS": int(config.min_block * 1e9),
-        "MAX_BLOCK_NS": int(config.max_block * 1e9) if config.max_block is not None else (1 << 63),
+        "MAX_BLOCK_NS": int(config.max_block * 1e9)
+        if config.max_block is not None
+        else (1 << 63) - 1,
         "SAMPLE_THRESHOLD": 0 if ratio >= 1 else max(1, int(ratio * (1 << 32))),
+        "MAX_RATE": config.max_rate,
         "KERNEL_SKIP": _RAW_TP_KERNEL_SKIP if config.hook == "raw_tracepoint" else 0,
         # wake the reader when every CPU together may have filled a quarter of the buffer
         "WAKE_EVERY": max(1, capacity // (4 * max(ncpus, 1))),
@@ -58,13 +64,12 @@ def bpf_defines(config: OffCpuConfig, ncpus: int) -> dict[str, int]:
 
 class OffCpuReceiver(StackReceiver):
     program = "offcpu"
-    program_counters = ("storage_full", "above_max_block")
+    program_counters = ("storage_full", "above_max_block", "rate_limited")
     kernel_efault_is_missing = True  # a wait always has a kernel stack (__schedule)
 
     def __init__(self, settings: CreateSettings, config: OffCpuConfig) -> None:
         super().__init__(settings, config, profile_type(config))
         self._off_config = config
-        self._scale = 1.0 / config.sample_ratio
 
     def defines(self) -> dict[str, int]:
         return bpf_defines(self._off_config, os.cpu_count() or 1)
@@ -80,12 +85,16 @@ class OffCpuReceiver(StackReceiver):
             AttachSpec("tracepoint", "on_exec", "sched:sched_process_exec"),
         ]
 
-    def value(self, raw: int) -> int:
-        return round(raw * self._scale)  # unbiased totals when switch-outs are sampled
+    def value(self, raw: int, threshold: int) -> int:
+        # Horvitz-Thompson: the wait was recorded with probability threshold / 2**32, so
+        # dividing by it keeps totals unbiased however the probability varied per wait.
+        if threshold >= UNSAMPLED or threshold == 0:
+            return raw
+        return round(raw * _TWO_32 / threshold)
 
     def describe(self) -> str:
         c = self._off_config
         return (
             f"hook={c.hook} states={','.join(c.states)} min_block={c.min_block:g}s "
-            f"sample_ratio={c.sample_ratio:g}"
+            f"sample_ratio={c.sample_ratio:g} max_rate={c.max_rate}"
         )

@@ -21,7 +21,8 @@ def test_defaults_reach_bpf_as_defines() -> None:
     d = bpf_defines(config, ncpus=2)
     assert d["STATE_MASK"] == 3  # interruptible + uninterruptible
     assert d["MIN_BLOCK_NS"] == int(config.min_block * 1e9)
-    assert d["SAMPLE_THRESHOLD"] == 0  # keep every switch-out
+    assert d["SAMPLE_THRESHOLD"] == 0  # no static sampling
+    assert d["MAX_RATE"] == 2000  # adaptive sampling above 2000 switch-outs/s per CPU
     assert d["FILTER_PIDS"] == 0
     assert d["KERNEL_SKIP"] == 2  # raw tracepoint hook
     assert 1 <= d["WAKE_EVERY"] * 2 * 72 <= config.ringbuf_pages * 4096 // 2
@@ -36,12 +37,14 @@ def test_settings_map_to_defines() -> None:
             "sample_ratio": 0.25,
             "pids": [42],
             "hook": "tracepoint",
+            "max_rate": 0,
         }
     )
     d = bpf_defines(config, ncpus=4)
     assert d["STATE_MASK"] == 2
     assert (d["MIN_BLOCK_NS"], d["MAX_BLOCK_NS"]) == (1_000_000, 2_000_000_000)
     assert d["SAMPLE_THRESHOLD"] == 1 << 30
+    assert d["MAX_RATE"] == 0
     assert d["FILTER_PIDS"] == 1
     assert d["KERNEL_SKIP"] == 0
 
@@ -49,8 +52,12 @@ def test_settings_map_to_defines() -> None:
 def test_profile_type_is_off_cpu_nanoseconds_with_notes() -> None:
     pt = profile_type(OffCpuConfig(sample_ratio=0.1))
     assert (pt.name, pt.sample_type, pt.sample_unit) == ("off_cpu", "off_cpu", "nanoseconds")
-    assert any("scaled by 1/sample_ratio=0.1" in n for n in pt.notes)
-    assert not any("scaled" in n for n in profile_type(OffCpuConfig()).notes)
+    assert any(
+        "scaled by the inverse of each wait's sampling probability "
+        "(sample_ratio=0.1, max_rate=2000/s per CPU)" in n
+        for n in pt.notes
+    )
+    assert not any("scaled" in n for n in profile_type(OffCpuConfig(max_rate=0)).notes)
 
 
 @pytest.mark.parametrize(
@@ -61,6 +68,8 @@ def test_profile_type_is_off_cpu_nanoseconds_with_notes() -> None:
         ({"states": []}, "at least 1"),
         ({"sample_ratio": 0}, "greater than 0"),
         ({"sample_ratio": 1.5}, "less than or equal to 1"),
+        ({"max_rate": -1}, "greater than or equal to 0"),
+        ({"max_rate": 1.5}, "valid integer"),
         ({"min_block": "1ms", "max_block": "10us"}, "below min_block"),
         ({"min_block": "soon"}, "not a duration"),
         ({"comm": "("}, "not a valid regular expression"),

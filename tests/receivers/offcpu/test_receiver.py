@@ -159,7 +159,43 @@ def test_sample_ratio_scales_values_so_the_total_stays_unbiased() -> None:
     assert 0.35 * 600 <= len(samples) <= 0.65 * 600  # sampling really happened
     assert abs(run.total(pid) - truth) <= 0.15 * truth, (run.total(pid), truth)
     notes = run.consumer.batches[0].profile_type.notes
-    assert any("scaled by 1/sample_ratio=0.5" in n for n in notes), notes
+    assert any("inverse of each wait's sampling probability (sample_ratio=0.5" in n for n in notes)
+
+
+def test_defaults_record_every_wait_of_a_normal_workload() -> None:
+    binary = build("offcpu_two_waits", NOPIE)
+    run = asyncio.run(_run(OffCpuConfig(), [str(binary), "300", "3", "1"]))
+    [(pid, out)] = run.outputs.items()
+    samples = run.samples(pid)
+    assert len(samples) >= 600  # one per wait (start-up waits on top): max_rate never bit
+    assert run.host.counters.get("offcpu", "rate_limited") == 0
+    truth = out["long_ns"] + out["short_ns"]
+    assert abs(run.total(pid) - truth) <= 0.15 * truth, (run.total(pid), truth)
+
+
+def test_max_rate_samples_adaptively_and_keeps_totals_and_split() -> None:
+    binary = build("offcpu_two_waits", NOPIE)
+    # 4000 waits in about 8.5 s (about 470/s) against a budget of 100 recorded switch-outs per
+    # second per CPU: most waits are skipped in BPF, each recorded one is scaled by the inverse
+    # of its own probability. (A budget of 20/s gives too few samples for a 5-point split
+    # tolerance on a run of reasonable length: the split's standard error is about
+    # 0.37/sqrt(samples), so ~400+ samples are needed.)
+    config = OffCpuConfig(max_rate=100)
+    run = asyncio.run(_run(config, [str(binary), "2000", "3", "1"]))
+    [(pid, out)] = run.outputs.items()
+    truth = out["long_ns"] + out["short_ns"]
+    samples = run.samples(pid)
+    assert 200 <= len(samples) <= 0.5 * 4000, len(samples)  # sampled, but still plenty
+    assert run.host.counters.get("offcpu", "rate_limited") > 0
+    long_ns, short_ns, other = _split(run, pid, binary)
+    total = long_ns + short_ns + other
+    assert abs(total - truth) <= 0.15 * truth, (total, truth, len(samples))
+    true_share = out["long_ns"] / truth
+    share = long_ns / max(long_ns + short_ns, 1)
+    assert abs(share - true_share) <= 0.05, (share, true_share, len(samples))
+    assert any(s.value > 2 * 3_500_000 for s in samples)  # scaled: no wait is that long
+    notes = run.consumer.batches[0].profile_type.notes
+    assert any("max_rate=100/s per CPU" in n for n in notes), notes
 
 
 @pytest.fixture
