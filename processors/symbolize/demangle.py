@@ -1,5 +1,6 @@
 """Demangling: C++ (Itanium) through libstdc++'s ``__cxa_demangle`` via ctypes, Rust legacy
-(``_ZN...17h<hash>E``) by hand with the hash dropped. Rust v0 (``_R``) stays mangled."""
+(``_ZN...17h<hash>E``) by hand with the hash dropped, Rust v0 (``_R...``) by hand in rust_v0.py
+with the crate hashes dropped."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import ctypes
 import ctypes.util
 import re
 from functools import lru_cache
+
+from processors.symbolize.rust_v0 import demangle_v0
 
 _RUST_HASH = re.compile(r"h[0-9a-f]{16}")
 _RUST_ESCAPES = {
@@ -119,4 +122,6 @@ def demangle(name: str) -> str:
             return rust
     if name.startswith("_Z"):
         return _cxx(name)
+    if name.startswith(("_R", "R", "__R")):
+        return demangle_v0(name) or name
     return name
