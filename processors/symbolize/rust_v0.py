@@ -426,6 +426,6 @@ def demangle_v0(name: str) -> str | None:
         rest = s[d.pos :]
         if rest and rest[0] not in ".$":
             return None  # anything but a vendor suffix is garbage
-    except _Invalid:
+    except (_Invalid, RecursionError):  # RecursionError: a caller already deep in its stack
         return None
     return "".join(d.out)

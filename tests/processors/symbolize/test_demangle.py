@@ -4,8 +4,10 @@ names against GNU c++filt (libiberty's own Rust v0 demangler) when it is install
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
+import string
 import subprocess
 import time
 
@@ -168,6 +170,26 @@ def test_deep_nesting_unchanged_quickly() -> None:
     assert demangle_v0(deep) is None
     assert demangle_v0(refs) is None
     assert time.perf_counter() - start < 0.5
+
+
+def test_mutated_names_never_raise() -> None:
+    # Seeded random edits of the valid names: each result is a string, never an exception.
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + "_"
+    for _ in range(3000):
+        chars = list(rng.choice(CASES)[0])
+        for _ in range(rng.randint(1, 3)):
+            j = rng.randrange(2, len(chars))
+            op = rng.random()
+            if op < 0.4:
+                chars[j] = rng.choice(alphabet)
+            elif op < 0.7:
+                chars.insert(j, rng.choice(alphabet))
+            else:
+                del chars[j]
+        name = "".join(chars)
+        out = demangle_v0(name)
+        assert out is None or isinstance(out, str)
 
 
 def test_undecodable_punycode_kept_raw() -> None:
