@@ -14,7 +14,7 @@ class SymbolizeConfig(ComponentConfig):
     dwarf_lines: bool = False
     dwarf_max_bytes: int = Field(default=8 << 20, ge=0)  # .debug_info + .debug_line size cap
     inline: bool = False  # expand inlined calls from DWARF DIEs (needs dwarf_lines; costly)
-    demangle: bool = True  # C++ (Itanium) and Rust legacy names
+    demangle: bool = True  # C++ (Itanium), Rust legacy and Rust v0 names
     max_binaries: int = Field(default=256, ge=1)  # loaded ELF files (symbols, DWARF)
     max_processes: int = Field(default=4096, ge=1)  # per-process stack caches
     max_stacks_per_process: int = Field(default=20_000, ge=1)

@@ -118,8 +118,8 @@ def test_rust_legacy_demangling_drops_the_hash() -> None:
     ident = "_$LT$alloc..vec..Vec$LT$T$GT$$u20$as$u20$core..ops..drop..Drop$GT$"
     mangled = f"_ZN{len(ident)}{ident}4drop17h0123456789abcdefE"
     assert demangle(mangled) == "<alloc::vec::Vec<T> as core::ops::drop::Drop>::drop"
-    # v0 stays mangled (documented); plain C names are untouched.
-    assert demangle("_RNvCs1234_7mycrate3foo") == "_RNvCs1234_7mycrate3foo"
+    # v0 goes through its own demangler (tests in test_demangle.py); C names are untouched.
+    assert demangle("_RNvCs1234_7mycrate3foo") == "mycrate::foo"
     assert demangle("main") == "main"
 
 
