@@ -214,11 +214,10 @@ def main() -> None:
         rss = med(mode, "peak_rss_mb")
         print(f"{mode:<14}{tp:>12.0f}{tp / base:>9.4f}{cpu:>11.3f}{rss:>13.1f}")
     child = med("collector", "loader_child_peak_mb")
-    print(f"collector loader child peak RSS (lives ~3 s at start-up): {child:.1f} MB")
-    print(
-        f"time to first profile (1 s flush, busy machine): median {statistics.median(firsts):.2f} s "
-        f"(runs: {', '.join(f'{x:.2f}' for x in firsts)})"
-    )
+    print(f"collector loader child peak RSS (lives ~1 s at start-up): {child:.1f} MB")
+    runs = ", ".join(f"{x:.2f}" for x in firsts)
+    first = statistics.median(firsts)
+    print(f"time to first profile (1 s flush, busy machine): median {first:.2f} s (runs: {runs})")
     rss_ratio = med("collector", "peak_rss_mb") / med("bcc-profile", "peak_rss_mb")
     print(f"ratio: collector/bcc peak RSS = {rss_ratio:.3f}")
     print("note: bcc's profile aggregates in the kernel and does its user-space work (symbolizing")
