@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collector.host import Host
 
 _U32 = struct.Struct("<I")
+COLLISION_CLEAR_S = 10.0
 _MISSING_USER = (MISSING_USER_STACK,)
 _MISSING_KERNEL = (MISSING_KERNEL_STACK,)
 
@@ -82,6 +83,7 @@ class StackReceiver:
         self._batch_counters: dict[str, int] = {}
         self._boot_offset = 0
         self._lost_prev = self._clears_prev = self._discarded_prev = 0
+        self._last_clear = time.monotonic()
         self._closed = False
 
     # -- what a subclass provides ----------------------------------------------------------
@@ -200,21 +202,35 @@ class StackReceiver:
         assert self._ringbuf is not None and self._stacks is not None
         self._boot_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         self._ringbuf.drain(self._on_event)
-        self._read_counters()
-        self._stacks.maybe_clear()
+        collisions = self._read_counters()
+        # A stack that collides with another in the map's hash stays unrecordable until its
+        # bucket is freed, so collisions trigger a clear too (at most every COLLISION_CLEAR_S).
+        now = time.monotonic()
+        cleared = self._stacks.maybe_clear()
+        if not cleared and collisions and now - self._last_clear >= COLLISION_CLEAR_S:
+            self._stacks.clear()
+            cleared = True
+        if cleared:
+            self._last_clear = now
         st, rb = self._stacks, self._ringbuf
         self._count("stack_lost", st.lost - self._lost_prev)
         self._count("stack_map_clears", st.clears - self._clears_prev)
         self._count("ringbuf_discarded", rb.discarded - self._discarded_prev)
         self._lost_prev, self._clears_prev, self._discarded_prev = st.lost, st.clears, rb.discarded
 
-    def _read_counters(self) -> None:
+    def _read_counters(self) -> int:
+        """Add the BPF counters' growth to host.counters; return the new stack collisions."""
         assert self._prog is not None
         counters = self._prog.map("counters")
+        collisions = 0
         for i, name in enumerate(self._counter_names):
             value = counters.percpu_u64_sum(_U32.pack(i))
-            self._count(name, value - self._counter_prev[i])
+            delta = value - self._counter_prev[i]
+            self._count(name, delta)
             self._counter_prev[i] = value
+            if name.endswith("_stack_collision"):
+                collisions += delta
+        return collisions
 
     def _on_event(self, view: memoryview) -> None:
         time_ns, value, kind, flags, pid, tid, cpu, ustack, kstack, threshold, raw_comm = (
