@@ -62,38 +62,23 @@ class ElfReader:
         self.is64 = ident[4] == 2
         self.endian = "<" if ident[5] == 1 else ">"
         e = self.endian
-        if self.is64:
-            (
-                self.type,
-                self.machine,
-                _v,
-                self.entry,
-                phoff,
-                shoff,
-                _f,
-                _eh,
-                phentsize,
-                phnum,
-                shentsize,
-                shnum,
-                shstrndx,
-            ) = struct.unpack_from(e + "HHIQQQIHHHHHH", ident, 16)
-        else:
-            (
-                self.type,
-                self.machine,
-                _v,
-                self.entry,
-                phoff,
-                shoff,
-                _f,
-                _eh,
-                phentsize,
-                phnum,
-                shentsize,
-                shnum,
-                shstrndx,
-            ) = struct.unpack_from(e + "HHIIIIIHHHHHH", ident, 16)
+        # e_type .. e_shstrndx; entry, phoff and shoff are pointer-sized.
+        layout = "HHIQQQIHHHHHH" if self.is64 else "HHIIIIIHHHHHH"
+        (
+            self.type,
+            self.machine,
+            _v,
+            self.entry,
+            phoff,
+            shoff,
+            _f,
+            _eh,
+            phentsize,
+            phnum,
+            shentsize,
+            shnum,
+            shstrndx,
+        ) = struct.unpack_from(e + layout, ident, 16)
         self.segments = self._read_segments(phoff, phentsize, phnum)
         self.section_list = self._read_sections(shoff, shentsize, shnum, shstrndx)
         self.sections: dict[str, Section] = {}
