@@ -44,3 +44,47 @@ class Host:
 
             self._processes = ProcessTable(self.counters)
         return self._processes
+
+
+class ScopedCounters:
+    """Counters a component adds under its own id land under ``<scope>/<id>``.
+
+    A receiver and an exporter may both be called ``otlp``; scoping keeps their counters
+    apart in the collector's reports (``receivers/otlp`` vs ``exporters/otlp``).
+    """
+
+    def __init__(self, base: Counters, scope: str) -> None:
+        self._base = base
+        self._scope = scope
+
+    def add(self, component: str, name: str, n: int = 1) -> None:
+        self._base.add(f"{self._scope}/{component}", name, n)
+
+    def get(self, component: str, name: str) -> int:
+        return self._base.get(f"{self._scope}/{component}", name)
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return self._base.snapshot()
+
+
+class ScopedHost(Host):
+    """What the runtime hands one kind of component: the shared services, scoped counters."""
+
+    def __init__(self, parent: Host, scope: str) -> None:  # no super().__init__: all shared
+        self._parent = parent
+        self._scope = scope
+        self.counters = ScopedCounters(parent.counters, scope)  # type: ignore[assignment]
+
+    @property
+    def processes(self) -> ProcessTable:
+        return self._parent.processes
+
+    @property
+    def fatal_error(self) -> str | None:  # type: ignore[override]
+        return self._parent.fatal_error
+
+    def on_fatal(self, callback: Callable[[str, str], None]) -> None:
+        self._parent.on_fatal(callback)
+
+    def report_fatal(self, component_id: str, message: str) -> None:
+        self._parent.report_fatal(f"{self._scope}/{component_id}", message)

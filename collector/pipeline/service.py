@@ -16,7 +16,7 @@ from typing import Any
 from collector.component import Component, CreateSettings
 from collector.config.load import LoadedConfig
 from collector.errors import CollectorError, RuntimeFailure
-from collector.host import Host
+from collector.host import Host, ScopedHost
 from collector.pipeline.queues import BoundedQueue, FanOut
 
 log = logging.getLogger("collector.service")
@@ -72,8 +72,9 @@ class Service:
             self._receivers[rid] = spec.factory.create(settings, spec.config)
 
     async def _start_one(self, cid: str, comp: Component) -> None:
+        scope = cid.split("/", 1)[0]  # "receivers", "processors" or "exporters"
         try:
-            await comp.start(self.host)
+            await comp.start(ScopedHost(self.host, scope))
         except CollectorError:
             raise
         except Exception as exc:

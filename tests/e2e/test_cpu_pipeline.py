@@ -140,9 +140,9 @@ def test_every_sample_is_accounted_for(profiled_run: tuple[Path, str]) -> None:
         m = re.search(rf"msg='totals component={component} [^']*\b{name}=(\d+)", logs)
         return int(m.group(1)) if m else 0
 
-    from_kernel = total("cpu", "bpf_events")
+    from_kernel = total("receivers/cpu", "bpf_events")
     assert from_kernel > 0, logs
-    assert total("folded", "samples_written") == from_kernel, logs
-    assert total("pprof", "samples_written") == from_kernel, logs
+    assert total("exporters/folded", "samples_written") == from_kernel, logs
+    assert total("exporters/pprof", "samples_written") == from_kernel, logs
     assert sum(read_folded(out).values()) == from_kernel
     assert re.search(r"dropped\w*=[1-9]", logs) is None, logs

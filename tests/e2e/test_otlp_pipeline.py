@@ -99,9 +99,9 @@ def test_cpu_profile_over_otlp_to_pprof(tmp_path: Path) -> None:
     for fn, truth in TRUTH.items():
         assert abs(100.0 * got[fn] / total - truth) <= TOLERANCE_PP, got
     # Nothing lost on the wire: what A sent is what B received and what B's pprof wrote.
-    sent = re.search(r"component=otlp .*sent_samples=(\d+)", a.logs())
-    received = re.search(r"component=otlp .*received_samples=(\d+)", b.logs())
-    written = re.search(r"component=pprof .*samples_written=(\d+)", b.logs())
+    sent = re.search(r"component=exporters/otlp .*sent_samples=(\d+)", a.logs())
+    received = re.search(r"component=receivers/otlp .*received_samples=(\d+)", b.logs())
+    written = re.search(r"component=exporters/pprof .*samples_written=(\d+)", b.logs())
     assert sent and received and written, logs
     assert sent.group(1) == received.group(1) == written.group(1), logs
     assert "refused_requests_invalid" not in b.logs(), logs
