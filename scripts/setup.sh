@@ -79,6 +79,6 @@ stamp="$VENV/.installed-$MODE"
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing the project$extras into $VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".$extras"
+  "$VENV/bin/pip" install -qq --disable-pip-version-check -e ".$extras"  # -qq: errors only
   echo "$want" > "$stamp"
 fi
