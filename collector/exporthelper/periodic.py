@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from collector.component import CreateSettings
 from collector.errors import EnvironmentProblem
 from collector.exporthelper.config import FileExporterConfig
 from collector.host import Host
-from collector.model import ProfileBuilder, ProfileSet, ProfileType, SymbolizedBatch
+from collector.model import ProfileSet, ProfileType, ProfileWindows, SymbolizedBatch
 from collector.telemetry import Counters
 
 Encoder = Callable[[ProfileSet], bytes]
@@ -76,10 +75,9 @@ class PeriodicFileExporter:
         self.suffix = suffix
         self.log = settings.logger or logging.getLogger(__name__)
         self.counters = Counters()
-        self._builders: dict[ProfileType, ProfileBuilder] = {}
+        self._windows = ProfileWindows(config.max_samples)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._window_start = time.time_ns()
         self._seq = 0
         self._closed = False
         self._warned_full = False
@@ -91,7 +89,6 @@ class PeriodicFileExporter:
     async def start(self, host: Host) -> None:
         prepare_directory(self.config.directory, self.id)
         self.counters = host.counters
-        self._window_start = time.time_ns()
         self._task = asyncio.create_task(self._run(), name=f"{self.id} flush timer")
         self.log.info(
             "exporter started id=%s directory=%s interval_s=%g",
@@ -104,11 +101,7 @@ class PeriodicFileExporter:
         if self._closed:
             self.counters.add(self.id, "samples_dropped", len(batch.samples))
             return
-        builder = self._builders.get(batch.profile_type)
-        if builder is None:
-            builder = ProfileBuilder(batch.profile_type, self.config.max_samples)
-            self._builders[batch.profile_type] = builder
-        builder.add_all(batch.samples)
+        builder = self._windows.add(batch)
         if builder.dropped_samples and not self._warned_full:
             self._warned_full = True
             self.log.warning(
@@ -121,9 +114,7 @@ class PeriodicFileExporter:
     async def flush(self) -> list[Path]:
         """Close the current window and write one file per profile type that has samples."""
         async with self._lock:
-            now = time.time_ns()
-            start, self._window_start = self._window_start, now
-            sets = [b.build(start, now) for b in self._builders.values() if len(b)]
+            sets = self._windows.close_all()
             if not sets:
                 return []
             return await asyncio.to_thread(self._write_all, sets)

@@ -22,6 +22,7 @@ from collector.model.raw import (
     cpu_profile_type,
 )
 from collector.model.symbolized import Sample, SymbolizedBatch
+from collector.model.windows import ProfileWindows
 
 __all__ = [
     "FRAME_GO",
@@ -39,6 +40,7 @@ __all__ = [
     "ProfileBuilder",
     "ProfileSet",
     "ProfileType",
+    "ProfileWindows",
     "RawBatch",
     "RawSample",
     "Sample",

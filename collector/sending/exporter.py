@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from collector.component import CreateSettings
 from collector.host import Host
-from collector.model import ProfileBuilder, ProfileSet, ProfileType, SymbolizedBatch
+from collector.model import ProfileSet, ProfileWindows, SymbolizedBatch
 from collector.sending.queue import QueueItem, SendingQueue
 from collector.sending.retry import PermanentError, RetryableError, send_with_retry
 from collector.sending.settings import ProfilesExporterConfig
@@ -58,8 +57,7 @@ class BatchingProfileExporter:
         self.config = config
         self.transport = transport
         self._encode = encode
-        self._builders: dict[ProfileType, ProfileBuilder] = {}
-        self._window_start: dict[ProfileType, int] = {}
+        self._windows = ProfileWindows(config.max_batch_samples)
         self._queue = SendingQueue(
             config.sending_queue.queue_size,
             config.sending_queue.num_consumers,
@@ -93,27 +91,17 @@ class BatchingProfileExporter:
     async def export(self, batch: SymbolizedBatch) -> None:
         if self._stopped:
             return
-        pt = batch.profile_type
-        b = self._builders.get(pt)
-        if b is None:
-            b = self._builders[pt] = ProfileBuilder(pt, self.config.max_batch_samples)
-            self._window_start[pt] = time.time_ns()
-        b.add_all(batch.samples)
-        if len(b) >= self.config.max_batch_samples:
-            await self._flush_type(pt)
+        if len(self._windows.add(batch)) >= self.config.max_batch_samples:
+            ps = self._windows.close(batch.profile_type)
+            if ps is not None:
+                await self._send_set(ps)
 
     async def flush(self) -> None:
-        for pt in list(self._builders):
-            await self._flush_type(pt)
+        for ps in self._windows.close_all():
+            await self._send_set(ps)
 
-    async def _flush_type(self, pt: ProfileType) -> None:
-        b = self._builders[pt]
-        if not len(b):
-            self._window_start[pt] = time.time_ns()
-            return
-        now = time.time_ns()
-        ps = b.build(self._window_start[pt], now)
-        self._window_start[pt] = now
+    async def _send_set(self, ps: ProfileSet) -> None:
+        pt = ps.profile_type
         self._count("dropped_samples_window_full", ps.dropped_samples)
         n = ps.sample_count
         # Encoding is CPU work on a detached ProfileSet: keep it off the event loop.
