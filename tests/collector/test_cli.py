@@ -36,6 +36,20 @@ def run(args: list[str], plugin_dirs: list[Path], **kw) -> subprocess.CompletedP
     return subprocess.run(COLLECTOR + args, capture_output=True, text=True, env=env, cwd=ROOT, **kw)
 
 
+def start_pipeline(plugin_dir: Path, tmp_path: Path, token: str) -> subprocess.Popen[str]:
+    """The collector running the synthetic plugin into tmp_path/out, as a user starts it."""
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(PIPELINE % (tmp_path / "out"))
+    return subprocess.Popen(
+        [*COLLECTOR, "--config", str(cfg)],
+        env=dict(os.environ, PYTHONPATH=str(plugin_dir), SYNTH_TOKEN=token),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_components_lists_builtins_and_plugin_origin(sample_plugin_dir: Path) -> None:
     res = run(["components"], [sample_plugin_dir])
     assert res.returncode == 0, res.stderr
@@ -61,18 +75,8 @@ def test_broken_plugins_are_named(sample_plugin_dir: Path, broken_plugin_dir: Pa
 def test_pipeline_with_plugin_runs_and_flushes_on_sigint(
     sample_plugin_dir: Path, tmp_path: Path
 ) -> None:
-    cfg = tmp_path / "p.yaml"
     out = tmp_path / "out"
-    cfg.write_text(PIPELINE % out)
-    env = dict(os.environ, PYTHONPATH=str(sample_plugin_dir), SYNTH_TOKEN="hunter2")
-    proc = subprocess.Popen(
-        [*COLLECTOR, "--config", str(cfg)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_pipeline(sample_plugin_dir, tmp_path, token="hunter2")
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=20)
@@ -87,17 +91,7 @@ def test_pipeline_with_plugin_runs_and_flushes_on_sigint(
 
 
 def test_sigterm_also_exits_zero(sample_plugin_dir: Path, tmp_path: Path) -> None:
-    cfg = tmp_path / "p.yaml"
-    cfg.write_text(PIPELINE % (tmp_path / "out"))
-    env = dict(os.environ, PYTHONPATH=str(sample_plugin_dir), SYNTH_TOKEN="x")
-    proc = subprocess.Popen(
-        [*COLLECTOR, "--config", str(cfg)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_pipeline(sample_plugin_dir, tmp_path, token="x")
     time.sleep(1.0)
     proc.terminate()
     _, stderr = proc.communicate(timeout=20)
