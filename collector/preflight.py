@@ -15,6 +15,10 @@ CAP_BPF = 39
 
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
+# The raw bpf(2)/perf_event_open(2) numbers in collector/bpf/syscall.py and the ring buffer's
+# reliance on x86-64's strong memory ordering hold for this architecture only.
+SUPPORTED_MACHINES = ("x86_64",)
+
 
 def _effective_caps() -> int:
     try:
@@ -22,9 +26,23 @@ def _effective_caps() -> int:
             for line in f:
                 if line.startswith("CapEff:"):
                     return int(line.split()[1], 16)
-    except OSError:
-        pass
+    except OSError as exc:
+        # Saying "needs root" here would send the user the wrong way.
+        raise EnvironmentProblem(
+            f"cannot read /proc/self/status to check BPF capabilities ({exc.strerror or exc}): "
+            "is /proc mounted?"
+        ) from None
     return 0
+
+
+def check_architecture() -> None:
+    machine = platform.machine()
+    if machine not in SUPPORTED_MACHINES:
+        raise EnvironmentProblem(
+            f"processor architecture {machine or 'unknown'!r} is not supported yet: the BPF "
+            f"receivers run on {', '.join(SUPPORTED_MACHINES)} only (syscall numbers and the "
+            "ring buffer's memory ordering are x86-64 specific)"
+        )
 
 
 def has_bpf_privileges() -> bool:
@@ -43,6 +61,7 @@ def tracefs_path() -> str | None:
 
 def check_bpf(needs_tracefs: bool) -> None:
     """Raise EnvironmentProblem naming the first missing piece and what to do about it."""
+    check_architecture()
     if not has_bpf_privileges():
         raise EnvironmentProblem(
             "loading BPF programs needs root (or CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN): "
