@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from collector.config.duration import Duration
+
 _TYPE = r"[a-z][a-z0-9_]*"
 ID_RE = re.compile(rf"^({_TYPE})(?:/([A-Za-z0-9_.\-]+))?$")
 PIPELINE_RE = re.compile(r"^profiles(?:/[A-Za-z0-9_.\-]+)?$")
@@ -40,7 +42,7 @@ class LogsConfig(_Strict):
 class TelemetryConfig(_Strict):
     logs: LogsConfig = LogsConfig()
     # How often counter changes (drops, lost stacks, files written) are logged.
-    report_interval: float = Field(default=60.0, gt=0)
+    report_interval: Duration = Field(default=60.0, gt=0)
 
 
 class ServiceConfig(_Strict):
@@ -49,7 +51,7 @@ class ServiceConfig(_Strict):
     # Bound of each pipeline's input queue and each exporter's queue, in batches.
     queue_size: int = Field(default=64, ge=1)
     # How long shutdown waits for queues to drain before counting what is left as dropped.
-    shutdown_timeout: float = Field(default=30.0, gt=0)
+    shutdown_timeout: Duration = Field(default=30.0, gt=0)
 
     @field_validator("pipelines")
     @classmethod
