@@ -24,11 +24,33 @@ class TLSSettings(_Settings):
     ca_file: Path | None = None  # trust this CA instead of the system roots
     cert_file: Path | None = None  # client certificate (mutual TLS)
     key_file: Path | None = None
-    insecure_skip_verify: bool = False  # TLS without checking the server (otlp_http only)
+    insecure_skip_verify: bool = False  # TLS without checking the server (otlp_http; gRPC refuses)
     server_name_override: str = ""  # name to check the server certificate against
 
+    def tls_options(self) -> list[str]:
+        """The settings that only mean something when TLS is used, as the user spells them."""
+        on = {
+            "ca_file": self.ca_file is not None,
+            "cert_file": self.cert_file is not None,
+            "key_file": self.key_file is not None,
+            "insecure_skip_verify": self.insecure_skip_verify,
+            "server_name_override": bool(self.server_name_override),
+        }
+        return [f"tls.{k}" for k, v in on.items() if v]
+
     @model_validator(mode="after")
-    def _pairs(self) -> TLSSettings:
+    def _consistent(self) -> TLSSettings:
+        # An option that cannot take effect is refused, never accepted and ignored.
+        if self.insecure and self.tls_options():
+            raise ValueError(
+                f"tls.insecure: true is plain text, so {', '.join(self.tls_options())} would "
+                "be ignored: remove them, or remove tls.insecure to use TLS"
+            )
+        if self.insecure_skip_verify and (self.ca_file is not None or self.server_name_override):
+            raise ValueError(
+                "tls.insecure_skip_verify checks no certificate, so tls.ca_file and "
+                "tls.server_name_override would be ignored: keep one or the other"
+            )
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("tls.cert_file and tls.key_file go together")
         for f in (self.ca_file, self.cert_file, self.key_file):

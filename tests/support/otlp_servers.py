@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import socket
 from dataclasses import dataclass, field
+from ssl import SSLContext
 
 import grpc
 import grpc.aio
@@ -119,9 +120,10 @@ class GrpcProfilesServer:
 
 
 class HttpProfilesServer:
-    def __init__(self, rec: Recorder, port: int = 0) -> None:
+    def __init__(self, rec: Recorder, port: int = 0, ssl: SSLContext | None = None) -> None:
         self.rec = rec
         self.port = port
+        self.ssl = ssl  # HTTPS when given (see tests.support.otlp_tls)
         self.runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -146,7 +148,7 @@ class HttpProfilesServer:
         app.router.add_post("/v1development/profiles", self._handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=self.ssl)
         await site.start()
         self.port = self.runner.addresses[0][1]
 

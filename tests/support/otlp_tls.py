@@ -1,4 +1,4 @@
-"""A throw-away CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+"""A throw-away CA and a server certificate (for 127.0.0.1 unless told), made with openssl."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def _run(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def make_tls(d: Path) -> TlsFiles:
+def make_tls(d: Path, names: str = "IP:127.0.0.1,DNS:localhost") -> TlsFiles:
+    """A CA and a server certificate valid for ``names`` (subjectAltName syntax), in ``d``."""
     ca_key, ca = d / "ca.key", d / "ca.pem"
     key, csr, cert, ext = d / "server.key", d / "server.csr", d / "server.pem", d / "ext.cnf"
     _run(
@@ -46,9 +47,9 @@ def make_tls(d: Path) -> TlsFiles:
         "-out",
         str(csr),
         "-subj",
-        "/CN=127.0.0.1",
+        "/CN=otlp-test-server",
     )
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ext.write_text(f"subjectAltName={names}\n")
     _run(
         "x509",
         "-req",

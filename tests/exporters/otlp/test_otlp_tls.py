@@ -7,13 +7,17 @@ import logging
 from pathlib import Path
 
 import pytest
+import yaml
 
+from collector.config.load import load_config
+from collector.errors import ConfigError
 from collector.host import Host
+from collector.registry import Registry
 from exporters.otlp import factory
 from tests.support.otlp_fixtures import make_batches
 from tests.support.otlp_run import create, fast_retry
 from tests.support.otlp_servers import GrpcProfilesServer, Recorder
-from tests.support.otlp_tls import make_tls
+from tests.support.otlp_tls import TlsFiles, make_tls
 
 SECRET = "Bearer s3cr3t-t0ken-9f8e7d"
 
@@ -106,3 +110,79 @@ def test_print_config_redacts_headers(tmp_path: Path) -> None:
     )
     assert "authorization" in out.stdout
     assert "s3cr3t" not in out.stdout + out.stderr
+
+
+def _send_to_tls_server(tls: TlsFiles, tls_cfg: dict[str, object]) -> tuple[Recorder, Host]:
+    async def main() -> tuple[Recorder, Host]:
+        rec = Recorder()
+        srv = GrpcProfilesServer(rec, tls=(tls.key.read_bytes(), tls.cert.read_bytes()))
+        await srv.start()
+        exp = create(
+            factory,
+            {
+                "endpoint": f"127.0.0.1:{srv.port}",
+                "tls": tls_cfg,
+                "interval": "1h",
+                "timeout": "1s",
+                "retry_on_failure": fast_retry(max_elapsed_time="300ms"),
+            },
+        )
+        host = Host()
+        await exp.start(host)
+        await exp.export(make_batches(50)[0])
+        await exp.shutdown()
+        await srv.stop()
+        return rec, host
+
+    return asyncio.run(main())
+
+
+def test_server_name_override_is_what_gets_verified(tmp_path: Path) -> None:
+    """A certificate for "collector.test" only, served on 127.0.0.1."""
+    tls = make_tls(tmp_path, names="DNS:collector.test")
+    rec, host = _send_to_tls_server(
+        tls, {"ca_file": str(tls.ca), "server_name_override": "collector.test"}
+    )
+    assert rec.samples == 50 and host.counters.get("otlp", "sent_samples") == 50
+    rec, host = _send_to_tls_server(tls, {"ca_file": str(tls.ca)})
+    assert not rec.requests
+    assert host.counters.get("otlp", "failed_samples_retries_exhausted") == 50
+
+
+@pytest.mark.parametrize(
+    ("tls_cfg", "needle"),
+    [
+        ({"insecure_skip_verify": True}, "tls.insecure_skip_verify is not supported by gRPC"),
+        ({"insecure": True, "ca_file": "{ca}"}, "so tls.ca_file would be ignored"),
+        (
+            {"insecure": True, "server_name_override": "collector.test"},
+            "so tls.server_name_override would be ignored",
+        ),
+        (
+            {"insecure": True, "cert_file": "{cert}", "key_file": "{key}"},
+            "so tls.cert_file, tls.key_file would be ignored",
+        ),
+    ],
+)
+def test_tls_settings_that_cannot_apply_are_refused(
+    tmp_path: Path, tls_cfg: dict[str, object], needle: str
+) -> None:
+    tls = make_tls(tmp_path)
+    files = {"{ca}": str(tls.ca), "{cert}": str(tls.cert), "{key}": str(tls.key)}
+    tls_cfg = {k: files.get(v, v) if isinstance(v, str) else v for k, v in tls_cfg.items()}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "receivers": {"otlp": {}},
+                "exporters": {"otlp": {"endpoint": "127.0.0.1:4317", "tls": tls_cfg}},
+                "service": {
+                    "pipelines": {"profiles": {"receivers": ["otlp"], "exporters": ["otlp"]}}
+                },
+            }
+        )
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config([str(cfg)], Registry())
+    msg = str(err.value)
+    assert "\n" not in msg and "exporters.otlp" in msg and needle in msg, msg
