@@ -6,6 +6,7 @@ import gzip
 from functools import partial
 
 from collector.component import CreateSettings, Factory
+from collector.host import Host
 from collector.model import ProfileSet
 from collector.otlp import encode_profile_set
 from collector.sending.exporter import BatchingProfileExporter
@@ -19,9 +20,19 @@ def _encode(config: OtlpHttpExporterConfig, ps: ProfileSet) -> bytes:
     return gzip.compress(body, compresslevel=6) if config.compression == "gzip" else body
 
 
-def create(settings: CreateSettings, config: OtlpHttpExporterConfig) -> BatchingProfileExporter:
+class OtlpHttpExporter(BatchingProfileExporter):
+    """The shared batching exporter; its transport also counts responses it cannot read."""
+
+    transport: HttpTransport
+
+    async def start(self, host: Host) -> None:
+        self.transport.attach(host.counters, self.id, self.log)
+        await super().start(host)
+
+
+def create(settings: CreateSettings, config: OtlpHttpExporterConfig) -> OtlpHttpExporter:
     enc = partial(_encode, config)
-    return BatchingProfileExporter(settings, config, HttpTransport(config), enc)
+    return OtlpHttpExporter(settings, config, HttpTransport(config), enc)
 
 
 factory = Factory(

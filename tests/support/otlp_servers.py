@@ -41,6 +41,7 @@ class Answer:
     retry_delay: float | None = None  # RetryInfo (gRPC) / Retry-After seconds (HTTP)
     retry_after_header: str | None = None  # raw Retry-After (e.g. an HTTP date)
     rejected: int = 0  # partial success
+    http_body: bytes | None = None  # HTTP: this body instead of an ExportProfilesServiceResponse
 
 
 @dataclass
@@ -140,6 +141,8 @@ class HttpProfilesServer:
             body = gzip.decompress(body)
         req = svc.ExportProfilesServiceRequest.FromString(body)
         self.rec.record(req, {k.lower(): v for k, v in request.headers.items()})
+        if a.http_body is not None:
+            return web.Response(body=a.http_body, content_type="application/x-protobuf")
         resp = svc.ExportProfilesServiceResponse()
         return web.Response(body=resp.SerializeToString(), content_type="application/x-protobuf")
 

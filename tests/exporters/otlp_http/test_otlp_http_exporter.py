@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
+
+import pytest
 
 from collector.host import Host
 from exporters.otlp_http import factory
@@ -84,3 +87,25 @@ def test_retry_after_parsing() -> None:
     now = 1_700_000_000.0
     assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now) == 30.0
     assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now) == 0.0
+
+
+def test_unreadable_success_body_is_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 0xff is not a valid protobuf tag: the server said 200, but what did it take?
+    rec = Recorder(script=[Answer(http_body=b"\xff\xff not protobuf")] * 3)
+    with caplog.at_level(logging.WARNING):
+        host, _ = asyncio.run(_run(rec, 300, max_batch_samples=100))
+    assert rec.attempts == 3
+    assert host.counters.get("otlp_http", "responses_unreadable") == 3
+    assert host.counters.get("otlp_http", "sent_samples") == 300  # the server took them
+    lines = [r for r in caplog.records if "responses_unreadable" in r.getMessage()]
+    assert len(lines) == 1 and "not an ExportProfilesServiceResponse" in lines[0].getMessage()
+
+
+def test_unreadable_retry_after_is_counted_and_backoff_decides() -> None:
+    rec = Recorder(script=[Answer(http_status=503, retry_after_header="soon")] * 2)
+    host, _ = asyncio.run(_run(rec))
+    assert rec.attempts == 3 and rec.samples == 100
+    assert host.counters.get("otlp_http", "retry_after_unreadable") == 2
+    assert host.counters.get("otlp_http", "retries") == 2
