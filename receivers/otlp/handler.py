@@ -12,10 +12,6 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
     ExportProfilesServiceRequest,
     ExportProfilesServiceResponse,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 from collector.component import Consumer
 from collector.host import Host
@@ -25,14 +21,14 @@ from collector.otlp import decode_request, validate_request
 
 @dataclass(slots=True)
 class Outcome:
-    status: Literal["ok", "invalid", "unavailable"]
+    status: Literal["ok", "invalid", "unavailable", "unimplemented"]
     message: str = ""
     response: bytes = b""
 
 
 class Handler:
     """Counters: received_requests, received_samples, refused_requests_invalid,
-    refused_samples_pipeline_full, received_spans, refused_requests_oversized (HTTP)."""
+    refused_samples_pipeline_full, traces_refused, refused_requests_oversized (HTTP)."""
 
     def __init__(
         self, receiver_id: str, consumer: Consumer, logger: logging.Logger, strict: bool
@@ -48,7 +44,7 @@ class Handler:
         if self.host is not None:
             self.host.counters.add(self.id, name, n)
 
-    def _invalid(self, why: str) -> Outcome:
+    def invalid(self, why: str) -> Outcome:
         self.count("refused_requests_invalid")
         if "invalid" not in self._logged:
             self._logged.add("invalid")
@@ -78,7 +74,7 @@ class Handler:
         # Parsing and validation are CPU work on untrusted input: keep them off the loop.
         batches, why = await asyncio.to_thread(self._parse, body, req)
         if batches is None:
-            return self._invalid(why)
+            return self.invalid(why)
         refused = accepted = 0
         for b in batches:
             n = len(b.samples)
@@ -96,11 +92,16 @@ class Handler:
             resp.partial_success.error_message = "pipeline full for some profile types"
         return Outcome("ok", response=resp.SerializeToString())
 
-    def traces(self, body: bytes) -> Outcome:
-        try:
-            req = ExportTraceServiceRequest.FromString(body)
-        except DecodeError as e:
-            return self._invalid(f"not an ExportTraceServiceRequest: {e}")
-        n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
-        self.count("received_spans", n)
-        return Outcome("ok", response=ExportTraceServiceResponse().SerializeToString())
+    def traces(self) -> Outcome:
+        """Refused until a traces pipeline exists: answering "ok" would tell the sender its
+        spans were delivered while they were thrown away."""
+        self.count("traces_refused")
+        why = "this collector has no traces pipeline; it accepts OTLP profiles only"
+        if "traces" not in self._logged:
+            self._logged.add("traces")
+            self.log.warning(
+                "%s: refused a traces export: %s (logged once; counted as traces_refused)",
+                self.id,
+                why,
+            )
+        return Outcome("unimplemented", why)

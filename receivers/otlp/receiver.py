@@ -1,4 +1,5 @@
-"""The otlp receiver: ProfilesService (and TraceService) over grpc.aio and aiohttp."""
+"""The otlp receiver: ProfilesService over grpc.aio and aiohttp; TraceService is answered
+UNIMPLEMENTED / 404 (and counted) until a traces pipeline exists."""
 
 from __future__ import annotations
 
@@ -13,10 +14,6 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
     ExportProfilesServiceRequest,
     ExportProfilesServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
 )
 
 from collector.component import CreateSettings
@@ -111,13 +108,15 @@ class OtlpReceiver:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, out.message)
         if out.status == "unavailable":
             await context.abort(grpc.StatusCode.UNAVAILABLE, out.message)
+        if out.status == "unimplemented":
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, out.message)
         return out.response
 
     async def _grpc_profiles(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return await self._grpc_reply(await self.handler.profiles(body), context)
 
     async def _grpc_traces(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._grpc_reply(self.handler.traces(body), context)
+        return await self._grpc_reply(self.handler.traces(), context)
 
     # -- HTTP -------------------------------------------------------------------------------
     async def _start_http(self, endpoint: str) -> None:
@@ -151,7 +150,7 @@ class OtlpReceiver:
             )
 
     def _http_error(self, status: int, message: str, ctype: str) -> web.Response:
-        code = {400: 3, 413: 8, 415: 3, 503: 14}.get(status, 2)
+        code = {400: 3, 404: 12, 413: 8, 415: 3, 503: 14}.get(status, 2)
         if ctype == _JSON:
             body = json.dumps({"code": code, "message": message}).encode()
         else:
@@ -181,24 +180,15 @@ class OtlpReceiver:
             except (json_format.ParseError, UnicodeDecodeError) as e:
                 self.handler.count("received_requests")
                 return self._http_reply(
-                    self.handler._invalid(f"bad JSON: {e}"), ctype, ExportProfilesServiceResponse
+                    self.handler.invalid(f"bad JSON: {e}"), ctype, ExportProfilesServiceResponse
                 )
         out = await self.handler.profiles(body, req)
         return self._http_reply(out, ctype, ExportProfilesServiceResponse)
 
     async def _http_traces(self, request: web.Request) -> web.Response:
-        body = await self._read(request)
-        if isinstance(body, web.Response):
-            return body
-        ctype = request.content_type
-        if ctype == _JSON:
-            try:
-                body = json_format.Parse(body, ExportTraceServiceRequest()).SerializeToString()
-            except (json_format.ParseError, UnicodeDecodeError) as e:
-                return self._http_reply(
-                    self.handler._invalid(f"bad JSON: {e}"), ctype, ExportTraceServiceResponse
-                )
-        return self._http_reply(self.handler.traces(body), ctype, ExportTraceServiceResponse)
+        # The body is not read: nothing would be done with it. JSON senders get a JSON status.
+        ctype = _JSON if request.content_type == _JSON else _PROTO
+        return self._http_error(404, self.handler.traces().message, ctype)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def shutdown(self) -> None:

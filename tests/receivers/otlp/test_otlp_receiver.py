@@ -129,24 +129,39 @@ def test_sample_without_timestamps_gets_profile_time() -> None:
     asyncio.run(main())
 
 
-def test_traces_are_accepted_and_counted() -> None:
+def test_traces_are_refused_and_counted() -> None:
+    """No traces pipeline yet: answering OK would claim delivery of spans thrown away."""
+
     async def main() -> Host:
-        rcv = receiver(ListConsumer())
+        consumer = ListConsumer()
+        rcv = receiver(consumer)
         host = Host()
         await rcv.start(host)
         req = ExportTraceServiceRequest()
         ss = req.resource_spans.add().scope_spans.add()
         for i in range(3):
             ss.spans.add(name=f"s{i}", trace_id=bytes(16), span_id=bytes(8))
-        code, _ = await grpc_call(rcv.grpc_port, TRACES, req.SerializeToString())
+        body = req.SerializeToString()
+        code, why = await grpc_call(rcv.grpc_port, TRACES, body)
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        assert b"no traces pipeline" in why
+        status, resp = await http_post(rcv.http_port, "/v1/traces", body)
+        assert status == 404
+        st = Status.FromString(resp)
+        assert st.code == grpc.StatusCode.UNIMPLEMENTED.value[0]
+        assert "no traces pipeline" in st.message
+        status, resp = await http_post(rcv.http_port, "/v1/traces", b"{}", "application/json")
+        assert status == 404 and "no traces pipeline" in json.loads(resp)["message"]
+        # Profiles still flow on the same ports.
+        code, _ = await grpc_call(rcv.grpc_port, PROFILES, valid_request(10).SerializeToString())
         assert code == grpc.StatusCode.OK
-        status, _ = await http_post(rcv.http_port, "/v1/traces", req.SerializeToString())
-        assert status == 200
         await rcv.shutdown()
+        assert sum(len(b.samples) for b in consumer.batches) == 10
         return host
 
     host = asyncio.run(main())
-    assert host.counters.get("otlp", "received_spans") == 6
+    assert host.counters.get("otlp", "traces_refused") == 3
+    assert host.counters.get("otlp", "refused_requests_invalid") == 0
 
 
 def test_json_over_http() -> None:
