@@ -1,13 +1,31 @@
 """Shared ELF reading: build ids (GNU and Go notes), PT_LOAD segments, sections, and compact
-function symbol tables. Used by the process table and the symbolizer."""
+function symbol tables, all bounded by the file and by per-binary budgets. Used by the process
+table and the symbolizer."""
 
+from collector.elf.dynamic import SymbolSpan, dynamic_symbols
+from collector.elf.functions import LoadedSymbols, load_function_symbols
 from collector.elf.reader import (
     PT_LOAD,
+    BudgetExceeded,
     ElfError,
     ElfReader,
+    Limits,
     Section,
     Segment,
 )
 from collector.elf.symbols import SymbolTable
 
-__all__ = ["PT_LOAD", "ElfError", "ElfReader", "Section", "Segment", "SymbolTable"]
+__all__ = [
+    "PT_LOAD",
+    "BudgetExceeded",
+    "ElfError",
+    "ElfReader",
+    "Limits",
+    "LoadedSymbols",
+    "Section",
+    "Segment",
+    "SymbolSpan",
+    "SymbolTable",
+    "dynamic_symbols",
+    "load_function_symbols",
+]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.elf import ElfError, ElfReader, SymbolTable
+from collector.elf import ElfError, ElfReader, load_function_symbols
 from tests.support import symbolize_fixtures as fx
 
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -44,7 +44,7 @@ def test_symbols_and_load_segments_agree_with_readelf(bins: dict[str, Path]) -> 
     m = re.search(r"([0-9a-f]{16})\s+\d+\s+FUNC\s+\w+\s+\w+\s+\d+\s+leaf_work$", out, re.M)
     assert m is not None
     addr = int(m.group(1), 16)
-    table = SymbolTable.from_elf(elf)
+    table = load_function_symbols(elf).table
     assert table.lookup(addr + 3) == ("leaf_work", addr)
     # Non-PIE: the first PT_LOAD maps file offset 0 at 0x400000.
     assert elf.file_offset_to_vaddr(0) == 0x400000
@@ -52,7 +52,7 @@ def test_symbols_and_load_segments_agree_with_readelf(bins: dict[str, Path]) -> 
 
 
 def test_stripped_binary_falls_back_to_dynsym() -> None:
-    table = SymbolTable.from_elf(_open(LIBC))
+    table = load_function_symbols(_open(LIBC)).table
     assert len(table) > 1000  # Debian's libc carries no .symtab
     names = {table.name_at(i) for i in range(len(table))}
     assert "malloc" in names
