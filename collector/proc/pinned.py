@@ -4,6 +4,7 @@ the file is replaced or deleted."""
 from __future__ import annotations
 
 import os
+import stat
 import threading
 
 
@@ -47,20 +48,50 @@ class PinnedFile:
         return f"PinnedFile(path={self.path!r}, fd={self.fd}, identity={self.identity})"
 
 
-def open_mapped(pid: int, start: int, end: int, path: str) -> tuple[os.stat_result, str] | None:
-    """stat of the file mapped at [start, end) and the path to open it by.
+class PinError(Exception):
+    """A file could not be pinned; ``reason`` is the counter it is counted under."""
 
-    /proc/<pid>/map_files/ names the exact mapped file even when it was deleted or replaced
-    on disk; the plain path is a fallback when map_files is not readable.
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+def map_files_path(pid: int, start: int, end: int) -> str:
+    """The kernel's own reference to the file mapped at [start, end) of ``pid``.
+
+    It names the exact mapped inode, even when the file was deleted, replaced, or lives in
+    another mount namespace. The path string in /proc/PID/maps is never opened instead: it is
+    resolved in the target's namespace and a user can point it (or a symlink on it) anywhere.
     """
-    mf = f"/proc/{pid}/map_files/{start:x}-{end:x}"
+    return f"/proc/{pid}/map_files/{start:x}-{end:x}"
+
+
+def stat_regular(ref: str) -> os.stat_result:
+    """stat (not open) of a /proc reference, which must be a regular file: opening a FIFO
+    blocks and opening a device can have side effects, so neither is ever opened."""
     try:
-        return os.stat(mf), mf
-    except OSError:
-        pass
-    if path.startswith("/") and not path.endswith(" (deleted)"):
-        try:
-            return os.stat(path), path
-        except OSError:
-            return None
-    return None
+        st = os.stat(ref)
+    except OSError as e:
+        raise PinError("pin_failed", str(e)) from e
+    if not stat.S_ISREG(st.st_mode):
+        raise PinError("pin_not_regular", f"{ref} is not a regular file")
+    return st
+
+
+def open_regular(ref: str, expect: os.stat_result) -> tuple[int, os.stat_result]:
+    """Open ``ref`` read-only and check by fstat that it is still the file ``expect`` describes
+    (the mapping may have changed since it was stat-ed). Returns (fd, fstat of fd)."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    try:
+        fd = os.open(ref, flags)
+    except OSError as e:
+        raise PinError("pin_failed", str(e)) from e
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        raise PinError("pin_failed", str(e)) from e
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (expect.st_dev, expect.st_ino):
+        os.close(fd)
+        raise PinError("pin_changed", f"{ref} changed between stat and open")
+    return fd, st

@@ -35,12 +35,19 @@ def read_stat(pid: int) -> tuple[str, int] | None:
             data = f.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
+    return parse_stat(data)
+
+
+def parse_stat(data: bytes) -> tuple[str, int] | None:
+    """(comm, start_time) from the text of /proc/<pid>/stat; None if it does not parse."""
     # comm may contain spaces and parentheses: it runs from the first "(" to the last ")".
     lp, rp = data.find(b"("), data.rfind(b")")
-    if lp < 0 or rp < 0:
+    if lp < 0 or rp < lp:
         return None
     fields = data[rp + 2 :].split()
     # fields[0] is field 3 (state), so field 22 (starttime) is fields[19].
+    if len(fields) < 20 or not fields[19].isdigit():
+        return None
     return data[lp + 1 : rp].decode("utf-8", "replace"), int(fields[19])
 
 
@@ -50,17 +57,30 @@ def read_maps(pid: int, executable_only: bool = True) -> list[MapLine] | None:
             data = f.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
+    return parse_maps(data, executable_only)
+
+
+def parse_maps(data: bytes, executable_only: bool = True) -> list[MapLine]:
+    """Mappings from the text of /proc/<pid>/maps. The kernel writes it, but the path column
+    is any name a user gave a file (spaces, "(deleted)", invalid UTF-8): it is only a label,
+    never opened. A line that does not parse is skipped."""
     out = []
     for raw in data.splitlines():
         parts = raw.split(None, 5)
         if len(parts) < 5:
             continue
-        perms = parts[1].decode()
+        perms = parts[1].decode("ascii", "replace")
         if executable_only and "x" not in perms:
             continue
-        lo, hi = parts[0].split(b"-")
+        lo, sep, hi = parts[0].partition(b"-")
+        try:
+            start, end, offset, inode = int(lo, 16), int(hi, 16), int(parts[2], 16), int(parts[4])
+        except ValueError:
+            continue
+        if not sep or end <= start or min(start, offset, inode) < 0:
+            continue
         path = parts[5].decode("utf-8", "replace") if len(parts) > 5 else ""
-        out.append(MapLine(int(lo, 16), int(hi, 16), perms, int(parts[2], 16), int(parts[4]), path))
+        out.append(MapLine(start, end, perms, offset, inode, path))
     return out
 
 

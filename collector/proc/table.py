@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict, deque
 
 from collector.proc import procfs
-from collector.proc.pinned import PinnedFile, open_mapped
+from collector.proc.pinned import PinError, PinnedFile, map_files_path, open_regular, stat_regular
 from collector.proc.snapshot import MappedRange, Snapshot
 from collector.telemetry import Counters
 
@@ -24,7 +24,9 @@ class ProcessTable:
     call ``lookup`` without it (one dict get of an immutable tuple).
     Bounds: at most ``max_processes`` snapshots (least recently observed go first), exited ones
     kept ``grace_s`` seconds, at most ``max_pinned`` open files (beyond that files are not
-    pinned and are read by path later, counted as ``pin_limit``).
+    pinned, counted as ``pin_limit``, and their frames stay offsets), at most ``max_mappings``
+    executable mappings per snapshot (``maps_truncated``). Files are only ever opened through
+    the kernel's references (/proc/PID/map_files, /proc/PID/exe), never by a path string.
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class ProcessTable:
         max_pinned: int = 2048,
         max_idle_pinned: int = 256,
         revalidate_s: float = 1.0,
+        max_mappings: int = 16384,
     ) -> None:
         self.counters = counters
         self.grace_s = grace_s
@@ -42,6 +45,7 @@ class ProcessTable:
         self.max_pinned = max_pinned
         self.max_idle_pinned = max_idle_pinned
         self.revalidate_s = revalidate_s
+        self.max_mappings = max_mappings
         self._lock = threading.RLock()
         self._by_pid: dict[int, tuple[Snapshot, ...]] = {}
         self._lru: OrderedDict[int, Snapshot] = OrderedDict()  # id(snapshot) -> snapshot
@@ -148,6 +152,9 @@ class ProcessTable:
             self.counters.add(COUNTER_GROUP, "observe_gone")
             return None
         comm, start_time = st
+        if len(maps) > self.max_mappings:  # a process can map a file 65530 times
+            self.counters.add(COUNTER_GROUP, "maps_truncated")
+            maps = maps[: self.max_mappings]
         start_ns = self._boot_ns + start_time * (1_000_000_000 // procfs.CLK_TCK)
         ranges = []
         for m in maps:
@@ -188,17 +195,17 @@ class ProcessTable:
         return snap
 
     def _pin(self, pid: int, m: procfs.MapLine) -> PinnedFile | None:
-        found = open_mapped(pid, m.start, m.end, m.path)
-        if found is None:
-            self.counters.add(COUNTER_GROUP, "pin_failed")
+        ref = map_files_path(pid, m.start, m.end)
+        try:
+            st = stat_regular(ref)
+            if st.st_ino != m.inode:  # the range was remapped since maps was read
+                raise PinError("pin_changed")
+            return self._pin_stat(st, ref, m.path)
+        except PinError as e:
+            self.counters.add(COUNTER_GROUP, e.reason)
             return None
-        st, path = found
-        if st.st_ino != m.inode:  # the path now names another file
-            self.counters.add(COUNTER_GROUP, "pin_failed")
-            return None
-        return self._pin_stat(st, path, m.path)
 
-    def _pin_stat(self, st: os.stat_result, open_path: str, name: str) -> PinnedFile | None:
+    def _pin_stat(self, st: os.stat_result, ref: str, name: str) -> PinnedFile | None:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         pinned = self._files.get(key)
         if pinned is not None:
@@ -206,12 +213,12 @@ class ProcessTable:
         if len(self._files) >= self.max_pinned:
             self.counters.add(COUNTER_GROUP, "pin_limit")
             return None
-        try:
-            fd = os.open(open_path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            self.counters.add(COUNTER_GROUP, "pin_failed")
-            return None
-        pinned = PinnedFile(fd, os.fstat(fd), name.removesuffix(" (deleted)"))
+        fd, fst = open_regular(ref, st)
+        pinned = PinnedFile(fd, fst, name.removesuffix(" (deleted)"))
+        existing = self._files.get(pinned.identity)
+        if existing is not None:  # it changed size or mtime between stat and open
+            pinned.close()
+            return existing
         self._files[pinned.identity] = pinned
         return pinned
 
@@ -219,11 +226,14 @@ class ProcessTable:
         for r in ranges:
             if r.file is not None and r.path == exe:
                 return r.file
+        if not exe:
+            return None  # a kernel thread, or gone: nothing to pin
+        ref = f"/proc/{pid}/exe"  # the kernel's reference, like map_files
         try:
-            st = os.stat(f"/proc/{pid}/exe")
-        except OSError:
+            return self._pin_stat(stat_regular(ref), ref, exe)
+        except PinError as e:
+            self.counters.add(COUNTER_GROUP, e.reason)
             return None
-        return self._pin_stat(st, f"/proc/{pid}/exe", exe)
 
     def _end(self, snap: Snapshot, now: float) -> None:
         snap.ended_ns = time.time_ns()
