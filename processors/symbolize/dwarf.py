@@ -2,37 +2,151 @@
 
 pyelftools reads the debug sections of a binary into memory when first asked; after that a
 compile unit's line program and DIEs are decoded only when an address inside it is looked up.
+
+The bytes are the binary author's, and pyelftools trusts them: it allocates what a section
+header claims, follows sibling pointers wherever they point, and raises whatever a malformed
+structure trips. So it is handed a stream that never reads past the file or past a byte
+budget, only binaries whose section headers passed the ELF reader's checks, no compressed
+section that would decompress past the budget, and never a link to another file. Any
+exception of a lookup is counted by its type (``dwarf_<type>``) and ends DWARF for that
+compile unit; a DIE walk is bounded by the unit's size, which also stops sibling loops.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from array import array
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import Any
 
-from elftools.common.exceptions import ELFError
+from elftools.common.exceptions import DWARFError, ELFError
 from elftools.elf.elffile import ELFFile
+
+from collector.elf import ElfError, ElfReader
+from collector.elf.reader import SHF_COMPRESSED, SHT_NOBITS
 
 # (file, line, call_chain) where call_chain lists inlined calls innermost first:
 # ((inlined function name, its linkage name), ...) with the file/line of each call site.
 LineInfo = tuple[str, int, tuple[tuple[str, str, str, int], ...]]
+ErrorHook = Callable[[str, BaseException], None]
+
+_ERROR_NAMES: tuple[tuple[type[BaseException], str], ...] = (
+    (ELFError, "dwarf_elf_error"),
+    (DWARFError, "dwarf_dwarf_error"),
+    (KeyError, "dwarf_key_error"),
+    (IndexError, "dwarf_index_error"),
+    (ValueError, "dwarf_value_error"),
+    (AttributeError, "dwarf_attribute_error"),
+    (TypeError, "dwarf_type_error"),
+    (struct.error, "dwarf_struct_error"),
+    (AssertionError, "dwarf_assertion_error"),
+    (RecursionError, "dwarf_recursion_error"),
+    (NotImplementedError, "dwarf_unsupported_error"),
+    (ArithmeticError, "dwarf_arithmetic_error"),
+    (OSError, "dwarf_read_error"),
+)
+_MAX_ERRORS = 16  # per binary; past it DWARF is off for that binary
+_MAX_INLINE_DEPTH = 128
+# Sections ELFFile.get_dwarf_info reads into memory whole.
+_READ_PREFIXES = (".debug_", ".zdebug_", ".eh_frame", ".gnu_debugaltlink")
+
+
+def error_name(exc: BaseException) -> str:
+    """The counter an exception of a DWARF lookup is counted under."""
+    for typ, name in _ERROR_NAMES:
+        if isinstance(exc, typ):
+            return name
+    return "dwarf_other_error"
+
+
+def dwarf_refusal(elf: ElfReader, max_bytes: int) -> str:
+    """Why this binary's DWARF must not be handed to pyelftools ("" when it may be)."""
+    if elf.problems:
+        return "the ELF headers are malformed"
+    size = 0
+    for sec in elf.section_list:
+        if not sec.name.startswith(_READ_PREFIXES) or sec.type == SHT_NOBITS:
+            continue
+        if sec.name.startswith(".zdebug_"):
+            return "old-style .zdebug compression (decompressed without a bound)"
+        if sec.offset > elf.size or sec.size > elf.size - sec.offset:
+            return f"{sec.name} lies outside the file"
+        claimed = sec.size
+        if sec.flags & SHF_COMPRESSED:
+            try:  # Elf64_Chdr: type, reserved, size; Elf32_Chdr: type, size
+                hdr = elf.read(sec.offset, 16 if elf.is64 else 8, f"{sec.name} header")
+            except ElfError as e:
+                return str(e)
+            claimed = struct.unpack_from(
+                elf.endian + ("Q" if elf.is64 else "I"), hdr, 8 if elf.is64 else 4
+            )[0]
+        if sec.name in (".debug_info", ".debug_line"):
+            size += claimed
+        if claimed > 4 * max_bytes:
+            return f"{sec.name} is {claimed} bytes"
+    if size > max_bytes:
+        return f".debug_info + .debug_line are {size} bytes (dwarf_max_bytes {max_bytes})"
+    return ""
+
+
+class BoundedFile:
+    """The stream pyelftools reads: never past ``size`` (the file's size when it was checked)
+    and never more than ``budget`` bytes in all, so no claimed size becomes an allocation."""
+
+    def __init__(self, fd: int, size: int, budget: int) -> None:
+        self.fd, self.size, self.budget = fd, size, budget
+        self.pos = 0
+        self.used = 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(0, self.size - self.pos)
+        n = left if n is None or n < 0 else min(n, left)
+        if n > self.budget - self.used:
+            raise OSError(f"DWARF read budget of {self.budget} bytes exhausted")
+        data = os.pread(self.fd, n, self.pos)
+        self.pos += len(data)
+        self.used += len(data)
+        return data
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class DwarfLines:
     """Address -> (file, line, inline chain) for one binary. Owns ``fd``."""
 
-    def __init__(self, fd: int, inline: bool = True) -> None:
-        self._file = os.fdopen(fd, "rb")
+    def __init__(
+        self,
+        fd: int,
+        inline: bool = True,
+        max_bytes: int = 8 << 20,
+        on_error: ErrorHook | None = None,
+    ) -> None:
+        self._file = BoundedFile(fd, os.fstat(fd).st_size, 4 * max_bytes + (1 << 20))
         self.inline = inline
+        self._on_error = on_error
+        self.errors = 0
         self._dwarf: Any = None
         self._cu_ranges: list[tuple[int, int, int]] | None = None  # (lo, hi, cu_offset)
-        self._cus: dict[int, _CuTable] = {}
+        self._cus: dict[int, _CuTable | None] = {}  # None: the unit failed to decode
         try:
-            elf = ELFFile(self._file)
+            elf = ELFFile(self._file)  # no stream_loader: never opens another file
             if elf.has_dwarf_info() and elf.get_section_by_name(".debug_line") is not None:
-                self._dwarf = elf.get_dwarf_info()
-        except (ELFError, OSError, ValueError):
+                self._dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False, follow_links=False)
+        except Exception as e:  # pyelftools on hostile bytes: anything; counted by type
+            self._error(e)
             self._dwarf = None
         if self._dwarf is None:
             self.close()
@@ -44,22 +158,35 @@ class DwarfLines:
     def close(self) -> None:
         self._file.close()
 
+    def _error(self, exc: BaseException) -> None:
+        self.errors += 1
+        if self._on_error is not None:
+            self._on_error(error_name(exc), exc)
+
     def lookup(self, vaddr: int) -> LineInfo | None:
         if self._dwarf is None:
             return None
+        cu_off = None
         try:
             cu_off = self._cu_for(vaddr)
             if cu_off is None:
                 return None
-            table = self._cus.get(cu_off)
-            if table is None:
+            if cu_off in self._cus:
+                table = self._cus[cu_off]
+            else:
+                self._cus[cu_off] = None  # stays None if decoding raises
                 table = self._cus[cu_off] = _CuTable(self._dwarf, cu_off, self.inline)
-            return table.lookup(vaddr)
-        except (ELFError, KeyError, ValueError, IndexError, AttributeError, TypeError):
+            return table.lookup(vaddr) if table is not None else None
+        except Exception as e:  # bad bytes in this unit: counted, and the unit is skipped
+            self._error(e)
+            if self.errors >= _MAX_ERRORS:
+                self._dwarf = None
+                self._cus.clear()
             return None
 
     def _cu_for(self, vaddr: int) -> int | None:
         if self._cu_ranges is None:
+            self._cu_ranges = []  # a failure below is not retried on every lookup
             self._cu_ranges = self._build_ranges()
         i = bisect_right(self._cu_ranges, (vaddr, float("inf"))) - 1
         while i >= 0:
@@ -107,29 +234,38 @@ class _CuTable:
         del rows
         self._inlines: list[tuple[int, int, int, str, str, int, int]] = []
         if inline:
-            self._collect_inlines(dwarf, top, 0)
+            self._collect_inlines(dwarf, top, cu.size)
             self._inlines.sort()
 
-    def _collect_inlines(self, dwarf: Any, die: Any, depth: int) -> None:
-        for child in die.iter_children():
-            if child.tag == "DW_TAG_inlined_subroutine":
-                name, linkage = _die_name(child)
-                call_file = child.attributes.get("DW_AT_call_file")
-                call_line = child.attributes.get("DW_AT_call_line")
-                for lo, hi in _die_ranges(dwarf, child):
-                    self._inlines.append(
-                        (
-                            lo,
-                            hi,
-                            depth,
-                            name,
-                            linkage,
-                            call_file.value if call_file else 0,
-                            call_line.value if call_line else 0,
+    def _collect_inlines(self, dwarf: Any, top: Any, unit_size: int) -> None:
+        # Every DIE takes at least one byte, so a walk that visits more DIEs than the unit has
+        # bytes is going round in circles (a DW_AT_sibling pointing backwards).
+        budget = unit_size + 1
+        stack = [(top, 0)]
+        while stack:
+            die, depth = stack.pop()
+            for child in die.iter_children():
+                budget -= 1
+                if budget < 0:
+                    raise DWARFError("DIE walk visits more DIEs than the unit has bytes")
+                if child.tag == "DW_TAG_inlined_subroutine":
+                    name, linkage = _die_name(child)
+                    call_file = child.attributes.get("DW_AT_call_file")
+                    call_line = child.attributes.get("DW_AT_call_line")
+                    for lo, hi in _die_ranges(dwarf, child):
+                        self._inlines.append(
+                            (
+                                lo,
+                                hi,
+                                depth,
+                                name,
+                                linkage,
+                                call_file.value if call_file else 0,
+                                call_line.value if call_line else 0,
+                            )
                         )
-                    )
-            if child.has_children:
-                self._collect_inlines(dwarf, child, depth + 1)
+                if child.has_children and depth < _MAX_INLINE_DEPTH:
+                    stack.append((child, depth + 1))
 
     def _file(self, idx: int) -> str:
         return self._files.get(idx, "")

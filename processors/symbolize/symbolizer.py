@@ -36,6 +36,10 @@ from processors.symbolize.kernel import load_kallsyms
 
 KERNEL_MAPPING_NAME = "[kernel.kallsyms]"
 _RETRY_OBSERVE_S = 1.0
+# Binaries found malformed, by file identity (never by build id: that is bytes inside the file,
+# so a hostile copy could claim a good binary's id and blind it). Bounded like every cache.
+_MAX_BAD = 16384
+_MAX_LOGGED = 1000  # distinct bad binaries logged; past it they are only counted
 
 
 def _marker(name: str, frame_type: str) -> Location:
@@ -83,7 +87,10 @@ class Symbolizer:
         self._kernel_mapping: Mapping | None = None
         self._kernel_loaded = False
         self._tried: dict[int, float] = {}  # pid -> when observe last failed
-        self._logged: set[str] = set()
+        # identity -> why, for unparsable files ("" for degraded ones, which are read again)
+        self._bad: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
+        self._logged = 0
+        self._stack_failure_logged = False
 
     # ---- public ------------------------------------------------------------------------
     def symbolize(self, batch: RawBatch) -> SymbolizedBatch:
@@ -101,7 +108,10 @@ class Symbolizer:
             skey = (s.user_stack, s.kernel_stack)
             stack = proc.stacks.get(skey)
             if stack is None:
-                stack = self._new_stack(proc, s.user_stack, s.kernel_stack)
+                try:
+                    stack = self._new_stack(proc, s.user_stack, s.kernel_stack)
+                except Exception:  # a bug on hostile input costs this stack its names only
+                    stack = self._unnamed_stack(proc, s.user_stack, s.kernel_stack)
             out.append(
                 Sample(
                     stack,
@@ -214,6 +224,17 @@ class Symbolizer:
         proc.stacks[(user, kernel)] = stack
         return stack
 
+    def _unnamed_stack(self, proc: _Proc, user: tuple[int, ...], kernel: tuple[int, ...]) -> Stack:
+        self.counters.add(self.component_id, "stack_failed")
+        if not self._stack_failure_logged:
+            self._stack_failure_logged = True
+            self.log.exception("symbolizing a stack failed; its frames stay addresses")
+        frames = [self._intern(None, a, (), FRAME_KERNEL) for a in kernel if self.config.kernel]
+        frames += [self._intern(None, a, ()) for a in user]
+        stack = Stack(tuple(frames))
+        proc.stacks[(user, kernel)] = stack
+        return stack
+
     def _intern(
         self,
         mapping: Mapping | None,
@@ -292,21 +313,62 @@ class Symbolizer:
         return mp
 
     def _binary(self, pinned: PinnedFile) -> Binary | None:
-        b = self._binaries.get(pinned.identity)
+        key = pinned.identity
+        b = self._binaries.get(key)
         if b is not None:
-            self._binaries.move_to_end(pinned.identity)
+            self._binaries.move_to_end(key)
             return b
-        cfg = self.config
-        b = Binary(
-            pinned, self._functions, cfg.dwarf_lines, cfg.demangle, cfg.inline, cfg.dwarf_max_bytes
-        )
-        if b.error:
-            self.counters.add(self.component_id, "binary_unreadable")
-            if b.path not in self._logged and len(self._logged) < 100:
-                self._logged.add(b.path)
-                self.log.warning("cannot read binary path=%s error=%s", b.path, b.error)
-        self._binaries[pinned.identity] = b
+        known_bad = self._bad.get(key, "")
+        b = Binary(pinned, self._functions, self.config, self._count, self.log, known_bad)
+        if not known_bad:
+            self._report(key, b)
+        self._binaries[key] = b
         while len(self._binaries) > self.config.max_binaries:
             _, old = self._binaries.popitem(last=False)
             old.close()
         return b
+
+    def _count(self, name: str) -> None:
+        self.counters.add(self.component_id, name)
+
+    def _report(self, key: tuple[int, int, int, int], b: Binary) -> None:
+        """Count a freshly read binary's trouble and log it, once per file."""
+        if b.malformed:
+            if key in self._bad:
+                return  # read again after eviction: counted and logged the first time
+            self._count("binary_malformed")
+            self._bad[key] = b.error
+            while len(self._bad) > _MAX_BAD:
+                self._bad.popitem(last=False)
+            if b.error:  # nothing usable: never read again while remembered
+                self._log_once(
+                    "malformed binary path=%s error=%r (its frames stay as offsets)",
+                    b.path,
+                    b.error,
+                )
+            else:
+                self._log_once(
+                    "malformed binary path=%s problems=%r (names from %s: %d functions)",
+                    b.path,
+                    "; ".join(b.problems),
+                    b.source or "nowhere",
+                    len(b.symbols or ()),
+                )
+        elif b.error and not b.truncated:
+            self._count("binary_unreadable")
+            self._log_once("cannot read binary path=%s error=%s", b.path, b.error)
+        if b.truncated:
+            self._count("binary_budget_exceeded")
+            self._log_once(
+                "binary over its budget path=%s symbols=%d why=%r (the rest stays offsets)",
+                b.path,
+                len(b.symbols or ()),
+                b.truncated,
+            )
+
+    def _log_once(self, msg: str, *args: object) -> None:
+        self._logged += 1
+        if self._logged <= _MAX_LOGGED:
+            self.log.warning(msg, *args)
+        elif self._logged == _MAX_LOGGED + 1:
+            self.log.warning("more bad binaries are counted but no longer logged")
