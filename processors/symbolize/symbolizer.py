@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from collector.elf import SymbolTable
 from collector.model import (
@@ -71,7 +72,10 @@ class Symbolizer:
         counters: Counters,
         component_id: str = "symbolize",
         logger: logging.Logger | None = None,
+        kernel_loader: Callable[[], SymbolTable | None] = load_kallsyms,
     ) -> None:
+        # kernel_loader: symbolizers with different settings share one kallsyms table.
+        self._kernel_loader = kernel_loader
         self.table = table
         self.config = config
         self.counters = counters
@@ -137,7 +141,7 @@ class Symbolizer:
         if not self._kernel_loaded:
             self._kernel_loaded = True
             t0 = time.perf_counter()
-            self._kernel = load_kallsyms()
+            self._kernel = self._kernel_loader()
             if self._kernel is None:
                 self.log.warning(
                     "kernel symbols unavailable: /proc/kallsyms hides addresses "
