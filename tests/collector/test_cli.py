@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.collector_run import ROOT, CollectorProcess, start_collector
+
 COLLECTOR = [sys.executable, "-m", "collector.cli"]
 
 PIPELINE = """
@@ -30,24 +30,40 @@ service:
       exporters: [folded]
 """
 
+# The same pipeline with a second, fast folded exporter whose files show, without a sleep,
+# that batches are flowing before the signal is sent.
+LIVE = """
+exporters:
+  folded/live:
+    directory: %s
+    interval: 0.1
+service:
+  pipelines:
+    profiles:
+      receivers: [synthetic]
+      exporters: [folded, folded/live]
+"""
+
 
 def run(args: list[str], plugin_dirs: list[Path], **kw) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, plugin_dirs)), SYNTH_TOKEN="hunter2")
     return subprocess.run(COLLECTOR + args, capture_output=True, text=True, env=env, cwd=ROOT, **kw)
 
 
-def start_pipeline(plugin_dir: Path, tmp_path: Path, token: str) -> subprocess.Popen[str]:
-    """The collector running the synthetic plugin into tmp_path/out, as a user starts it."""
+def start_pipeline(plugin_dir: Path, tmp_path: Path, token: str, *more: Path) -> CollectorProcess:
+    """The collector running the synthetic plugin into tmp_path/out, started as a user does."""
     cfg = tmp_path / "p.yaml"
     cfg.write_text(PIPELINE % (tmp_path / "out"))
-    return subprocess.Popen(
-        [*COLLECTOR, "--config", str(cfg)],
-        env=dict(os.environ, PYTHONPATH=str(plugin_dir), SYNTH_TOKEN=token),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_collector(cfg, *more, env={"PYTHONPATH": str(plugin_dir), "SYNTH_TOKEN": token})
+
+
+def folded_counts(directory: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for f in directory.glob("*.folded"):
+        for ln in f.read_text().splitlines():
+            stack, n = ln.rsplit(" ", 1)
+            counts[stack] = counts.get(stack, 0) + int(n)
+    return counts
 
 
 def test_components_lists_builtins_and_plugin_origin(sample_plugin_dir: Path) -> None:
@@ -75,28 +91,41 @@ def test_broken_plugins_are_named(sample_plugin_dir: Path, broken_plugin_dir: Pa
 def test_pipeline_with_plugin_runs_and_flushes_on_sigint(
     sample_plugin_dir: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "out"
-    proc = start_pipeline(sample_plugin_dir, tmp_path, token="hunter2")
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=20)
-    assert proc.returncode == 0, stderr
+    out, live = tmp_path / "out", tmp_path / "live"
+    (tmp_path / "live.yaml").write_text(LIVE % live)
+    col = start_pipeline(sample_plugin_dir, tmp_path, "hunter2", tmp_path / "live.yaml")
+    col.wait_for(
+        lambda: folded_counts(live).get("synthetic;main;idle", 0) > 5, "6 idle samples written"
+    )
+    rc = col.stop(signal.SIGINT)
+    assert rc == 0, col.stderr()
     files = list(out.glob("*.folded"))
     assert len(files) == 1  # the 30 s interval never fired: this is the shutdown flush
-    counts = dict(ln.rsplit(" ", 1) for ln in files[0].read_text().splitlines())
-    work, idle = int(counts["synthetic;main;work"]), int(counts["synthetic;main;idle"])
-    assert work == 3 * idle and idle > 5  # the plugin sends 3 work per idle sample
-    assert "hunter2" not in stderr + stdout
-    assert all(ln.startswith("time=") for ln in stderr.splitlines())  # one structured line each
+    counts = folded_counts(out)
+    work, idle = counts["synthetic;main;work"], counts["synthetic;main;idle"]
+    assert work == 3 * idle  # the plugin sends 3 work per idle sample
+    # Everything the fast exporter saw before the signal, and the shutdown batch, is there.
+    assert idle >= folded_counts(live)["synthetic;main;idle"] > 5
+    assert "hunter2" not in col.stderr() + col.stdout()
+    lines = col.stderr().splitlines()
+    assert lines and all(ln.startswith("time=") for ln in lines)  # one structured line each
 
 
 def test_sigterm_also_exits_zero(sample_plugin_dir: Path, tmp_path: Path) -> None:
-    proc = start_pipeline(sample_plugin_dir, tmp_path, token="x")
-    time.sleep(1.0)
-    proc.terminate()
-    _, stderr = proc.communicate(timeout=20)
-    assert proc.returncode == 0, stderr
-    assert list((tmp_path / "out").glob("*.folded"))
+    col = start_pipeline(sample_plugin_dir, tmp_path, token="x")
+    rc = col.stop(signal.SIGTERM)
+    assert rc == 0, col.stderr()
+    # Even a signal right after start flushes: the receiver's last batch reaches the file.
+    counts = folded_counts(tmp_path / "out")
+    assert counts["synthetic;main;work"] == 3 * counts["synthetic;main;idle"] > 0
+
+
+def test_a_collector_that_cannot_start_fails_the_helper(tmp_path: Path) -> None:
+    """start_collector reports the exit and the stderr instead of waiting forever."""
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text((PIPELINE % (tmp_path / "out")).replace("synthetic", "nonexistent"))
+    with pytest.raises(AssertionError, match=r"exited 2 before it started(.|\n)*config error"):
+        start_collector(cfg)
 
 
 def test_validate_and_print_config_redact_secrets(sample_plugin_dir: Path, tmp_path: Path) -> None:
