@@ -56,3 +56,18 @@ def symbol_ranges(binary: Path) -> dict[str, tuple[int, int]]:
             start, size = int(parts[0], 16), int(parts[1], 16)
             ranges[parts[3]] = (start, start + size)
     return ranges
+
+
+def run_for_cpu_time(cmd: list[str]) -> float:
+    """Run ``cmd`` to completion (it must exit 0); the CPU seconds it used (user + system).
+
+    Time-based workloads burn for a wall-clock duration, so on a busy machine they get less
+    CPU. A profiler's sample count follows the CPU they got, so tests expect samples from
+    this figure, not from the duration.
+    """
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return usage.ru_utime + usage.ru_stime
