@@ -9,6 +9,9 @@ from collector.model.profile import (
     ATTR_CPU,
     ATTR_THREAD_ID,
     ATTR_THREAD_NAME,
+    ZERO_FUNCTION,
+    ZERO_LOCATION,
+    ZERO_MAPPING,
     Dictionary,
     ProcessProfile,
     ProfileSet,
@@ -23,9 +26,9 @@ class _Interner:
 
     __slots__ = ("index", "table")
 
-    def __init__(self, table: list) -> None:
-        self.table = table
-        self.index: dict = {table[0]: 0}
+    def __init__(self, zero: object) -> None:
+        self.table: list = [zero]
+        self.index: dict = {zero: 0}
 
     def __call__(self, value: object) -> int:
         idx = self.index.get(value)
@@ -36,11 +39,30 @@ class _Interner:
         return idx
 
 
+class _Record:
+    """A SampleRecord while its window is open (lists grow; build freezes them)."""
+
+    __slots__ = ("attrs", "link", "stack", "timestamps", "values")
+
+    def __init__(self, stack: int, attrs: tuple[int, ...], link: int) -> None:
+        self.stack = stack
+        self.attrs = attrs
+        self.link = link
+        self.values: list[int] = []
+        self.timestamps: list[int] = []
+
+    def freeze(self) -> SampleRecord:
+        return SampleRecord(
+            self.stack, self.attrs, self.link, tuple(self.values), tuple(self.timestamps)
+        )
+
+
 class ProfileBuilder:
     """Accumulates samples of one profile type until ``build`` is called.
 
-    ``max_samples`` bounds memory: once that many samples sit in the window, further ones are
-    counted in ``dropped_samples`` instead of stored.
+    ``max_samples`` bounds memory: once that many samples sit in the builder, further ones are
+    counted in ``dropped_samples`` instead of stored. (ProfileWindows closes a window when it
+    is full, so in the pipeline nothing is refused here.)
     """
 
     def __init__(self, profile_type: ProfileType, max_samples: int = 1_000_000) -> None:
@@ -49,18 +71,16 @@ class ProfileBuilder:
         self._reset()
 
     def _reset(self) -> None:
-        d = Dictionary()
-        self._dict = d
-        self._strings = _Interner(d.strings)
-        self._mappings = _Interner(d.mappings)
-        self._functions = _Interner(d.functions)
-        self._locations = _Interner(d.locations)
+        self._strings = _Interner("")
+        self._mappings = _Interner(ZERO_MAPPING)
+        self._functions = _Interner(ZERO_FUNCTION)
+        self._locations = _Interner(ZERO_LOCATION)
         self._stacks: dict[Stack, int] = {}
-        self._stack_tuples = _Interner(d.stacks)
-        self._attrs = _Interner(d.attributes)
-        self._links = _Interner(d.links)
+        self._stack_tuples = _Interner(())
+        self._attrs = _Interner(("", ""))
+        self._links = _Interner((bytes(16), bytes(8)))
         self._thread_attrs: dict[tuple[int, str, int], tuple[int, ...]] = {}
-        self._processes: dict[ProcessInfo, dict[tuple, SampleRecord]] = {}
+        self._processes: dict[ProcessInfo, dict[tuple, _Record]] = {}
         self._count = 0
         self.dropped_samples = 0
         self.start_ns = 0
@@ -100,13 +120,14 @@ class ProfileBuilder:
         key = (stack_idx, attrs, link)
         rec = records.get(key)
         if rec is None:
-            rec = records[key] = SampleRecord(stack_idx, attrs, link)
+            rec = records[key] = _Record(stack_idx, attrs, link)
         rec.values.append(s.value)
         rec.timestamps.append(s.time_ns)
-        if not self.start_ns or s.time_ns < self.start_ns:
-            self.start_ns = s.time_ns
-        if s.time_ns > self.end_ns:
-            self.end_ns = s.time_ns
+        t = s.time_ns
+        if not self.start_ns or t < self.start_ns:
+            self.start_ns = t
+        if t > self.end_ns:
+            self.end_ns = t
 
     def location_index(self, loc: Location) -> int:
         idx = self._locations.index.get(loc)
@@ -132,7 +153,7 @@ class ProfileBuilder:
         return self._strings(s)
 
     def build(self, start_ns: int = 0, end_ns: int = 0) -> ProfileSet:
-        """Return the window's ProfileSet and start a fresh one.
+        """Return the window's (immutable) ProfileSet and start a fresh one.
 
         ``start_ns``/``end_ns`` widen the window (e.g. to the flush interval); sample times
         always lie inside the result's window.
@@ -142,12 +163,24 @@ class ProfileBuilder:
         for proc in self._processes:
             self._strings(proc.executable_name)
             self._strings(proc.executable_path)
+        d = Dictionary(
+            strings=tuple(self._strings.table),
+            mappings=tuple(self._mappings.table),
+            locations=tuple(self._locations.table),
+            functions=tuple(self._functions.table),
+            stacks=tuple(self._stack_tuples.table),
+            attributes=tuple(self._attrs.table),
+            links=tuple(self._links.table),
+        )
         ps = ProfileSet(
             profile_type=self.profile_type,
             start_ns=start,
             end_ns=end,
-            dictionary=self._dict,
-            processes=[ProcessProfile(p, list(r.values())) for p, r in self._processes.items()],
+            dictionary=d,
+            processes=tuple(
+                ProcessProfile(p, tuple(r.freeze() for r in recs.values()))
+                for p, recs in self._processes.items()
+            ),
             dropped_samples=self.dropped_samples,
         )
         self._reset()

@@ -2,6 +2,10 @@
 
 Tables follow the OTLP ProfilesDictionary rules: entry 0 of every table is the zero value
 and index 0 means "unset". pprof ids are 1-based, so table index == pprof id.
+
+A ProfileSet is immutable once built (frozen dataclasses over tuples): the pipeline hands the
+same object to every exporter of a pipeline, each encoding it in its own worker thread, so no
+encoder may change it and none needs to copy it.
 """
 
 from __future__ import annotations
@@ -21,42 +25,44 @@ ATTR_THREAD_NAME = "thread.name"
 ATTR_CPU = "cpu.logical_number"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Dictionary:
-    strings: list[str] = field(default_factory=lambda: [""])
-    mappings: list[Mapping] = field(default_factory=lambda: [ZERO_MAPPING])
-    locations: list[Location] = field(default_factory=lambda: [ZERO_LOCATION])
-    functions: list[Function] = field(default_factory=lambda: [ZERO_FUNCTION])
+    strings: tuple[str, ...] = ("",)
+    mappings: tuple[Mapping, ...] = (ZERO_MAPPING,)
+    locations: tuple[Location, ...] = (ZERO_LOCATION,)
+    functions: tuple[Function, ...] = (ZERO_FUNCTION,)
     # Each stack is a tuple of location indices, leaf first.
-    stacks: list[tuple[int, ...]] = field(default_factory=lambda: [()])
+    stacks: tuple[tuple[int, ...], ...] = ((),)
     # (key, value) with value an int or a str; entry 0 is the empty attribute.
-    attributes: list[tuple[str, int | str]] = field(default_factory=lambda: [("", "")])
+    attributes: tuple[tuple[str, int | str], ...] = (("", ""),)
     # (trace_id 16 bytes, span_id 8 bytes); entry 0 is all zero.
-    links: list[tuple[bytes, bytes]] = field(default_factory=lambda: [(bytes(16), bytes(8))])
+    links: tuple[tuple[bytes, bytes], ...] = ((bytes(16), bytes(8)),)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SampleRecord:
     """Samples merged on (stack, attributes, link): one value and one timestamp each."""
 
     stack_index: int
     attribute_indices: tuple[int, ...]
     link_index: int
-    values: list[int] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
+    values: tuple[int, ...] = ()
+    timestamps: tuple[int, ...] = ()
 
     @property
     def total(self) -> int:
         return sum(self.values)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ProcessProfile:
     process: ProcessInfo
-    samples: list[SampleRecord] = field(default_factory=list)
+    samples: tuple[SampleRecord, ...] = ()
 
 
-@dataclass(slots=True)
+# eq=False: a ProfileSet is compared by identity (the same object reaches every exporter);
+# a field-by-field comparison or hash over a whole window would be costly and meaningless.
+@dataclass(frozen=True, slots=True, eq=False)
 class ProfileSet:
     """One time window of one profile type: the shared dictionary plus one group per process."""
 
@@ -64,12 +70,13 @@ class ProfileSet:
     start_ns: int
     end_ns: int
     dictionary: Dictionary
-    processes: list[ProcessProfile]
-    dropped_samples: int = 0  # samples refused because the window was full
+    processes: tuple[ProcessProfile, ...]
+    dropped_samples: int = 0  # samples refused because the builder was full
+    sample_count: int = field(init=False)
 
-    @property
-    def sample_count(self) -> int:
-        return sum(len(s.values) for p in self.processes for s in p.samples)
+    def __post_init__(self) -> None:
+        n = sum(len(s.values) for p in self.processes for s in p.samples)
+        object.__setattr__(self, "sample_count", n)
 
     def attribute(self, index: int) -> tuple[str, int | str]:
         return self.dictionary.attributes[index]

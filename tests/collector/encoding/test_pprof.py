@@ -103,7 +103,7 @@ def test_tables_are_the_dictionary_with_unique_entries_and_consistent_ids() -> N
     d = ps.dictionary
     p = decode(encode_pprof(ps))
     st = list(p.string_table)
-    assert st[0] == "" and st[: len(d.strings)] == d.strings
+    assert st[0] == "" and tuple(st[: len(d.strings)]) == d.strings
     assert len(st) == len(set(st))
     assert [m.id for m in p.mapping] == list(range(1, len(d.mappings)))
     assert [f.id for f in p.function] == list(range(1, len(d.functions)))

@@ -22,7 +22,7 @@ def test_encoded_tables_map_one_to_one() -> None:
     assert len(pd.mapping_table) == len(d.mappings)
     assert len(pd.stack_table) == len(d.stacks)
     assert len(pd.link_table) == len(d.links)
-    assert list(pd.string_table[: len(d.strings)]) == d.strings  # appended, never reordered
+    assert tuple(pd.string_table[: len(d.strings)]) == d.strings  # appended, never reordered
     for i, (key, value) in enumerate(d.attributes[1:], 1):
         kv = pd.attribute_table[i]
         assert pd.string_table[kv.key_strindex] == key
