@@ -1,0 +1,124 @@
+"""Build one binary's unwind table: symbolic reads .eh_frame/.debug_frame, breakpad.py makes rows.
+
+symbolic (Sentry's Rust library) does the DWARF CFI interpretation (CIE/FDE parsing, augmentation
+strings, remember/restore state, every DW_CFA opcode) and hands back Breakpad text; we only map
+that text onto the few rule shapes the BPF walker supports. Why not pyelftools: pure Python,
+~100x slower on libc. Why not our own CFI parser: that is the part where bugs hide, and a
+well-kept library exists for it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass
+
+import symbolic
+
+from collector.elf import ElfError, ElfReader
+from collector.unwind import layout as L
+from collector.unwind.breakpad import CfiError, CfiStats, Rows, build_rows
+
+# Lazy-binding PLT stubs: their CFA is a DWARF expression ((rip & 15) >= 11 ? rsp+16 : rsp+8)
+# that symbolic drops, so its rows there are wrong; .plt.sec/.plt.got stubs do not touch rsp.
+_PLT_SECTIONS = (".plt",)
+
+
+class TableError(ValueError):
+    """No table can be built for this binary (not ELF, no call-frame info, over budget)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnwindTable:
+    key: str  # "build-id:<hex>" or "file:<dev>:<ino>:<size>:<mtime_ns>"
+    path: str
+    rows: Rows
+    build_seconds: float
+
+    @property
+    def base(self) -> int:
+        return self.rows.base
+
+    @property
+    def stats(self) -> CfiStats:
+        return self.rows.stats
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.rows) * L.ROW.size
+
+
+def binary_key(fd: int) -> str:
+    """Tables are shared by every process mapping the same binary: build id, else identity."""
+    try:
+        build_id = ElfReader(fd).build_id()
+    except (ElfError, OSError, ValueError):
+        build_id = ""
+    if build_id:
+        return f"build-id:{build_id}"
+    st = os.fstat(fd)
+    return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _stop_ranges(fd: int) -> tuple[tuple[int, int, int], ...]:
+    try:
+        elf = ElfReader(fd)
+    except (ElfError, OSError, ValueError):
+        return ()
+    out = []
+    for name in _PLT_SECTIONS:
+        sec = elf.section(name)
+        if sec is not None and sec.addr and sec.size:
+            out.append((sec.addr, sec.addr + sec.size, L.PLT))
+    return tuple(out)
+
+
+def cfi_text(path: str) -> bytes:
+    """symbolic's Breakpad STACK CFI text for an x86-64 ELF file (or a /proc/self/fd path)."""
+    try:
+        obj = symbolic.Archive.open(path).get_object(arch="x86_64")
+        return _write(obj)
+    except symbolic.SymbolicError as exc:
+        raise TableError(f"{path}: {str(exc).splitlines()[0]}") from exc
+
+
+def cfi_text_from_bytes(data: bytes, name: str) -> bytes:
+    try:
+        obj = symbolic.Archive.from_bytes(data).get_object(arch="x86_64")
+        return _write(obj)
+    except symbolic.SymbolicError as exc:
+        raise TableError(f"{name}: {str(exc).splitlines()[0]}") from exc
+
+
+def _write(obj: symbolic.Object) -> bytes:
+    buf = io.BytesIO()
+    symbolic.CfiCache.from_object(obj).write_to(buf)
+    return buf.getvalue()
+
+
+def build_table(fd: int, path: str, max_rows: int = L.MAX_TABLE_ROWS) -> UnwindTable:
+    """The table of the ELF file open on ``fd`` (``path`` names it in errors)."""
+    started = time.perf_counter()
+    text = cfi_text(f"/proc/self/fd/{fd}")
+    try:
+        rows = build_rows(text, _stop_ranges(fd), max_rows=max_rows)
+    except CfiError as exc:
+        raise TableError(f"{path}: {exc}") from exc
+    return UnwindTable(binary_key(fd), path, rows, time.perf_counter() - started)
+
+
+def build_table_from_bytes(
+    data: bytes, name: str, key: str, max_rows: int = L.MAX_TABLE_ROWS
+) -> UnwindTable:
+    """A table for an image read from memory (the vDSO)."""
+    started = time.perf_counter()
+    text = cfi_text_from_bytes(data, name)
+    try:
+        rows = build_rows(text, max_rows=max_rows)
+    except CfiError as exc:
+        raise TableError(f"{name}: {exc}") from exc
+    return UnwindTable(key, name, rows, time.perf_counter() - started)
