@@ -9,7 +9,6 @@ import re
 import shutil
 import string
 import subprocess
-import time
 
 import pytest
 
@@ -158,18 +157,16 @@ def test_exponential_backrefs_unchanged_quickly() -> None:
         body += "T" + _b62_backref(prev) * 2 + "E"
         prev = here
     body += "E"
-    start = time.perf_counter()
+    # Expanded, this would never return (the suite's timeout would fail it); how long the
+    # refusal takes is a speed figure: benchmarks/demangle.py.
     assert demangle_v0("_R" + body) is None
-    assert time.perf_counter() - start < 0.5
 
 
 def test_deep_nesting_unchanged_quickly() -> None:
     deep = "_R" + "Nv" * 5000 + "C1c" + "1a" * 5000
     refs = "_RINvCs_1c1f" + "R" * 5000 + "uE"
-    start = time.perf_counter()
-    assert demangle_v0(deep) is None
+    assert demangle_v0(deep) is None  # cost per refusal: benchmarks/demangle.py
     assert demangle_v0(refs) is None
-    assert time.perf_counter() - start < 0.5
 
 
 def test_mutated_names_never_raise() -> None:
