@@ -16,10 +16,13 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from collector.host import Host
+    from collector.model.windows import WindowSettings
 
 Kind = Literal["receiver", "processor", "exporter"]
-# What flows between stages: "raw" = RawBatch (addresses), "symbolized" = SymbolizedBatch.
-DataKind = Literal["raw", "symbolized"]
+# What flows between stages: "raw" = RawBatch (addresses), "symbolized" = SymbolizedBatch,
+# "profiles" = ProfileSet (one deduplicated window). Only exporters take "profiles": the
+# pipeline builds each window's ProfileSet once and hands the same object to all of them.
+DataKind = Literal["raw", "symbolized", "profiles"]
 
 
 class ComponentConfig(BaseModel):
@@ -51,7 +54,10 @@ class Processor(Component, Protocol):
 
 @runtime_checkable
 class Exporter(Component, Protocol):
-    async def export(self, batch: Any) -> None: ...
+    async def export(self, batch: Any) -> None:
+        """Take one item of the factory's ``input`` kind. A ProfileSet is shared with the
+        pipeline's other exporters: read it, never change it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,8 @@ class Factory:
     ``create(settings, config)`` builds the component. ``input``/``output`` say what data the
     component takes and gives, so a pipeline with a missing symbolize step fails at start-up.
     ``needs_bpf`` makes the CLI check root, tracefs and kernel headers before starting.
+    ``window(config)`` (exporters taking "profiles") says how the pipeline cuts windows for
+    this exporter; exporters with equal settings share one window, so one deduplication.
     """
 
     type: str
@@ -78,6 +86,7 @@ class Factory:
     create: Callable[[CreateSettings, Any], Component]
     input: DataKind | None = None  # receivers take nothing
     output: DataKind | None = None  # exporters give nothing
+    window: Callable[[Any], WindowSettings] | None = None  # default: WindowSettings()
     needs_bpf: bool = False
     needs_tracefs: bool = False
     description: str = ""

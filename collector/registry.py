@@ -57,6 +57,17 @@ def _validate(ep: EntryPoint, kind: Kind, obj: object) -> Factory:
         raise PluginError(f"{where}: a {kind} must declare the data it takes (input)")
     if kind != "exporter" and obj.output is None:
         raise PluginError(f"{where}: a {kind} must declare the data it gives (output)")
+    if obj.output == "profiles":
+        raise PluginError(
+            f"{where}: output 'profiles' is made by the pipeline's windows only; "
+            "give 'symbolized' batches"
+        )
+    if obj.input == "profiles" and kind != "exporter":
+        raise PluginError(f"{where}: only an exporter takes 'profiles' (ProfileSets)")
+    if obj.window is not None and obj.input != "profiles":
+        raise PluginError(f"{where}: window is only for exporters that take 'profiles'")
+    if obj.window is not None and not callable(obj.window):
+        raise PluginError(f"{where}: window is not callable")
     return replace(obj, origin=_origin(ep))
 
 

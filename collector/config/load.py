@@ -186,7 +186,9 @@ def _check_data_kinds(cfg: LoadedConfig, name: str, pipe: Any, where: str) -> No
         kinds = {f.output}
     for eid in pipe.exporters:
         f = cfg.spec("exporter", eid).factory
-        if kinds != {f.input}:
+        # The pipeline windows symbolized batches into ProfileSets for "profiles" exporters.
+        takes = {"symbolized"} if f.input == "profiles" else {f.input}
+        if kinds != takes:
             hint = " (add the 'symbolize' processor)" if "raw" in kinds else ""
             raise ConfigError(
                 f"{where}: exporter {eid!r} takes {f.input} data but the pipeline gives "

@@ -1,6 +1,10 @@
 """Shared machinery of exporters that write profile files on an interval (folded, pprof)."""
 
-from collector.exporthelper.config import Duration, FileExporterConfig, parse_duration
+from collector.exporthelper.config import (
+    Duration,
+    FileExporterConfig,
+    parse_duration,
+)
 from collector.exporthelper.periodic import (
     Encoder,
     PeriodicFileExporter,

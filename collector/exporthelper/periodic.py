@@ -1,8 +1,8 @@
 """The machinery of exporters that write one file per profile type and time window.
 
-``export`` only adds samples to a ProfileBuilder (one per ProfileType, so types are never
-mixed in a file). A timer task closes the window every ``interval``; encoding and writing run
-in a worker thread so the event loop is never blocked by a large window.
+The pipeline cuts the windows (collector/pipeline/windowing.py) and hands each window's
+ProfileSet to ``export``; encoding and writing run in a worker thread so the event loop is
+never blocked by a large window.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from collector.component import CreateSettings
 from collector.errors import EnvironmentProblem
 from collector.exporthelper.config import FileExporterConfig
 from collector.host import Host
-from collector.model import ProfileSet, ProfileType, ProfileWindows, SymbolizedBatch
+from collector.model import ProfileSet, ProfileType, SymbolizedBatch
+from collector.pipeline.queues import batch_len
+from collector.pipeline.windowing import BatchWindows
 from collector.telemetry import Counters
 
 Encoder = Callable[[ProfileSet], bytes]
@@ -64,7 +66,11 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 class PeriodicFileExporter:
-    """An Exporter of SymbolizedBatch into ``<type>-<time>-<seq><suffix>`` files."""
+    """An Exporter of ProfileSets into ``<type>-<time>-<seq><suffix>`` files.
+
+    ``export`` also takes SymbolizedBatches when the exporter runs outside a pipeline (then it
+    windows them itself with its ``interval``/``max_samples``; see BatchWindows).
+    """
 
     def __init__(
         self, settings: CreateSettings, config: FileExporterConfig, encode: Encoder, suffix: str
@@ -75,12 +81,10 @@ class PeriodicFileExporter:
         self.suffix = suffix
         self.log = settings.logger or logging.getLogger(__name__)
         self.counters = Counters()
-        self._windows = ProfileWindows(config.max_samples)
+        self._batches = BatchWindows(self.id, config.window(), self._write_set)
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
         self._seq = 0
         self._closed = False
-        self._warned_full = False
         self._warned_write = False
         self.files_written = 0
         self.samples_written = 0
@@ -89,35 +93,29 @@ class PeriodicFileExporter:
     async def start(self, host: Host) -> None:
         prepare_directory(self.config.directory, self.id)
         self.counters = host.counters
-        self._task = asyncio.create_task(self._run(), name=f"{self.id} flush timer")
+        self._batches.counters = host.counters
         self.log.info(
-            "exporter started id=%s directory=%s interval_s=%g",
+            "exporter started id=%s directory=%s",
             self.id,
             self.config.directory,
-            self.config.interval,
         )
 
-    async def export(self, batch: SymbolizedBatch) -> None:
+    async def export(self, item: ProfileSet | SymbolizedBatch) -> None:
         if self._closed:
-            self.counters.add(self.id, "samples_dropped", len(batch.samples))
+            self.counters.add(self.id, "samples_dropped", batch_len(item))
             return
-        builder = self._windows.add(batch)
-        if builder.dropped_samples and not self._warned_full:
-            self._warned_full = True
-            self.log.warning(
-                "window full id=%s max_samples=%d: further samples are dropped and counted "
-                "(samples_dropped); raise max_samples or shorten interval",
-                self.id,
-                self.config.max_samples,
-            )
+        if isinstance(item, ProfileSet):
+            await self._write_set(item)
+        else:
+            await self._batches.add(item)
 
     async def flush(self) -> list[Path]:
-        """Close the current window and write one file per profile type that has samples."""
-        async with self._lock:
-            sets = self._windows.close_all()
-            if not sets:
-                return []
-            return await asyncio.to_thread(self._write_all, sets)
+        """Close windows of batches handed to ``export`` directly; the files written."""
+        return [p for paths in await self._batches.flush() for p in paths]
+
+    async def _write_set(self, ps: ProfileSet) -> list[Path]:
+        async with self._lock:  # one writer: sequence numbers and pruning stay in order
+            return await asyncio.to_thread(self._write_all, [ps])
 
     def _write_all(self, sets: list[ProfileSet]) -> list[Path]:
         written = []
@@ -126,6 +124,12 @@ class PeriodicFileExporter:
             self.counters.add(self.id, "samples_dropped", ps.dropped_samples)
             try:
                 data = self.encode(ps)
+            except Exception:  # a bug in an encoder: count the window, keep the exporter
+                self.counters.add(self.id, "encode_errors")
+                self.counters.add(self.id, "samples_dropped", count)
+                self.log.exception("encoding failed id=%s samples=%d", self.id, count)
+                continue
+            try:
                 path = self._free_path(ps)
                 write_atomically(path, data)
             except OSError as e:
@@ -168,29 +172,11 @@ class PeriodicFileExporter:
         except OSError as e:
             self.log.warning("pruning old files failed id=%s error=%s", self.id, e)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time()
-        while True:
-            deadline += self.config.interval
-            await asyncio.sleep(max(deadline - loop.time(), 0))
-            try:
-                # Shielded: shutdown cancels the timer, not a half-written window.
-                await asyncio.shield(self.flush())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.log.exception("flush failed id=%s", self.id)
-
     async def shutdown(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush()
+        await self._batches.shutdown()
         self.log.info(
             "exporter stopped id=%s directory=%s files_written=%d samples_written=%d "
             "samples_dropped=%d",

@@ -22,7 +22,7 @@ from collector.model.raw import (
     cpu_profile_type,
 )
 from collector.model.symbolized import Sample, SymbolizedBatch
-from collector.model.windows import ProfileWindows
+from collector.model.windows import ProfileWindows, WindowSettings
 
 __all__ = [
     "FRAME_GO",
@@ -47,5 +47,6 @@ __all__ = [
     "SampleRecord",
     "Stack",
     "SymbolizedBatch",
+    "WindowSettings",
     "cpu_profile_type",
 ]

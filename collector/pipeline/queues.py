@@ -13,6 +13,10 @@ log = logging.getLogger("collector.pipeline")
 
 
 def batch_len(batch: Any) -> int:
+    """Samples in a batch or a ProfileSet (what a drop of it loses, for the counters)."""
+    count = getattr(batch, "sample_count", None)
+    if isinstance(count, int):
+        return count
     samples = getattr(batch, "samples", None)
     return len(samples) if samples is not None else 0
 

@@ -1,8 +1,15 @@
 """Builds the component graph from a validated config and runs it.
 
 Receivers are shared by every pipeline that lists them (fan-out); processors are built per
-pipeline; exporters are shared (fan-in). Exporters start first and receivers last; shutdown
-runs in reverse and drains what is buffered.
+pipeline; exporters are shared (fan-in). After its processors, a pipeline hands each batch
+to the exporters that take batches, and to one WindowStage per distinct window setting of
+its "profiles" exporters: each window's ProfileSet is built once and the same object is
+offered to every exporter of that setting.
+
+Start: exporters, then per pipeline its processors and windows, then receivers. Shutdown:
+receivers stop -> pipeline queues drain -> processors stop -> windows close and hand their
+last ProfileSets on -> exporter queues drain -> exporters stop -> shared services released.
+Whatever the shutdown deadline cuts off is counted (samples_dropped_at_shutdown).
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from collector.component import Component, CreateSettings
 from collector.config.load import LoadedConfig
 from collector.errors import CollectorError, RuntimeFailure
 from collector.host import Host, ScopedHost
-from collector.pipeline.queues import BoundedQueue, FanOut
+from collector.model import WindowSettings
+from collector.pipeline.queues import BoundedQueue, FanOut, batch_len
+from collector.pipeline.windowing import WindowStage
 
 log = logging.getLogger("collector.service")
 
@@ -27,7 +36,17 @@ class _Pipeline:
     name: str
     queue: BoundedQueue
     processors: list[tuple[str, Any]] = field(default_factory=list)
+    # Exporters that take the pipeline's batches as they are (e.g. a plugin's "symbolized").
     exporter_queues: list[BoundedQueue] = field(default_factory=list)
+    windows: list[WindowStage] = field(default_factory=list)
+
+
+def _offer_to(queues: list[BoundedQueue]) -> Any:
+    async def offer(ps: Any) -> None:
+        for q in queues:
+            q.offer(ps)
+
+    return offer
 
 
 class Service:
@@ -62,7 +81,18 @@ class Service:
                 spec = self.cfg.spec("processor", pid)
                 proc = spec.factory.create(self._settings("processor", pid), spec.config)
                 pipe.processors.append((pid, proc))
-            pipe.exporter_queues = [self._exporter_queues[e] for e in pc.exporters]
+            by_window: dict[WindowSettings, list[BoundedQueue]] = {}
+            for eid in pc.exporters:
+                spec = self.cfg.spec("exporter", eid)
+                if spec.factory.input == "profiles":
+                    window = spec.factory.window
+                    ws = window(spec.config) if window is not None else WindowSettings()
+                    by_window.setdefault(ws, []).append(self._exporter_queues[eid])
+                else:
+                    pipe.exporter_queues.append(self._exporter_queues[eid])
+            for ws, queues in by_window.items():
+                owner = f"pipelines/{name}"
+                pipe.windows.append(WindowStage(owner, ws, _offer_to(queues), counters))
             for rid in pc.receivers:
                 feeds.setdefault(rid, []).append(pipe.queue)
             self._pipelines.append(pipe)
@@ -91,6 +121,8 @@ class Service:
         for pipe in self._pipelines:
             for pid, proc in pipe.processors:
                 await self._start_one(f"processors/{pid}", proc)
+            for stage in pipe.windows:
+                stage.start()
             self._spawn(self._pipeline_loop(pipe))
         for rid, rec in self._receivers.items():
             await self._start_one(f"receivers/{rid}", rec)
@@ -117,24 +149,47 @@ class Service:
             w.cancel()
 
     async def _pipeline_loop(self, pipe: _Pipeline) -> None:
-        counters = self.host.counters
         while True:
             batch = await pipe.queue.queue.get()
             try:
-                for pid, proc in pipe.processors:
-                    try:
-                        batch = await proc.process(batch)
-                    except Exception:
-                        counters.add(f"processors/{pid}", "batches_failed")
-                        log.exception("processor failed on a batch component=processors/%s", pid)
-                        batch = None
-                    if batch is None:
-                        break
-                else:
-                    for q in pipe.exporter_queues:
-                        q.offer(batch)
+                await self._through(pipe, batch)
+            except asyncio.CancelledError:
+                # Shutdown's deadline passed with this batch still in a processor.
+                n = batch_len(batch)
+                self.host.counters.add(pipe.queue.owner, "samples_dropped_at_shutdown", n)
+                raise
             finally:
                 pipe.queue.queue.task_done()
+
+    async def _through(self, pipe: _Pipeline, batch: Any) -> None:
+        counters = self.host.counters
+        for pid, proc in pipe.processors:
+            n = batch_len(batch)
+            try:
+                batch = await proc.process(batch)
+            except Exception:
+                counters.add(f"processors/{pid}", "batches_failed")
+                counters.add(pipe.queue.owner, "samples_dropped", n)
+                log.exception("processor failed on a batch component=processors/%s", pid)
+                return
+            if batch is None:
+                return
+        for q in pipe.exporter_queues:
+            q.offer(batch)
+        for stage in pipe.windows:
+            await self._window(pipe, stage, batch)
+
+    async def _window(self, pipe: _Pipeline, stage: WindowStage, batch: Any) -> None:
+        owner = pipe.queue.owner
+        if stage.closed:  # a batch that outlived the shutdown deadline in a processor
+            self.host.counters.add(owner, "samples_dropped_at_shutdown", batch_len(batch))
+            return
+        try:
+            await stage.add(batch)
+        except Exception:
+            self.host.counters.add(owner, "batches_failed")
+            self.host.counters.add(owner, "samples_dropped", batch_len(batch))
+            log.exception("windowing failed on a batch component=%s", owner)
 
     async def _export_loop(self, cid: str, exp: Any, queue: BoundedQueue) -> None:
         failures = 0
@@ -142,6 +197,10 @@ class Service:
             batch = await queue.queue.get()
             try:
                 await exp.export(batch)
+            except asyncio.CancelledError:
+                # Shutdown's deadline passed while this exporter still held the item.
+                self.host.counters.add(queue.owner, "samples_dropped_at_shutdown", batch_len(batch))
+                raise
             except Exception as exc:
                 self.host.counters.add(f"exporters/{cid}", "batches_failed")
                 failures += 1
@@ -178,7 +237,7 @@ class Service:
             q.discard_remaining()
 
     async def shutdown(self) -> None:
-        """Stop receivers, drain queues, flush exporters. Idempotent."""
+        """Stop receivers, drain queues, close windows, flush exporters. Idempotent."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.root.service.shutdown_timeout
         started = list(reversed(self._started))
@@ -198,12 +257,20 @@ class Service:
         await asyncio.sleep(0.05)  # let batches handed over from reader threads arrive
         await self._drain([p.queue for p in self._pipelines], deadline)
         await stop("processors/")
+        for pipe in self._pipelines:
+            for stage in pipe.windows:
+                try:
+                    await stage.shutdown()
+                except Exception as exc:
+                    errors.append(f"{stage.owner}: {exc}")
+                    log.exception("closing windows failed component=%s", stage.owner)
         await self._drain(list(self._exporter_queues.values()), deadline)
         await stop("exporters/")
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        self.host.close_shared()
         self.report(final=True)
         if errors:
             log.error("shutdown finished with errors count=%d", len(errors))

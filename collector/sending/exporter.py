@@ -1,21 +1,23 @@
-"""A batching profile exporter: ProfileBuilder per profile type -> periodic flush -> encode ->
-bounded sending queue -> transport with retries.
+"""A profile exporter for the network: ProfileSet (one window, cut by the pipeline) ->
+encode in a worker thread -> bounded sending queue -> transport with retries.
 
 Network exporters (otlp, otlp_http, later pyroscope) supply a ``Transport`` and an ``encode``
-function; everything about batching, queueing, retrying and counting lives here once.
+function; everything about queueing, retrying and counting lives here once. The pipeline
+cuts windows by ``interval`` and ``max_batch_samples`` (a window reaching it is sent early);
+fed SymbolizedBatches directly (outside a pipeline) the exporter windows them itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from collector.component import CreateSettings
 from collector.host import Host
-from collector.model import ProfileSet, ProfileWindows, SymbolizedBatch
+from collector.model import ProfileSet, SymbolizedBatch, WindowSettings
+from collector.pipeline.windowing import BatchWindows
 from collector.sending.queue import QueueItem, SendingQueue
 from collector.sending.retry import PermanentError, RetryableError, send_with_retry
 from collector.sending.settings import ProfilesExporterConfig
@@ -27,6 +29,11 @@ class SendResult:
 
     rejected: int = 0
     message: str = ""
+
+
+def window_settings(config: ProfilesExporterConfig) -> WindowSettings:
+    """How the pipeline cuts this exporter's windows (a Factory's ``window``)."""
+    return WindowSettings(config.interval, config.max_batch_samples)
 
 
 class Transport(Protocol):
@@ -43,7 +50,7 @@ class BatchingProfileExporter:
     """Counters (host.counters under this component's id): sent_requests, sent_samples,
     dropped_samples_queue_full, dropped_requests_queue_full, failed_samples_permanent,
     failed_samples_retries_exhausted, dropped_samples_shutdown, dropped_samples_window_full,
-    rejected_profiles, retries."""
+    dropped_samples_encode, rejected_profiles, retries."""
 
     def __init__(
         self,
@@ -57,7 +64,7 @@ class BatchingProfileExporter:
         self.config = config
         self.transport = transport
         self._encode = encode
-        self._windows = ProfileWindows(config.max_batch_samples)
+        self._batches = BatchWindows(self.id, window_settings(config), self._send_set)
         self._queue = SendingQueue(
             config.sending_queue.queue_size,
             config.sending_queue.num_consumers,
@@ -65,7 +72,6 @@ class BatchingProfileExporter:
             self.log,
         )
         self._host: Host | None = None
-        self._timer: asyncio.Task[None] | None = None
         self._logged: set[str] = set()
         self._started = False
         self._stopped = False
@@ -83,41 +89,40 @@ class BatchingProfileExporter:
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self, host: Host) -> None:
         self._host = host
+        self._batches.counters = host.counters
         await self.transport.open()
         self._queue.start()
-        self._timer = asyncio.create_task(self._tick(), name=f"{self.id}-flush")
         self._started = True
 
-    async def export(self, batch: SymbolizedBatch) -> None:
+    async def export(self, item: ProfileSet | SymbolizedBatch) -> None:
         if self._stopped:
+            n = item.sample_count if isinstance(item, ProfileSet) else len(item.samples)
+            self._count("dropped_samples_shutdown", n)
             return
-        if len(self._windows.add(batch)) >= self.config.max_batch_samples:
-            ps = self._windows.close(batch.profile_type)
-            if ps is not None:
-                await self._send_set(ps)
+        if isinstance(item, ProfileSet):
+            await self._send_set(item)
+        else:
+            await self._batches.add(item)
 
     async def flush(self) -> None:
-        for ps in self._windows.close_all():
-            await self._send_set(ps)
+        """Send the windows of batches handed to ``export`` directly."""
+        await self._batches.flush()
 
     async def _send_set(self, ps: ProfileSet) -> None:
         pt = ps.profile_type
         self._count("dropped_samples_window_full", ps.dropped_samples)
         n = ps.sample_count
-        # Encoding is CPU work on a detached ProfileSet: keep it off the event loop.
-        payload = await asyncio.to_thread(self._encode, ps)
+        try:
+            # Encoding is CPU work on an immutable ProfileSet: keep it off the event loop.
+            payload = await asyncio.to_thread(self._encode, ps)
+        except Exception:  # a bug in an encoder: count the window, keep the exporter
+            self._count("dropped_samples_encode", n)
+            self.log.exception("%s: encoding failed samples=%d", self.id, n)
+            return
         if not self._queue.offer(QueueItem(payload, n, pt.name)):
             self._count("dropped_requests_queue_full")
             self._count("dropped_samples_queue_full", n)
             self._log_once("queue_full", "%s: sending queue full; dropping samples=%d", self.id, n)
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.interval)
-            try:
-                await self.flush()
-            except Exception:
-                self.log.exception("%s: flush failed", self.id)
 
     async def _send_item(self, item: QueueItem) -> None:
         def on_retry(e: RetryableError, delay: float) -> None:
@@ -162,11 +167,7 @@ class BatchingProfileExporter:
         self._stopped = True
         if not self._started:
             return
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-        await self.flush()
+        await self._batches.shutdown()
         unsent = await self._queue.shutdown(self.config.shutdown_timeout)
         lost = sum(i.samples for i in unsent)
         if unsent:

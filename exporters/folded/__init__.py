@@ -1,6 +1,7 @@
 """The ``folded`` exporter: collapsed stacks files for flamegraph.pl, speedscope, inferno."""
 
 from collector.component import Factory
+from collector.exporthelper import FileExporterConfig
 from exporters.folded.config import FoldedConfig
 from exporters.folded.exporter import FoldedExporter
 
@@ -9,6 +10,7 @@ factory = Factory(
     kind="exporter",
     config_model=FoldedConfig,
     create=FoldedExporter,
-    input="symbolized",
+    input="profiles",
+    window=FileExporterConfig.window,
     description="Writes collapsed stacks (process;caller;...;leaf count) to *.folded files.",
 )

@@ -7,7 +7,7 @@ from functools import partial
 from collector.component import CreateSettings, Factory
 from collector.model import ProfileSet
 from collector.otlp import encode_profile_set
-from collector.sending.exporter import BatchingProfileExporter
+from collector.sending.exporter import BatchingProfileExporter, window_settings
 from exporters.otlp.config import OtlpExporterConfig
 from exporters.otlp.transport import GrpcTransport
 
@@ -28,6 +28,7 @@ factory = Factory(
     kind="exporter",
     config_model=OtlpExporterConfig,
     create=create,
-    input="symbolized",
+    input="profiles",
+    window=window_settings,
     description="OTLP profiles over gRPC to a collector or backend (ProfilesService/Export).",
 )

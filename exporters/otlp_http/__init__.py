@@ -9,7 +9,7 @@ from collector.component import CreateSettings, Factory
 from collector.host import Host
 from collector.model import ProfileSet
 from collector.otlp import encode_profile_set
-from collector.sending.exporter import BatchingProfileExporter
+from collector.sending.exporter import BatchingProfileExporter, window_settings
 from exporters.otlp_http.config import OtlpHttpExporterConfig
 from exporters.otlp_http.transport import HttpTransport
 
@@ -40,6 +40,7 @@ factory = Factory(
     kind="exporter",
     config_model=OtlpHttpExporterConfig,
     create=create,
-    input="symbolized",
+    input="profiles",
+    window=window_settings,
     description="OTLP profiles as protobuf over HTTP (POST /v1development/profiles).",
 )

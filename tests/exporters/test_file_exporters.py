@@ -14,6 +14,7 @@ from collector.component import CreateSettings, Factory
 from collector.encoding import folded_totals
 from collector.errors import EnvironmentProblem
 from collector.host import Host
+from collector.model import WindowSettings
 from exporters.folded import factory as folded_factory
 from exporters.pprof import factory as pprof_factory
 from tests.support.encoding_pprof import decode, go_pprof
@@ -44,7 +45,10 @@ def _run(factory: Factory, batches: list, **cfg: object) -> Host:
 @pytest.mark.parametrize("name", ["folded", "pprof"])
 def test_factory_contract(name: str) -> None:
     f = FACTORIES[name]
-    assert (f.type, f.kind, f.input, f.output) == (name, "exporter", "symbolized", None)
+    assert (f.type, f.kind, f.input, f.output) == (name, "exporter", "profiles", None)
+    config = f.config_model.model_validate({"directory": "/tmp", "interval": "2s"})
+    assert f.window is not None
+    assert f.window(config) == WindowSettings(2.0, 1_000_000)
 
 
 @pytest.mark.parametrize("name", ["folded", "pprof"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from collector.exporthelper import (
 )
 from collector.host import Host
 from collector.model import ProfileSet
-from tests.support.encoding_samples import CPU, OFF_CPU, batch
+from tests.support.encoding_samples import CPU, OFF_CPU, batch, profile_set
 
 ID = "test_exporter"
 
@@ -95,19 +96,23 @@ def test_profile_types_never_share_a_file_and_empty_windows_write_nothing(tmp_pa
     assert names == {"cpu": "cpu 30\n", "off_cpu": "off_cpu 15\n"}
 
 
-def test_window_overflow_and_late_batches_are_counted(tmp_path: Path) -> None:
+def test_a_full_window_closes_early_and_late_batches_are_counted(tmp_path: Path) -> None:
     async def run() -> Host:
         host = Host()
         e = _exporter(tmp_path, interval=3600, max_samples=10)
         await e.start(host)
-        await e.export(batch(CPU))  # 15 samples, 10 fit
-        await e.shutdown()
+        await e.export(batch(CPU))  # 15 samples: a full window of 10 is written at once
+        assert [p.read_text() for p in _files(tmp_path)] == ["cpu 10\n"]
+        await e.shutdown()  # the other 5 are written at shutdown: nothing is dropped
         await e.export(batch(CPU))  # after shutdown: dropped, counted
+        await e.export(profile_set(CPU))  # the same for a ProfileSet
         return host
 
     host = asyncio.run(run())
-    assert [p.read_text() for p in _files(tmp_path)] == ["cpu 10\n"]
-    assert host.counters.get(ID, "samples_dropped") == 5 + 15
+    assert sorted(p.read_text() for p in _files(tmp_path)) == ["cpu 10\n", "cpu 5\n"]
+    assert host.counters.get(ID, "samples_written") == 15
+    assert host.counters.get(ID, "samples_dropped") == 15 + 15
+    assert host.counters.get(ID, "windows_closed_full") == 1
 
 
 def test_max_files_deletes_the_oldest(tmp_path: Path) -> None:
@@ -129,22 +134,50 @@ def test_shutdown_without_start_is_safe(tmp_path: Path) -> None:
 
 
 def test_encoding_runs_off_the_event_loop(tmp_path: Path) -> None:
+    """The encoder runs in a worker thread while the loop keeps turning (how long the loop
+    may stall is a speed figure: benchmarks/dedup.py)."""
+    threads: list[int] = []
+    release = threading.Event()
+
     def slow(ps: ProfileSet) -> bytes:
-        time.sleep(0.5)
+        threads.append(threading.get_ident())
+        release.wait(30)  # holds the encoder until the loop proves it still runs
         return b"x"
 
-    async def run() -> float:
+    async def run() -> tuple[int, int]:
         config = FileExporterConfig(directory=tmp_path / "out", interval=3600)
         e = PeriodicFileExporter(CreateSettings(ID, logging.getLogger(ID)), config, slow, ".txt")
         await e.start(Host())
-        await e.export(batch(CPU))
-        flush = asyncio.create_task(e.flush())
-        worst = 0.0
-        while not flush.done():
-            t = time.monotonic()
-            await asyncio.sleep(0.01)
-            worst = max(worst, time.monotonic() - t)
+        write = asyncio.create_task(e.export(profile_set(CPU)))
+        ticks = 0
+        while not threads:  # the encoder has started and is blocked
+            await asyncio.sleep(0.001)
+        for _ in range(5):  # ...and the loop still turns
+            await asyncio.sleep(0)
+            ticks += 1
+        release.set()
+        await write
         await e.shutdown()
-        return worst
+        return ticks, threading.get_ident()
 
-    assert asyncio.run(run()) < 0.25
+    ticks, loop_thread = asyncio.run(run())
+    assert ticks == 5 and threads and threads[0] != loop_thread
+    assert [p.read_bytes() for p in _files(tmp_path)] == [b"x"]
+
+
+def test_exporting_a_profile_set_writes_it_as_is(tmp_path: Path) -> None:
+    ps = profile_set(CPU, scale=2)
+
+    async def run() -> Host:
+        host = Host()
+        e = _exporter(tmp_path, interval=3600)
+        await e.start(host)
+        await e.export(ps)
+        await e.shutdown()
+        return host
+
+    host = asyncio.run(run())
+    (path,) = _files(tmp_path)
+    assert path.read_text() == "cpu 30\n"
+    assert path.name == file_name(CPU, ps.start_ns, 1, ".txt")
+    assert host.counters.get(ID, "files_written") == 1
