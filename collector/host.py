@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from collector.telemetry import Counters
 
 if TYPE_CHECKING:
     from collector.proc import ProcessTable
+
+T = TypeVar("T")
+log = logging.getLogger("collector.host")
+
+
+class _Shared:
+    __slots__ = ("close", "refs", "value")
+
+    def __init__(self, value: Any, close: Callable[[Any], None] | None) -> None:
+        self.value = value
+        self.close = close
+        self.refs = 0
 
 
 class Host:
@@ -16,6 +30,8 @@ class Host:
 
     ``processes`` is the per-process mapping snapshot store: receivers ask it to snapshot a
     process as soon as they see it (while it lives), the symbolizer reads the snapshots.
+    ``shared``/``release`` is a small registry of services that components of the same kind
+    share (e.g. one symbolizer's tables for every pipeline), reference-counted by key.
     """
 
     def __init__(self, counters: Counters | None = None) -> None:
@@ -23,6 +39,52 @@ class Host:
         self._processes: ProcessTable | None = None
         self._fatal: Callable[[str, str], None] | None = None
         self.fatal_error: str | None = None
+        self._shared: dict[Hashable, _Shared] = {}
+        self._shared_lock = threading.RLock()  # a factory may take another shared service
+
+    def shared(
+        self,
+        key: Hashable,
+        factory: Callable[[], T],
+        close: Callable[[T], None] | None = None,
+    ) -> T:
+        """The one object under ``key``, made by ``factory`` on first use; every call takes
+        a reference that ``release(key)`` returns. ``close`` runs when the last one is
+        released (or at ``close_shared``). Keys must include every setting the object
+        depends on, so components with different settings never share by mistake."""
+        with self._shared_lock:
+            entry = self._shared.get(key)
+            if entry is None:
+                entry = self._shared[key] = _Shared(factory(), close)
+            entry.refs += 1
+            return entry.value  # type: ignore[no-any-return]
+
+    def release(self, key: Hashable) -> None:
+        with self._shared_lock:
+            entry = self._shared.get(key)
+            if entry is None:
+                return
+            entry.refs -= 1
+            if entry.refs > 0:
+                return
+            del self._shared[key]
+        self._close_entry(key, entry)
+
+    def close_shared(self) -> None:
+        """At shutdown: close whatever a component did not release."""
+        with self._shared_lock:
+            left = list(self._shared.items())
+            self._shared.clear()
+        for key, entry in left:
+            self._close_entry(key, entry)
+
+    def _close_entry(self, key: Hashable, entry: _Shared) -> None:
+        if entry.close is None:
+            return
+        try:
+            entry.close(entry.value)
+        except Exception:
+            log.exception("closing a shared service failed key=%r", key)
 
     def on_fatal(self, callback: Callable[[str, str], None]) -> None:
         self._fatal = callback
@@ -78,6 +140,20 @@ class ScopedHost(Host):
     @property
     def processes(self) -> ProcessTable:
         return self._parent.processes
+
+    def shared(
+        self,
+        key: Hashable,
+        factory: Callable[[], T],
+        close: Callable[[T], None] | None = None,
+    ) -> T:
+        return self._parent.shared(key, factory, close)
+
+    def release(self, key: Hashable) -> None:
+        self._parent.release(key)
+
+    def close_shared(self) -> None:
+        self._parent.close_shared()
 
     @property
     def fatal_error(self) -> str | None:  # type: ignore[override]
