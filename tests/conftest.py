@@ -2,17 +2,20 @@
 
 Off CI a bpf test skips with the reason when the machine cannot run BPF; in CI (CI=true) that
 same condition is a failure, because a green run that skipped the kernel tests proves nothing.
+The same holds for every other skip (a missing compiler, c++filt, readelf): in CI it fails,
+naming what is missing (tests/support/ci.py).
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Generator
 
 import pytest
 
 from tests.support.bpfcheck import bpf_unavailable_reason
+from tests.support.ci import fail_skip_in_ci, in_ci
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IN_CI = in_ci()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -35,3 +38,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def _bpf_required_in_ci() -> None:
     pytest.fail(f"BPF test cannot run in CI: {bpf_unavailable_reason()}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    fail_skip_in_ci(report)
+    return report
