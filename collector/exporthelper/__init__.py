@@ -3,6 +3,8 @@
 from collector.exporthelper.config import (
     Duration,
     FileExporterConfig,
+    FileMode,
+    dir_mode,
     parse_duration,
 )
 from collector.exporthelper.periodic import (
@@ -17,7 +19,9 @@ __all__ = [
     "Duration",
     "Encoder",
     "FileExporterConfig",
+    "FileMode",
     "PeriodicFileExporter",
+    "dir_mode",
     "file_name",
     "parse_duration",
     "prepare_directory",

@@ -2,7 +2,9 @@
 
 The pipeline cuts the windows (collector/pipeline/windowing.py) and hands each window's
 ProfileSet to ``export``; encoding and writing run in a worker thread so the event loop is
-never blocked by a large window.
+never blocked by a large window. Files are created with ``file_mode`` (0600 by default:
+profiles name every process's binaries and stacks) and folders the exporter creates with the
+matching directory mode (0700), whatever the umask.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from collector.component import CreateSettings
 from collector.errors import EnvironmentProblem
-from collector.exporthelper.config import FileExporterConfig
+from collector.exporthelper.config import FileExporterConfig, dir_mode
 from collector.host import Host
 from collector.model import ProfileSet, ProfileType, SymbolizedBatch
 from collector.pipeline.queues import batch_len
@@ -31,11 +33,29 @@ Encoder = Callable[[ProfileSet], bytes]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def prepare_directory(path: Path, component_id: str) -> None:
-    """Create ``path`` and prove a file can be written there (root ignores mode bits, so a
-    permission check alone would lie); raise one clear EnvironmentProblem otherwise."""
+def _make_dirs(path: Path, mode: int) -> None:
+    """mkdir -p, each created folder chmod'ed to ``mode`` (mkdir's mode is umasked)."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue  # made meanwhile by someone else: theirs, keep its mode
+        os.chmod(d, mode)
+
+
+def prepare_directory(path: Path, component_id: str, mode: int = 0o700) -> None:
+    """Create ``path`` (new folders get ``mode``; an existing folder keeps its own) and prove
+    a file can be written there (root ignores mode bits, so a permission check alone would
+    lie); raise one clear EnvironmentProblem otherwise."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        _make_dirs(path, mode)
         fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
         os.close(fd)
         os.unlink(probe)
@@ -52,11 +72,20 @@ def file_name(profile_type: ProfileType, start_ns: int, seq: int, suffix: str) -
     return f"{_UNSAFE.sub('_', profile_type.name) or 'profile'}-{stamp}-{seq:06d}{suffix}"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers never see a partial file: write a hidden temporary, then rename over."""
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Readers never see a partial file: write a hidden temporary, then rename over.
+
+    The temporary is opened without following a symlink and chmod'ed to ``mode`` before any
+    byte is written, so neither the umask nor a stale temporary widens who can read it.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, _CREATE, mode)
+        with open(fd, "wb") as f:
+            os.fchmod(fd, mode)
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -91,13 +120,14 @@ class PeriodicFileExporter:
         self._name_re = re.compile(rf"^[A-Za-z0-9_.-]+-\d{{8}}T\d{{6}}Z-\d+{re.escape(suffix)}$")
 
     async def start(self, host: Host) -> None:
-        prepare_directory(self.config.directory, self.id)
+        prepare_directory(self.config.directory, self.id, dir_mode(self.config.file_mode))
         self.counters = host.counters
         self._batches.counters = host.counters
         self.log.info(
-            "exporter started id=%s directory=%s",
+            "exporter started id=%s directory=%s file_mode=%04o",
             self.id,
             self.config.directory,
+            self.config.file_mode,
         )
 
     async def export(self, item: ProfileSet | SymbolizedBatch) -> None:
@@ -131,7 +161,7 @@ class PeriodicFileExporter:
                 continue
             try:
                 path = self._free_path(ps)
-                write_atomically(path, data)
+                write_atomically(path, data, self.config.file_mode)
             except OSError as e:
                 self.counters.add(self.id, "write_errors")
                 self.counters.add(self.id, "samples_dropped", count)
