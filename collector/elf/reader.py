@@ -263,13 +263,13 @@ class ElfReader:
             while pos + 12 <= len(data):  # each step moves >= 12 bytes: bounded by the data
                 namesz, descsz, ntype = struct.unpack_from(self.endian + "III", data, pos)
                 pos += 12
-                desc_at = pos + ((namesz + pad) & ~pad)
+                desc_at = (pos + namesz + pad) & ~pad  # aligned in the segment, not the note
                 if desc_at + descsz > len(data):
                     self.problems.append(f"a note at {off + pos - 12:#x} runs past its segment")
                     break
                 name = data[pos : pos + namesz].rstrip(b"\0")
                 desc = data[desc_at : desc_at + descsz]
-                pos = desc_at + ((descsz + pad) & ~pad)
+                pos = (desc_at + descsz + pad) & ~pad
                 out.append((name, ntype, desc))
         return out
 
