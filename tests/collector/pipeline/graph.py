@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from collector.component import ComponentConfig, CreateSettings, DataKind, Factory
@@ -84,6 +84,18 @@ class Graph:
             window=(lambda _cfg: window) if window is not None else None,
         )
         self.specs[(kind, name)] = ComponentSpec(name, kind, factory, Cfg(), "t")  # type: ignore[arg-type]
+
+    def add_real(self, kind: str, name: str, factory: Factory, config: Any) -> list[Any]:
+        """A real component; the returned list receives the object once it is created."""
+        created: list[Any] = []
+
+        def create(settings: CreateSettings, cfg: Any) -> Any:
+            created.append(factory.create(settings, cfg))
+            return created[-1]
+
+        real = replace(factory, create=create)
+        self.specs[(kind, name)] = ComponentSpec(name, kind, real, config, "t")  # type: ignore[arg-type]
+        return created
 
     def pipeline(self, name: str, receivers: list[str], exporters: list[str], processors=()):  # type: ignore[no-untyped-def]
         self.pipelines[name] = PipelineConfig(
