@@ -18,6 +18,7 @@ from collector.sending import (
     SendingQueue,
     send_with_retry,
 )
+from collector.sending.rpc_status import Status, retry_delay_from_status, status_with_retry_delay
 from collector.sending.settings import ProfilesExporterConfig
 
 
@@ -98,3 +99,13 @@ def test_queue_drops_when_full_and_reports_unsent() -> None:
         assert not q.offer(QueueItem(b"", 5))
 
     asyncio.run(main())
+
+
+def test_rpc_status_retry_info_round_trip_and_garbage() -> None:
+    blob = status_with_retry_delay(14, "unavailable", 1.5)
+    st = Status.FromString(blob)
+    assert (st.code, st.message) == (14, "unavailable")
+    assert st.details[0].type_url == "type.googleapis.com/google.rpc.RetryInfo"
+    assert retry_delay_from_status(blob) == 1.5
+    assert retry_delay_from_status(Status(code=14).SerializeToString()) is None  # no RetryInfo
+    assert retry_delay_from_status(b"\xff\xff\xff") is None  # not a Status: no crash
