@@ -1,0 +1,160 @@
+"""Fuzz targets: every parser of bytes a user of the profiled host controls.
+
+Each target takes one input and returns normally, or lets an exception escape: that is a bug.
+The parsers' only allowed failure is ``ElfError`` (the ELF reader's "malformed"); the DWARF
+wrapper, the symbolizer's Binary, the /proc parsers and the demanglers must not raise at all.
+Inputs reach the ELF code as a real file (a memfd), the way a pinned binary does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+
+from collector.elf import ElfError, ElfReader, Limits, dynamic_symbols, load_function_symbols
+from collector.proc import PinnedFile
+from collector.proc.procfs import container_id_from_cgroup, parse_maps, parse_stat
+from processors.symbolize.binary import Binary
+from processors.symbolize.config import SymbolizeConfig
+from processors.symbolize.demangle import demangle
+from processors.symbolize.dwarf import DwarfLines, dwarf_refusal
+
+# Small budgets keep executions fast and make the budget paths part of what is fuzzed.
+LIMITS = Limits(max_read_bytes=8 << 20, max_symbols=50_000, max_seconds=10.0)
+DWARF_BYTES = 2 << 20
+_CONFIG = SymbolizeConfig(
+    dwarf_lines=True,
+    inline=True,
+    dwarf_max_bytes=DWARF_BYTES,
+    binary_max_bytes=LIMITS.max_read_bytes,
+    binary_max_symbols=LIMITS.max_symbols,
+)
+_fd = -1
+
+
+def _file(data: bytes) -> int:
+    """One memfd per process, rewritten for each input: a regular file, as a binary is."""
+    global _fd
+    if _fd < 0:
+        _fd = os.memfd_create("fuzz-input", os.MFD_CLOEXEC)
+    os.ftruncate(_fd, 0)
+    os.pwrite(_fd, data, 0)
+    return _fd
+
+
+def _reader(data: bytes) -> ElfReader | None:
+    try:
+        return ElfReader(_file(data), LIMITS)
+    except ElfError:
+        return None
+
+
+def elf_reader(data: bytes) -> None:
+    elf = _reader(data)
+    if elf is None:
+        return
+    try:
+        elf.build_id()
+    except ElfError:
+        return
+    for sec in elf.section_list[:64]:
+        elf.file_offset_to_vaddr(sec.offset)
+        elf.vaddr_to_file_offset(sec.addr)
+        with contextlib.suppress(ElfError):
+            elf.section_data(sec, 4096)
+
+
+def _probe(table) -> None:  # type: ignore[no-untyped-def]
+    n = len(table)
+    for i in range(0, n, max(1, n // 16)):
+        start = table.starts[i]
+        table.lookup(start)
+        table.lookup(start + 1)
+        table.name_at(i)
+
+
+def elf_symbols(data: bytes) -> None:
+    elf = _reader(data)
+    if elf is None:
+        return
+    try:
+        _probe(load_function_symbols(elf).table)
+    except ElfError:
+        return
+
+
+def elf_dynamic(data: bytes) -> None:
+    """The PT_DYNAMIC path alone, as when the section headers are unusable."""
+    elf = _reader(data)
+    if elf is None:
+        return
+    try:
+        dynamic_symbols(elf)
+        elf.section_list = []
+        _probe(load_function_symbols(elf).table)
+    except ElfError:
+        return
+
+
+def dwarf_lines(data: bytes) -> None:
+    elf = _reader(data)
+    if elf is None or dwarf_refusal(elf, DWARF_BYTES):
+        return
+    try:
+        table = load_function_symbols(elf).table
+    except ElfError:
+        return
+    d = DwarfLines(os.dup(elf.fd), inline=True, max_bytes=DWARF_BYTES)
+    try:
+        n = len(table)
+        for i in range(0, n, max(1, n // 8)):
+            d.lookup(table.starts[i])
+            d.lookup(table.starts[i] + 4)
+    finally:
+        d.close()
+
+
+def symbolize_binary(data: bytes) -> None:
+    """The symbolizer's whole per-binary path (symbols, DWARF, demangling): never raises."""
+    fd = _file(data)
+    pinned = PinnedFile(os.dup(fd), os.fstat(fd), "fuzz")
+    try:
+        b = Binary(pinned, {}, _CONFIG)
+        for off in range(0, min(len(data), 1 << 16), 997):
+            b.lines_at(off)
+        b.close()
+    finally:
+        pinned.close()
+
+
+def proc_maps(data: bytes) -> None:
+    parse_maps(data)
+    parse_maps(data, executable_only=False)
+
+
+def proc_stat(data: bytes) -> None:
+    parse_stat(data)
+
+
+def proc_cgroup(data: bytes) -> None:
+    container_id_from_cgroup(data.decode("utf-8", "replace"))
+
+
+def symbol_names(data: bytes) -> None:
+    """Names from a hostile string table through every demangler (C++ via libstdc++)."""
+    demangle.__wrapped__(data.decode("utf-8", "replace"))  # bypass the LRU: fuzz every input
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "elf_reader": elf_reader,
+    "elf_symbols": elf_symbols,
+    "elf_dynamic": elf_dynamic,
+    "dwarf_lines": dwarf_lines,
+    "symbolize_binary": symbolize_binary,
+    "proc_maps": proc_maps,
+    "proc_stat": proc_stat,
+    "proc_cgroup": proc_cgroup,
+    "symbol_names": symbol_names,
+}
+ELF_TARGETS = ("elf_reader", "elf_symbols", "elf_dynamic", "dwarf_lines", "symbolize_binary")
