@@ -164,6 +164,9 @@ def parse(
                     cache[rest] = effects
         except (ValueError, IndexError):
             stats.malformed += 1
+            if fn is not None and not init:  # its earlier rows cannot be trusted either
+                funcs.pop()
+                nrows -= len(fn.rows)
             fn = None
             continue
         if init:
