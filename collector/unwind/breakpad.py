@@ -15,7 +15,9 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from collector.unwind import layout as L
 
@@ -41,7 +43,7 @@ class CfiStats:
     malformed: int = 0  # lines that did not parse (their function was dropped)
     overlaps: int = 0  # functions that started inside the previous one (it was cut)
     merged: int = 0  # rows dropped because they repeat the rule in effect
-    stops: Counter[str] = field(default_factory=Counter)  # stop rows by reason
+    stops: Counter[str] = field(default_factory=Counter)  # stop rows of the table by reason
 
 
 def _num(tok: bytes) -> int:
@@ -86,7 +88,7 @@ def _parse_rules(toks: list[bytes]) -> tuple[object, object, object]:
     return cfa, ra, rbp
 
 
-def _encode(cfa: object, ra: object, rbp: object, stats: CfiStats) -> int:
+def _encode(cfa: object, ra: object, rbp: object) -> int:
     """The row's u64 as little-endian struct unwind_row bytes read it, minus the pc."""
     reason = -1
     if ra is None:
@@ -100,7 +102,6 @@ def _encode(cfa: object, ra: object, rbp: object, stats: CfiStats) -> int:
         if off <= 0 or off % 8 or off // 8 > 0xFFFF:
             reason = L.TABLE_STOP
     if reason >= 0:
-        stats.stops[L.REASONS[reason]] += 1
         return L.kind(L.CFA_STOP, reason=reason) << 56
     cfa_off = off // 8
     rbp_rule, rbp_off = L.RBP_SAME, 0
@@ -116,74 +117,102 @@ def _encode(cfa: object, ra: object, rbp: object, stats: CfiStats) -> int:
 
 
 @dataclass(slots=True)
-class _Function:
-    start: int
-    end: int
-    rows: list[tuple[int, int]]  # (vaddr, encoded attrs)
+class Parsed:
+    """Rows of every function in file order: function i is (start, end, first, count) over
+    the parallel arrays ``pcs`` (vaddrs) and ``attrs`` (encoded rules)."""
+
+    funcs: list[tuple[int, int, int, int]]
+    pcs: array
+    attrs: array
+    stats: CfiStats
+
+
+def _lines(text: bytes | BinaryIO) -> Iterator[bytes]:
+    if isinstance(text, bytes | bytearray | memoryview):
+        yield from bytes(text).split(b"\n")
+        return
+    while line := text.readline(MAX_LINE + 2):  # bounded even for a file with no newline
+        yield line.rstrip(b"\n")
 
 
 def parse(
-    text: bytes, max_rows: int = L.MAX_TABLE_ROWS, max_lines: int = DEFAULT_MAX_LINES
-) -> tuple[list[_Function], CfiStats]:
-    """Functions with their rows in address order, unsorted between functions."""
+    text: bytes | BinaryIO,
+    max_rows: int = L.MAX_TABLE_ROWS,
+    max_lines: int = DEFAULT_MAX_LINES,
+) -> Parsed:
+    """Functions with their rows in address order, unsorted between functions.
+
+    The hot loop touches each line once: rule strings repeat (libc: 25k lines, ~900 distinct
+    rule strings), so their parse and each distinct rule state's encoding are cached."""
     stats = CfiStats()
-    funcs: list[_Function] = []
-    cache: dict[bytes, tuple[object, object, object]] = {}
-    fn: _Function | None = None
-    state: list[object] = [None, None, None]
-    nrows = 0
-    for line in text.split(b"\n"):
+    funcs: list[tuple[int, int, int, int]] = []
+    pcs, attrs = array("Q"), array("Q")
+    rules: dict[bytes, tuple[object, object, object]] = {}
+    encoded: dict[tuple[object, object, object], int] = {}
+    open_fn = False  # rows of the function being read go to pcs/attrs from index `first`
+    start = end = first = prev = 0
+    cfa: object = None
+    ra: object = None
+    rbp: object = None
+    for line in _lines(text):
         if not line:
             continue
         stats.lines += 1
         if stats.lines > max_lines:
             raise CfiError(f"more than {max_lines} lines of call-frame text")
-        if len(line) > MAX_LINE or not line.startswith(b"STACK CFI "):
-            stats.malformed += 1
-            continue
-        init = line.startswith(b"STACK CFI INIT ")
         try:
+            if len(line) > MAX_LINE or line[:10] != b"STACK CFI ":
+                raise ValueError("not a STACK CFI line")
+            init = line[10:15] == b"INIT "
             if init:
+                if open_fn:
+                    funcs.append((start, end, first, len(pcs) - first))
+                    open_fn = False
                 _s, _c, _i, start_s, size_s, rest = line.split(b" ", 5)
-                start, size = int(start_s, 16), int(size_s, 16)
-                if size <= 0 or start < 0 or start + size > 1 << 64:
+                addr, size = int(start_s, 16), int(size_s, 16)
+                if size <= 0 or addr < 0 or addr + size >= 1 << 64:
                     raise ValueError("bad range")
-                addr = start
             else:
-                if fn is None:
+                if not open_fn:
                     continue  # rows of a dropped function
                 _s, _c, addr_s, rest = line.split(b" ", 3)
                 addr = int(addr_s, 16)
-                prev = fn.rows[-1][0]
-                if not prev < addr < fn.end:
+                if not prev < addr < end:
                     raise ValueError("row outside its function or out of order")
-            effects = cache.get(rest)
-            if effects is None:
-                effects = _parse_rules(rest.split())
-                if len(cache) < 65536:
-                    cache[rest] = effects
+            eff = rules.get(rest)
+            if eff is None:
+                eff = _parse_rules(rest.split())
+                if len(rules) < 65536:
+                    rules[rest] = eff
         except (ValueError, IndexError):
             stats.malformed += 1
-            if fn is not None and not init:  # its earlier rows cannot be trusted either
-                funcs.pop()
-                nrows -= len(fn.rows)
-            fn = None
+            if open_fn:  # a bad row: the function's earlier rows cannot be trusted either
+                del pcs[first:], attrs[first:]
+                open_fn = False
             continue
         if init:
-            fn = _Function(start, start + size, [])
-            funcs.append(fn)
-            state = list(effects)
+            start, end, first, open_fn = addr, addr + size, len(pcs), True
+            cfa, ra, rbp = eff
         else:
-            assert fn is not None
-            for i in range(3):
-                if effects[i] is not None:
-                    state[i] = effects[i]
-        nrows += 1
-        if nrows > max_rows:
+            if eff[0] is not None:
+                cfa = eff[0]
+            if eff[1] is not None:
+                ra = eff[1]
+            if eff[2] is not None:
+                rbp = eff[2]
+        prev = addr
+        key = (cfa, ra, rbp)
+        a = encoded.get(key)
+        if a is None:
+            a = encoded[key] = _encode(cfa, ra, rbp)
+        pcs.append(addr)
+        attrs.append(a)
+        if len(pcs) > max_rows:
             raise CfiError(f"more than {max_rows} call-frame rows")
-        fn.rows.append((addr, _encode(state[0], state[1], state[2], stats)))
+    if open_fn:
+        funcs.append((start, end, first, len(pcs) - first))
     stats.functions = len(funcs)
-    return funcs, stats
+    return Parsed(funcs, pcs, attrs, stats)
 
 
 @dataclass(slots=True)
@@ -205,7 +234,7 @@ class Rows:
 
 
 def build_rows(
-    text: bytes,
+    text: bytes | BinaryIO,
     stop_ranges: tuple[tuple[int, int, int], ...] = (),
     max_rows: int = L.MAX_TABLE_ROWS,
     max_lines: int = DEFAULT_MAX_LINES,
@@ -214,48 +243,57 @@ def build_rows(
 
     ``stop_ranges``: (lo, hi, reason) vaddr ranges whose rows are replaced by one stop row
     (PLT stubs, whose real rule is a DWARF expression symbolic leaves out)."""
-    funcs, stats = parse(text, max_rows, max_lines)
+    p = parse(text, max_rows, max_lines)
+    stats, funcs, pcs, attrs = p.stats, p.funcs, p.pcs, p.attrs
     if not funcs:
         raise CfiError("no call-frame rows")
-    funcs.sort(key=lambda f: f.start)
-    merged: list[tuple[int, int]] = []
-    for i, f in enumerate(funcs):
-        nxt = funcs[i + 1].start if i + 1 < len(funcs) else None
-        rows = f.rows
-        if nxt is not None and nxt < f.end:
+    funcs.sort()
+    end_marker = L.kind(L.CFA_STOP, reason=L.NO_ROW) << 56
+    mpcs, mattrs = array("Q"), array("Q")
+    for i, (_start, end, first, count) in enumerate(funcs):
+        nxt = funcs[i + 1][0] if i + 1 < len(funcs) else None
+        if nxt is not None and nxt < end:
             stats.overlaps += 1
-            rows = [r for r in rows if r[0] < nxt]
-        merged.extend(rows)
-        if nxt is None or nxt > f.end:
-            merged.append((f.end, L.kind(L.CFA_STOP, reason=L.NO_ROW) << 56))
+            while count and pcs[first + count - 1] >= nxt:
+                count -= 1
+        mpcs.extend(pcs[first : first + count])
+        mattrs.extend(attrs[first : first + count])
+        if nxt is None or nxt > end:
+            mpcs.append(end)
+            mattrs.append(end_marker)
     for lo, hi, reason in stop_ranges:
-        merged = _override(merged, lo, hi, L.kind(L.CFA_STOP, reason=reason) << 56)
-        stats.stops[L.REASONS[reason]] += 1
-    base = merged[0][0]
-    if merged[-1][0] - base >= 1 << 32:
+        _override(mpcs, mattrs, lo, hi, L.kind(L.CFA_STOP, reason=reason) << 56)
+    base = mpcs[0]
+    if mpcs[-1] - base >= 1 << 32:
         raise CfiError("call-frame rows span more than 4 GiB of addresses")
     out = array("Q")
     last = -1
-    for pc, attrs in merged:
-        if attrs == last:
+    for pc, a in zip(mpcs, mattrs, strict=True):
+        if a == last:
             stats.merged += 1
             continue
-        out.append((pc - base) | attrs)
-        last = attrs
+        out.append((pc - base) | a)
+        last = a
     if len(out) > max_rows:
         raise CfiError(f"more than {max_rows} call-frame rows")
     stats.rows = len(out)
+    kinds = out.tobytes()[7::8]  # the kind byte of every row, for C-speed counting
+    for reason, name in enumerate(L.REASONS):
+        n = kinds.count(L.kind(L.CFA_STOP, reason=reason))
+        if n:
+            stats.stops[name] = n
     return Rows(base, out, stats)
 
 
-def _override(rows: list[tuple[int, int]], lo: int, hi: int, attrs: int) -> list[tuple[int, int]]:
-    """Replace the rules in [lo, hi) by ``attrs``, keeping what was in effect from hi on."""
-    pcs = [r[0] for r in rows]
+def _override(pcs: array, attrs: array, lo: int, hi: int, rule: int) -> None:
+    """Replace the rules in [lo, hi) by ``rule``, keeping what was in effect from hi on."""
     i, j = bisect_left(pcs, lo), bisect_left(pcs, hi)
-    if i == j and (i == 0 or i == len(rows)):
-        return rows  # the range is outside every function: nothing to replace
-    after = rows[j - 1][1] if j > 0 else L.kind(L.CFA_STOP, reason=L.NO_ROW) << 56
-    tail = rows[j:]
-    if not tail or tail[0][0] != hi:
-        tail = [(hi, after), *tail]
-    return [*rows[:i], (lo, attrs), *tail]
+    if i == j and (i == 0 or i == len(pcs)):
+        return  # the range is outside every function: nothing to replace
+    after = attrs[j - 1] if j > 0 else L.kind(L.CFA_STOP, reason=L.NO_ROW) << 56
+    tail_p, tail_a = pcs[j:], attrs[j:]
+    if not tail_p or tail_p[0] != hi:
+        tail_p.insert(0, hi)
+        tail_a.insert(0, after)
+    pcs[i:] = array("Q", [lo]) + tail_p
+    attrs[i:] = array("Q", [rule]) + tail_a

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import time
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import symbolic
 
@@ -77,48 +79,29 @@ def _stop_ranges(fd: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
-def cfi_text(path: str) -> bytes:
-    """symbolic's Breakpad STACK CFI text for an x86-64 ELF file (or a /proc/self/fd path)."""
+def cfi_text(path: str, out: BinaryIO | None = None) -> bytes:
+    """symbolic's Breakpad STACK CFI text for an x86-64 ELF file (or a /proc/self/fd path),
+    returned, or written to ``out`` (then b"" is returned)."""
     try:
         obj = symbolic.Archive.open(path).get_object(arch="x86_64")
-        return _write(obj)
+        buf = out if out is not None else io.BytesIO()
+        symbolic.CfiCache.from_object(obj).write_to(buf)
     except symbolic.SymbolicError as exc:
         raise TableError(f"{path}: {str(exc).splitlines()[0]}") from exc
-
-
-def cfi_text_from_bytes(data: bytes, name: str) -> bytes:
-    try:
-        obj = symbolic.Archive.from_bytes(data).get_object(arch="x86_64")
-        return _write(obj)
-    except symbolic.SymbolicError as exc:
-        raise TableError(f"{name}: {str(exc).splitlines()[0]}") from exc
-
-
-def _write(obj: symbolic.Object) -> bytes:
-    buf = io.BytesIO()
-    symbolic.CfiCache.from_object(obj).write_to(buf)
-    return buf.getvalue()
+    return b"" if out is not None else buf.getvalue()  # type: ignore[union-attr]
 
 
 def build_table(fd: int, path: str, max_rows: int = L.MAX_TABLE_ROWS) -> UnwindTable:
-    """The table of the ELF file open on ``fd`` (``path`` names it in errors)."""
+    """The table of the ELF file open on ``fd`` (``path`` names it in errors).
+
+    symbolic's text goes through a temporary file, read back line by line: for a 110 MB
+    libLLVM it is 36 MB, which would otherwise sit in memory next to its list of lines."""
     started = time.perf_counter()
-    text = cfi_text(f"/proc/self/fd/{fd}")
-    try:
-        rows = build_rows(text, _stop_ranges(fd), max_rows=max_rows)
-    except CfiError as exc:
-        raise TableError(f"{path}: {exc}") from exc
+    with tempfile.TemporaryFile() as text:
+        cfi_text(f"/proc/self/fd/{fd}", text)
+        text.seek(0)
+        try:
+            rows = build_rows(text, _stop_ranges(fd), max_rows=max_rows)
+        except CfiError as exc:
+            raise TableError(f"{path}: {exc}") from exc
     return UnwindTable(binary_key(fd), path, rows, time.perf_counter() - started)
-
-
-def build_table_from_bytes(
-    data: bytes, name: str, key: str, max_rows: int = L.MAX_TABLE_ROWS
-) -> UnwindTable:
-    """A table for an image read from memory (the vDSO)."""
-    started = time.perf_counter()
-    text = cfi_text_from_bytes(data, name)
-    try:
-        rows = build_rows(text, max_rows=max_rows)
-    except CfiError as exc:
-        raise TableError(f"{name}: {exc}") from exc
-    return UnwindTable(key, name, rows, time.perf_counter() - started)
