@@ -1,9 +1,13 @@
-"""A third-party receiver: emits a fixed, known set of symbolized samples on an interval."""
+"""A third-party receiver that emits a fixed, known set of symbolized samples on an interval,
+and a third-party exporter that takes symbolized batches as they are (``input="symbolized"``)
+and writes the samples it saw per leaf function as JSON at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 
@@ -78,4 +82,37 @@ factory = Factory(
     create=SyntheticReceiver,
     output="symbolized",
     description="fixed synthetic CPU samples (plugin test)",
+)
+
+
+class TallyConfig(ComponentConfig):
+    path: Path
+
+
+class TallyExporter:
+    def __init__(self, settings: CreateSettings, config: TallyConfig) -> None:
+        self.config = config
+        self.counts: dict[str, int] = {}
+        self.batches = 0
+
+    async def start(self, host: Host) -> None:
+        pass
+
+    async def export(self, batch: SymbolizedBatch) -> None:
+        self.batches += 1
+        for s in batch.samples:
+            leaf = s.stack.frames[0].label() if s.stack.frames else "[empty]"
+            self.counts[leaf] = self.counts.get(leaf, 0) + s.value
+
+    async def shutdown(self) -> None:
+        self.config.path.write_text(json.dumps({"batches": self.batches, "counts": self.counts}))
+
+
+tally = Factory(
+    type="tally",
+    kind="exporter",
+    config_model=TallyConfig,
+    create=TallyExporter,
+    input="symbolized",
+    description="counts samples per leaf function (plugin test)",
 )
