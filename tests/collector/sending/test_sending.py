@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import pytest
 from pydantic import ValidationError
@@ -47,19 +46,25 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
 
 
 def test_retry_stops_at_budget_and_never_retries_permanent() -> None:
-    calls = []
+    # The budget is judged on the clock send_with_retry is given: here one that advances by
+    # exactly the waits it asked for, so the count does not depend on the machine's load.
+    waited = [0.0]
+    calls: list[float] = []
 
     async def flaky() -> None:
-        calls.append(time.monotonic())
+        calls.append(waited[0])
         raise RetryableError("down")
 
+    def on_retry(e: RetryableError, delay: float) -> None:
+        waited[0] += delay
+
     s = RetrySettings(
-        initial_interval=0.05, max_interval=0.05, max_elapsed_time=0.3, randomization_factor=0
+        initial_interval=0.0625, max_interval=0.0625, max_elapsed_time=0.25, randomization_factor=0
     )
     with pytest.raises(RetryableError):
-        asyncio.run(send_with_retry(flaky, s))
-    assert 4 <= len(calls) <= 7
-    assert calls[-1] - calls[0] <= 0.3
+        asyncio.run(send_with_retry(flaky, s, on_retry=on_retry, clock=lambda: waited[0]))
+    # Attempts at 0, 1/16, 2/16, 3/16, 4/16 s; a fifth wait would end past the 0.25 s budget.
+    assert calls == [0.0, 0.0625, 0.125, 0.1875, 0.25]
 
     calls.clear()
 
