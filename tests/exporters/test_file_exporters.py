@@ -17,6 +17,7 @@ from collector.host import Host
 from collector.model import WindowSettings
 from exporters.folded import factory as folded_factory
 from exporters.pprof import factory as pprof_factory
+from tests.collector.pipeline.graph import Graph
 from tests.support.encoding_pprof import decode, go_pprof
 from tests.support.encoding_samples import CPU, EXPECTED_FOLDED, OFF_CPU, batch, profile_set
 
@@ -100,3 +101,37 @@ def test_unwritable_directory_fails_start_naming_it(tmp_path: Path, name: str) -
 def test_pprof_gzip_level_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="gzip_level"):
         pprof_factory.config_model.model_validate({"directory": str(tmp_path), "gzip_level": 0})
+
+
+def test_folded_and_pprof_in_one_pipeline_write_the_same_windows(tmp_path: Path) -> None:
+    g = Graph()
+    g.add("receiver", "r", output="symbolized")
+    cfg = {"directory": str(tmp_path), "interval": 3600}
+    made = {
+        name: g.add_real("exporter", name, f, f.config_model.model_validate(cfg))
+        for name, f in FACTORIES.items()
+    }
+    g.pipeline("profiles", ["r"], list(FACTORIES))
+    svc = g.build()
+
+    async def main() -> None:
+        await svc.start()
+        for b in (batch(CPU), batch(OFF_CPU, value=1000), batch(CPU, scale=2)):
+            g.made["r"].consume(b)
+        await svc.shutdown()
+
+    asyncio.run(main())
+    assert all(len(m) == 1 for m in made.values())
+    assert svc.host.counters.get("pipelines/profiles", "windows_closed") == 2  # one per type
+    stems = {p.name.split(".")[0] for p in tmp_path.iterdir()}
+    assert len(stems) == 2  # the same window start and sequence in both exporters' names
+    for stem in stems:
+        folded = sum(folded_totals_of(tmp_path / f"{stem}.folded").values())
+        p = decode((tmp_path / f"{stem}.pb.gz").read_bytes())
+        assert folded == sum(s.value[0] for s in p.sample)
+    for name in FACTORIES:
+        assert svc.host.counters.get(f"exporters/{name}", "samples_written") == 60
+
+
+def folded_totals_of(path: Path) -> dict[str, int]:
+    return {k: int(v) for k, v in (ln.rsplit(" ", 1) for ln in path.read_text().splitlines())}
