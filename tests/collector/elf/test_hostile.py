@@ -67,6 +67,24 @@ def test_malformed_copy_runs_and_is_named_from_dynsym(
     assert elf.bytes_read < 256 * 1024 and peak < 2 << 20, (elf.bytes_read, peak)
 
 
+def test_binary_without_section_headers_is_named_through_pt_dynamic(
+    exported: Path, tmp_path: Path
+) -> None:
+    """sstrip-ed binaries have no section headers at all: that is legal, not a problem."""
+    data = bytearray(exported.read_bytes())
+    data[0x28:0x30] = bytes(8)  # e_shoff
+    data[0x3C:0x40] = bytes(4)  # e_shnum, e_shstrndx
+    path = tmp_path / "sstripped"
+    path.write_bytes(bytes(data))
+    path.chmod(0o755)
+    subprocess.run([str(path), "0.01"], check=True, timeout=30)
+    elf = _open(path)
+    loaded = load_function_symbols(elf)
+    assert elf.section_list == [] and elf.problems == []
+    assert loaded.source == "PT_DYNAMIC" and _names(loaded.table) >= BURNS
+    assert len(elf.build_id()) == 40  # from PT_NOTE, no section needed
+
+
 def test_claimed_terabyte_is_refused_before_reading(exported: Path, tmp_path: Path) -> None:
     bad = hostile_elf.make(exported, tmp_path / "t", "symtab1t")
     elf = _open(bad)
