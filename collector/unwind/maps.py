@@ -156,6 +156,15 @@ class UnwindMaps:
         finally:
             os.close(fd)
 
+    def stats(self) -> dict[str, float]:
+        """User-space counters: processes, slots, and the table store's."""
+        return {
+            **self.counters,
+            **self.store.stats(),
+            "processes_active": len(self._slots),
+            "process_slots_free": len(self._free_slots),
+        }
+
     def read_stats(self) -> dict[str, int]:
         """Walk end reasons summed over CPUs (from unwind_stats)."""
         if self._stats is None:

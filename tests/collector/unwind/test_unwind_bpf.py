@@ -181,3 +181,36 @@ def test_process_without_mappings_falls_back_to_frame_pointers(selftest: Selftes
     reasons = Counter(L.REASONS[s.reason] for s in mine)
     # Every walk says it stopped for want of a table; none claims to be a whole stack.
     assert reasons["no_process"] == len(mine), reasons
+
+
+def test_processes_of_one_binary_share_its_tables_until_the_last_goes(selftest: Selftest) -> None:
+    binary = build("unwind_callers", O2)
+    procs = [
+        subprocess.Popen([str(binary), "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+        before = selftest.maps.stats()
+        first = {Path(e.path).name: e for e in selftest.maps.add_process(procs[0].pid) or []}
+        after_one = selftest.maps.stats()
+        second = {Path(e.path).name: e for e in selftest.maps.add_process(procs[1].pid) or []}
+        after_two = selftest.maps.stats()
+        for name in (binary.name, "libc.so.6"):
+            assert first[name].row_first == second[name].row_first  # one slice, two processes
+            assert first[name].row_count == second[name].row_count > 0
+        assert after_two["rows_used"] == after_one["rows_used"]
+        assert after_two["tables_built"] == after_one["tables_built"]
+        assert after_two["processes_active"] == before["processes_active"] + 2
+        for p in procs:
+            selftest.maps.remove_process(p.pid)
+        gone = selftest.maps.stats()
+        assert gone["processes_active"] == before["processes_active"]
+        assert gone["process_slots_free"] == before["process_slots_free"]
+        # Unreferenced tables stay loaded (idle) for the next process of the same binaries.
+        assert gone["tables_idle"] >= 2 and gone["rows_used"] == after_two["rows_used"]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
