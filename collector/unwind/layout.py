@@ -66,4 +66,5 @@ def stop_row(pc: int, reason: int) -> bytes:
 SAMPLE_HEADER = struct.Struct("<IIBBHI")
 MODE_TABLES = 0
 MODE_FP = 1
+MODE_SWITCH = 2
 SAMPLE_F_KERNEL = 1

@@ -16,13 +16,14 @@ from collector.unwind.maps import UnwindMaps
 PROGRAM = "unwind_selftest"
 TABLES_FN = "uw_tables"
 FP_FN = "uw_fp"
+SWITCH_FN = "uw_switch"
 
 
 @dataclass(frozen=True, slots=True)
 class Sample:
     pid: int
     tid: int
-    mode: int  # L.MODE_TABLES or L.MODE_FP
+    mode: int  # L.MODE_TABLES, L.MODE_FP or L.MODE_SWITCH
     reason: int  # L.END ... (L.REASONS names them)
     kernel: bool  # the sample interrupted kernel code
     frames: tuple[int, ...]  # user addresses, leaf first
@@ -37,12 +38,17 @@ def decode(rec: memoryview) -> Sample:
 
 class Selftest:
     """The self-test program attached to cpu-clock at ``freq`` Hz on every CPU, with the
-    table walker (and the frame-pointer baseline when ``fp`` is set) on the same samples."""
+    table walker (and the frame-pointer baseline when ``fp`` is set) on the same samples, and
+    with ``switch`` the walker on sched_switch too."""
 
-    def __init__(self, freq: int = 199, fp: bool = True, rows: int = 1 << 20) -> None:
+    def __init__(
+        self, freq: int = 199, fp: bool = True, switch: bool = False, rows: int = 1 << 20
+    ) -> None:
         attach = [AttachSpec("perf_event", TABLES_FN, "cpu-clock", sample_freq=freq)]
         if fp:
             attach.append(AttachSpec("perf_event", FP_FN, "cpu-clock", sample_freq=freq))
+        if switch:
+            attach.append(AttachSpec("raw_tracepoint", SWITCH_FN, "sched_switch"))
         self.prog: LoadedProgram = load(PROGRAM, {"UNWIND_ROWS": rows}, attach)
         try:
             self.maps = UnwindMaps(

@@ -3,9 +3,10 @@
 Each workload prints "ready" once its mappings are final and waits; the test loads its tables
 (the binary, libc, ld.so, the vDSO), starts it, and samples it at 499 Hz with two programs on
 the same perf events: the table walker and the kernel's frame-pointer walker (bpf_get_stack),
-so the same run shows what tables add. Frames are named with ``nm`` ranges, an independent
-reader of the binary; runtime addresses become link-time ones through the mapping at file
-offset 0 (gcc's PIE loads its first segment at vaddr 0), not through the code under test.
+so the same run shows what tables add; a third program unwinds tasks as they switch out.
+Frames are named with ``nm`` ranges, an independent reader of the binary; runtime addresses
+become link-time ones through the mapping at file offset 0 (gcc's PIE loads its first segment
+at vaddr 0), not through the code under test.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Run:
     output: str
     tables: list[Sample]
     fp: list[Sample]
+    switch: list[Sample]  # tasks switching out (sched_switch)
     base: int  # load address of the binary (its mapping at file offset 0)
     ranges: dict[str, tuple[int, int]]
     stats: dict[str, int]
@@ -83,6 +85,7 @@ def _run(st: Selftest, name: str, seconds: str) -> Run:
         output,
         [s for s in mine if s.mode == L.MODE_TABLES],
         [s for s in mine if s.mode == L.MODE_FP],
+        [s for s in mine if s.mode == L.MODE_SWITCH],
         base,
         symbol_ranges(binary),
         st.maps.read_stats(),
@@ -91,7 +94,7 @@ def _run(st: Selftest, name: str, seconds: str) -> Run:
 
 @pytest.fixture(scope="module")
 def selftest() -> Selftest:
-    with Selftest(freq=499) as st:
+    with Selftest(freq=499, switch=True) as st:
         yield st
 
 
@@ -157,6 +160,16 @@ def test_samples_in_the_kernel_unwind_from_the_saved_user_registers(selftest: Se
     shown = _share(kernel, run, lambda names: "in_kernel" in names and "main" in names)
     print(f"kernel-mode samples: {len(kernel)} of {len(run.tables)}, {shown:.1%} reach main")
     assert shown >= 0.90
+
+
+def test_tasks_switching_out_unwind_from_their_saved_registers(selftest: Selftest) -> None:
+    run = _run(selftest, "unwind_sleeper", "2")
+    assert len(run.switch) >= 500, f"too few switch-outs: {len(run.switch)}"
+    shown = _share(run.switch, run, lambda names: "sleeper" in names and "main" in names)
+    whole = sum(1 for s in run.switch if s.reason == L.END) / len(run.switch)
+    print(f"switch-outs: {len(run.switch)}, {shown:.1%} reach sleeper and main, {whole:.1%} whole")
+    assert shown >= 0.90
+    assert whole >= 0.90
 
 
 def test_process_without_mappings_falls_back_to_frame_pointers(selftest: Selftest) -> None:
