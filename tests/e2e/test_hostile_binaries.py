@@ -1,7 +1,7 @@
 """End to end on the real kernel: hostile binaries beside a normal workload, through the CLI.
 
 Five malformed copies of cpu_shares (linked with -rdynamic so burn_* are also in .dynsym; see
-tests/support/hostile_elf.py for what each one lies about) run at nice 19 beside a normal
+tests/support/hostile_elf.py for what each one lies about) run at nice 10 beside a normal
 cpu_shares (60/30/10 % of its CPU time in burn_a/burn_b/burn_c). Before the reader checked
 sizes against the file, the 1 TiB .symtab alone made every batch holding one of its samples
 fail with MemoryError, and with it every other process's samples of that second.
@@ -31,13 +31,13 @@ pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
 TOLERANCE_PP = 5.0
 TRUTH = {"burn_a": 60.0, "burn_b": 30.0, "burn_c": 10.0}
-SECONDS = 8
+SECONDS = 10
 RSS_GROWTH_LIMIT = 20 << 20
 
 CONFIG = """
 receivers:
   cpu:
-    frequency: 199
+    frequency: 499
 processors:
   symbolize: {}
 exporters:
@@ -116,8 +116,8 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Counter[str],
         baseline = rss_bytes(col.proc.pid)
         watch = RssWatch(col.proc.pid)
         watch.start()
-        # The hostile ones at nice 19 share what the normal workload leaves of two cores.
-        procs = [subprocess.Popen(["nice", "-n", "19", str(p), str(SECONDS)]) for p in bad]
+        # The hostile ones at nice 10 share what the normal workload leaves of two cores.
+        procs = [subprocess.Popen(["nice", "-n", "10", str(p), str(SECONDS)]) for p in bad]
         procs.append(subprocess.Popen([str(normal), str(SECONDS)]))
         for p in procs:
             assert p.wait(timeout=SECONDS + 60) == 0
@@ -144,7 +144,9 @@ def test_no_batch_fails_and_every_sample_is_written(
 def test_normal_workload_keeps_its_true_shares(hostile_run: tuple[Counter[str], str, int]) -> None:
     folded, logs, _ = hostile_run
     per_fn = {fn: n for fn, n in leaves(folded, "cpu_shares").items() if fn in TRUTH}
-    assert sum(per_fn.values()) >= 600, (per_fn, logs)  # ~8 s of one core at 199 Hz: ~1600
+    # 10 s of a whole core at 499 Hz is ~5000 samples; on a loaded machine it gets less, and
+    # the 5-point tolerance needs ~500 (binomial error of a 60 % share: 2.2 points).
+    assert sum(per_fn.values()) >= 500, (per_fn, logs)
     got = {fn: 100.0 * n / sum(per_fn.values()) for fn, n in per_fn.items()}
     for fn, truth in TRUTH.items():
         assert abs(got.get(fn, 0.0) - truth) <= TOLERANCE_PP, got
@@ -158,7 +160,7 @@ def test_malformed_binaries_are_counted_logged_once_and_named_by_dynsym(
     for kind in hostile_elf.KINDS:
         name = f"hx_{kind}"
         mine = leaves(folded, name[:15])
-        assert sum(mine.values()) >= 20, (kind, mine)  # nice 19: what the others leave
+        assert sum(mine.values()) >= 10, (kind, mine)  # nice 10: what the others leave
         named = sum(n for fn, n in mine.items() if fn in TRUTH)
         # From .dynsym; the rest are leaves in now()/clock_gettime, as for the normal one.
         assert named >= 0.8 * sum(mine.values()), (kind, mine)
