@@ -10,7 +10,8 @@ extension modules, ~400 distinct stacks 8-30 frames deep, some with kernel frame
          window per pipeline whose ProfileSet both encoders read (collector/pipeline).
 Each mode runs in a fresh child process (so peak RSS is its own); modes alternate rounds.
 Printed: CPU ms per 10k samples for the first window (tables loading) and in steady state,
-the deduplication share of it, and peak RSS.
+the deduplication share of it, and peak RSS; then how long the event loop stalls when a
+window is deduplicated on the loop vs in the WindowStage's worker thread.
 
     sudo .venv/bin/python benchmarks/dedup.py [--rounds 3] [--windows 6] [--samples 10000]
 """
@@ -18,6 +19,7 @@ the deduplication share of it, and peak RSS.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -33,7 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collector.encoding import encode_folded, encode_pprof
 from collector.host import Host
-from collector.model import ProfileType, ProfileWindows, RawBatch, RawSample, cpu_profile_type
+from collector.model import (
+    ProfileType,
+    ProfileWindows,
+    RawBatch,
+    RawSample,
+    WindowSettings,
+    cpu_profile_type,
+)
+from collector.pipeline.windowing import WindowStage
 from collector.telemetry import Counters
 from processors.symbolize import SymbolizeConfig, Symbolizer
 from processors.symbolize.shared import acquire
@@ -141,6 +151,53 @@ def run_mode(mode: str, n: int, windows: int) -> dict[str, object]:
     }
 
 
+def loop_stall(n: int, rounds: int = 5) -> dict[str, float]:
+    """The event loop's longest gap (ms) while a window of ``n`` samples is deduplicated and
+    closed on the loop itself vs by the pipeline's WindowStage (worker thread)."""
+    raw = make_batches(n, 1)[0][0]
+    host = Host()
+    host.processes.observe(os.getpid())
+    batch = Symbolizer(host.processes, SymbolizeConfig(), Counters()).symbolize(raw)
+
+    async def worst(work) -> float:  # type: ignore[no-untyped-def]
+        gaps = [0.0]
+        done = asyncio.Event()
+
+        async def tick() -> None:
+            last = time.perf_counter()
+            while not done.is_set():
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.01)
+        await work()
+        done.set()
+        await ticker
+        return max(gaps) * 1000
+
+    async def inline() -> None:
+        w = ProfileWindows(10**7)
+        w.add(batch)
+        w.close_all()
+
+    async def staged() -> None:
+        async def sink(ps: object) -> None:
+            return None
+
+        stage = WindowStage("bench", WindowSettings(3600), sink)
+        await stage.add(batch)
+        await stage.shutdown()
+
+    out: dict[str, list[float]] = {"inline": [], "thread": []}
+    for _ in range(rounds):
+        out["inline"].append(asyncio.run(worst(inline)))
+        out["thread"].append(asyncio.run(worst(staged)))
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -151,6 +208,7 @@ def main() -> None:
     if a.child:
         print(json.dumps(run_mode(a.child, a.samples, a.windows)))
         return
+    stall = loop_stall(a.samples)
     results: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
     for _ in range(a.rounds):
         for mode in ("old", "new"):
@@ -177,6 +235,10 @@ def main() -> None:
         old = statistics.median(r[key] for r in results["old"])
         new = statistics.median(r[key] for r in results["new"])
         print(f"{label:30} {old:9.1f} {new:9.1f} {new / old:8.2f}")
+    print(
+        f"event loop's longest gap while {a.samples} samples are deduplicated and closed: "
+        f"{stall['inline']:.1f} ms on the loop, {stall['thread']:.1f} ms in a worker thread"
+    )
 
 
 if __name__ == "__main__":
