@@ -122,7 +122,7 @@ def test_pprof_agrees_with_folded(profiled_run: Run) -> None:
     for stack, n in folded.items():
         folded_leaf[stack.split(";")[-1]] += n
     for f in files:
-        top = go_pprof(f, "-top", "-sample_index=samples", "-nodecount=100000")
+        top = go_pprof(f, "-top", "-sample_index=samples", "-nodecount=100000", "-nodefraction=0")
         flat = {}
         for line in top.splitlines():
             m = re.match(r"\s*(\d+)\s+[\d.]+%\s+[\d.]+%\s+\d+\s+[\d.]+%\s+(\S.*)$", line)

@@ -82,7 +82,7 @@ def test_cpu_profile_over_otlp_to_pprof(tmp_path: Path) -> None:
     assert files, logs
     flat: dict[str, int] = {}
     for f in files:
-        top = go_pprof(f, "-top", "-sample_index=samples", "-nodecount=100000")
+        top = go_pprof(f, "-top", "-sample_index=samples", "-nodecount=100000", "-nodefraction=0")
         for line in top.splitlines():
             m = re.match(r"\s*(\d+)\s+[\d.]+%\s+[\d.]+%\s+\d+\s+[\d.]+%\s+(\S.*)$", line)
             if m:
