@@ -21,7 +21,7 @@ from processors.symbolize.demangle import demangle
 from processors.symbolize.dwarf import DwarfLines, dwarf_refusal
 
 # Small budgets keep executions fast and make the budget paths part of what is fuzzed.
-LIMITS = Limits(max_read_bytes=8 << 20, max_symbols=50_000, max_seconds=10.0)
+LIMITS = Limits(max_read_bytes=4 << 20, max_symbols=4096, max_seconds=10.0)
 DWARF_BYTES = 2 << 20
 _CONFIG = SymbolizeConfig(
     dwarf_lines=True,

@@ -129,6 +129,10 @@ def test_malformed_binaries_are_named_from_dynsym_and_reported_once(
     samples = []
     pid = _start(stopped, normal, "30")
     samples.append((pid, (runtime_address(pid, normal, _nm(normal)["burn_a"]) + 1,)))
+    # The original of the copies: same build id as every one of them, yet it keeps .symtab
+    # names (static `now` is only there), since bad files are remembered by identity.
+    pid = _start(stopped, exported, "30")
+    samples.append((pid, (runtime_address(pid, exported, _nm(exported)["now"]) + 1,)))
     for kind in hostile_elf.KINDS:
         bad = hostile_elf.make(exported, tmp_path / f"hx_{kind}", kind)
         pid = _start(stopped, bad, "30")
@@ -139,8 +143,12 @@ def test_malformed_binaries_are_named_from_dynsym_and_reported_once(
         again = sym.symbolize(_batch(*samples)).samples
     assert len(out) == len(again) == len(samples)  # nobody lost a sample
     assert out[0].stack.frames[0].label() == "burn_a"
-    hostile = [s.stack.frames[0].label() for s in out[1:]]
-    assert hostile == list(BURNS) * len(hostile_elf.KINDS)
+    original = out[1].stack.frames[0]
+    assert original.label() == "now"
+    hostile = [s.stack.frames[0] for s in out[2:]]
+    assert [f.label() for f in hostile] == list(BURNS) * len(hostile_elf.KINDS)
+    assert original.mapping is not None and len(original.mapping.build_id) == 40
+    assert all(f.mapping and f.mapping.build_id == original.mapping.build_id for f in hostile)
     assert counters.get("symbolize", "binary_malformed") == len(hostile_elf.KINDS)
     lines = [r.getMessage() for r in caplog.records if "malformed binary" in r.getMessage()]
     assert len(lines) == len(hostile_elf.KINDS), lines  # once each, not once per batch
