@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import profile_pb2 as pb
 from otlp_size import make_samples
 
-from collector.encoding.pprof import LABEL_KEYS, pprof_message, sample_types
+from collector.encoding.pprof import LABEL_KEYS, NUM_UNIT, pprof_message, sample_types
 from collector.model import ProfileBuilder, ProfileSet, cpu_profile_type
 
 
@@ -46,7 +46,9 @@ class _Strings:
 
 def _labels(ps: ProfileSet, s: _Strings, pid: int, rec) -> list:  # type: ignore[no-untyped-def]
     d = ps.dictionary
-    out = [pb.Label(key=s("pid"), num=pid)]
+    pid_key = s("pid")
+    unit = s(NUM_UNIT)  # interned in the order the wire encoder interns it
+    out = [pb.Label(key=pid_key, num=pid, num_unit=unit)]
     for ai in rec.attribute_indices:
         key, value = d.attributes[ai]
         if key:
@@ -54,7 +56,7 @@ def _labels(ps: ProfileSet, s: _Strings, pid: int, rec) -> list:  # type: ignore
             out.append(
                 pb.Label(key=k, str=s(value))
                 if isinstance(value, str)
-                else pb.Label(key=k, num=value)
+                else pb.Label(key=k, num=value, num_unit=unit)
             )
     if rec.link_index:
         trace_id, span_id = d.links[rec.link_index]

@@ -22,6 +22,7 @@ from collector.model.profile import ATTR_CPU, ATTR_THREAD_ID, ATTR_THREAD_NAME
 # Sample attribute key -> pprof label key (pprof and perf users know these names).
 LABEL_KEYS = {ATTR_THREAD_ID: "tid", ATTR_THREAD_NAME: "comm", ATTR_CPU: "cpu"}
 
+NUM_UNIT = "count"
 _SAMPLE_TAG = uvarint(2 << 3 | 2)
 
 
@@ -57,8 +58,9 @@ def _label(s: _Strings, key: str, value: int | str) -> bytes:
     if isinstance(value, str):
         body = varint_field(1, s(key)) + varint_field(2, s(value))
     else:
-        # num is written even when 0: pid 0 (the idle task) and cpu 0 are real values.
-        body = varint_field(1, s(key)) + b"\x18" + uvarint(value)
+        # pid 0 (the idle task) and cpu 0 are real values, but pprof drops a numeric label
+        # whose num and num_unit are both 0: a unit ("count", shown as a plain number) keeps it.
+        body = varint_field(1, s(key)) + b"\x18" + uvarint(value) + varint_field(4, s(NUM_UNIT))
     return bytes_field(3, body)
 
 

@@ -156,8 +156,20 @@ def test_mapping_flags_are_honest() -> None:
     }
 
 
-def test_pid_zero_and_cpu_zero_labels_are_kept() -> None:
+def test_pid_zero_and_cpu_zero_labels_are_kept(tmp_path: Path) -> None:
     p = decode(encode_pprof(profile_set()))
     cpus = {x.num for s in p.sample for x in s.label if p.string_table[x.key] == "cpu"}
     assert cpus == {0, 1}
     assert all(len(s.label) == 4 for s in p.sample)
+    # go tool pprof drops a numeric label whose value and unit are both 0: cpu 0 must survive.
+    path = tmp_path / "p.pb.gz"
+    path.write_bytes(encode_pprof(profile_set(CPU, scale=2)))
+    tags = go_pprof(path, "-tags", "-sample_index=samples")
+    cpu = tags.split(" cpu: ", 1)[1].split("\n\n", 1)[0]
+    cpu_totals = {
+        int(m.group(2)): int(m.group(1))
+        for m in re.finditer(r"^\s+(\d+) \(.*\): (\d+)$", cpu, re.M)
+    }
+    assert cpu_totals == {0: 15, 1: 15}, tags
+    focused = go_pprof(path, "-top", "-tagfocus=cpu=0", "-sample_index=samples")
+    assert "accounting for 15, 50.00% of 30 total" in focused, focused
