@@ -10,6 +10,7 @@ from collector.elf.reader import (
     ElfError,
     ElfReader,
     Limits,
+    NotElf,
     Section,
     Segment,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ElfReader",
     "Limits",
     "LoadedSymbols",
+    "NotElf",
     "Section",
     "Segment",
     "SymbolSpan",

@@ -46,6 +46,10 @@ class ElfError(ValueError):
     """Not an ELF file, or a truncated/corrupt one: the only error the parsers raise."""
 
 
+class NotElf(ElfError):
+    """No ELF magic at all (a JIT region in a memfd, a data file mapped executable)."""
+
+
 class BudgetExceeded(ElfError):
     """A per-binary budget ran out; what was read before it is still good."""
 
@@ -104,7 +108,7 @@ class ElfReader:
         self.problems: list[str] = []
         ident = self.read(0, min(64, self.size), "ELF header")
         if len(ident) < 52 or ident[:4] != b"\x7fELF":
-            raise ElfError("not an ELF file")
+            raise NotElf("not an ELF file")
         if ident[4] not in (1, 2) or ident[5] not in (1, 2):
             raise ElfError(f"unknown ELF class {ident[4]} or byte order {ident[5]}")
         self.is64 = ident[4] == 2

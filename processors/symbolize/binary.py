@@ -22,6 +22,7 @@ from collector.elf import (
     ElfError,
     ElfReader,
     Limits,
+    NotElf,
     SymbolTable,
     load_function_symbols,
 )
@@ -106,6 +107,8 @@ class Binary:
             self._elf = elf
         except BudgetExceeded as e:
             self.error = self.truncated = str(e)
+        except NotElf as e:  # not an attack on the parser, just not a binary
+            self.error = str(e)
         except ElfError as e:
             self.error, self.malformed = str(e), True
         except OSError as e:

@@ -91,7 +91,7 @@ class Symbolizer:
         self._kernel_mapping: Mapping | None = None
         self._kernel_loaded = False
         self._tried: dict[int, float] = {}  # pid -> when observe last failed
-        # identity -> why, for unparsable files ("" for degraded ones, which are read again)
+        # identity -> why, for unparsable files ("" for others already reported)
         self._bad: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
         self._logged = 0
         self._stack_failure_logged = False
@@ -337,14 +337,16 @@ class Symbolizer:
 
     def _report(self, key: tuple[int, int, int, int], b: Binary) -> None:
         """Count a freshly read binary's trouble and log it, once per file."""
+        if not (b.malformed or b.error or b.truncated) or key in self._bad:
+            return  # fine, or read again after eviction: counted and logged the first time
+        # Only an unparsable file is not read again; a degraded, unreadable or over-budget one
+        # is (its trouble may pass), but not counted or logged again.
+        self._bad[key] = b.error if b.malformed else ""
+        while len(self._bad) > _MAX_BAD:
+            self._bad.popitem(last=False)
         if b.malformed:
-            if key in self._bad:
-                return  # read again after eviction: counted and logged the first time
             self._count("binary_malformed")
-            self._bad[key] = b.error
-            while len(self._bad) > _MAX_BAD:
-                self._bad.popitem(last=False)
-            if b.error:  # nothing usable: never read again while remembered
+            if b.error:
                 self._log_once(
                     "malformed binary path=%s error=%r (its frames stay as offsets)",
                     b.path,
