@@ -26,7 +26,7 @@ from collector.errors import CollectorError, RuntimeFailure
 from collector.host import Host, ScopedHost
 from collector.model import WindowSettings
 from collector.pipeline.queues import BoundedQueue, FanOut, batch_len
-from collector.pipeline.windowing import WindowStage
+from collector.pipeline.windowing import Sink, WindowStage
 
 log = logging.getLogger("collector.service")
 
@@ -41,7 +41,7 @@ class _Pipeline:
     windows: list[WindowStage] = field(default_factory=list)
 
 
-def _offer_to(queues: list[BoundedQueue]) -> Any:
+def _offer_to(queues: list[BoundedQueue]) -> Sink:
     async def offer(ps: Any) -> None:
         for q in queues:
             q.offer(ps)
