@@ -19,7 +19,7 @@ from collector.proc.pinned import PinError, map_files_path, open_regular, stat_r
 from collector.proc.procfs import MapLine, read_maps
 from collector.unwind import layout as L
 from collector.unwind.store import TableStore
-from collector.unwind.table import UnwindTable, binary_key, build_table
+from collector.unwind.table import binary_key, build_table
 
 MAX_VDSO = 1 << 20
 
@@ -132,10 +132,9 @@ class UnwindMaps:
         loaded = self.store.acquire(key, lambda: build_table(fd, ln.path))
         if loaded is None:
             return none
-        table: UnwindTable = loaded.table
         # address - bias = vaddr - table base, the row pc.
-        bias = ln.start - vaddr + table.base
-        return Entry(ln.start, ln.end, bias, loaded.first, len(table), ln.path, key)
+        bias = ln.start - vaddr + loaded.base
+        return Entry(ln.start, ln.end, bias, loaded.first, loaded.count, ln.path, key)
 
     def _vdso_entry(self, pid: int, ln: MapLine) -> Entry | None:
         """The vDSO is an ELF image with .eh_frame that only exists in memory: copy it into a
