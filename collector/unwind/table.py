@@ -86,8 +86,9 @@ def cfi_text(path: str, out: BinaryIO | None = None) -> bytes:
         obj = symbolic.Archive.open(path).get_object(arch="x86_64")
         buf = out if out is not None else io.BytesIO()
         symbolic.CfiCache.from_object(obj).write_to(buf)
-    except symbolic.SymbolicError as exc:
-        raise TableError(f"{path}: {str(exc).splitlines()[0]}") from exc
+    except (symbolic.SymbolicError, LookupError, ValueError, OSError) as exc:
+        # LookupError: an ELF without an x86-64 object (another architecture).
+        raise TableError(f"{path}: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from exc
     return b"" if out is not None else buf.getvalue()  # type: ignore[union-attr]
 
 

@@ -74,6 +74,16 @@ def _mangled_names() -> list[bytes]:
     return names
 
 
+def _cfi_texts() -> list[bytes]:
+    """symbolic's Breakpad text of an -O2 workload and the start of libc's."""
+    from collector.unwind.table import cfi_text
+
+    texts = [cfi_text(str(build("unwind_callers", ("-O2", "-fomit-frame-pointer"))))]
+    if os.path.exists(LIBC):
+        texts.append(cfi_text(LIBC)[:200_000])
+    return texts
+
+
 def write(root: Path) -> dict[str, Path]:
     """DIR/<target>/ for every target, filled with seeds; returns target -> its dir."""
     work = root / "_build"
@@ -92,6 +102,7 @@ def write(root: Path) -> dict[str, Path]:
             b"0::/system.slice/docker-" + b"ab" * 32 + b".scope\n",
         ],
         "symbol_names": _mangled_names(),
+        "unwind_cfi_text": _cfi_texts(),
     }
     for target, items in texts.items():
         for i, data in enumerate(items):

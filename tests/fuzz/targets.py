@@ -15,6 +15,8 @@ from collections.abc import Callable
 from collector.elf import ElfError, ElfReader, Limits, dynamic_symbols, load_function_symbols
 from collector.proc import PinnedFile
 from collector.proc.procfs import container_id_from_cgroup, parse_maps, parse_stat
+from collector.unwind.breakpad import CfiError, build_rows
+from collector.unwind.table import TableError, build_table
 from processors.symbolize.binary import Binary
 from processors.symbolize.config import SymbolizeConfig
 from processors.symbolize.demangle import demangle
@@ -146,6 +148,22 @@ def symbol_names(data: bytes) -> None:
     demangle.__wrapped__(data.decode("utf-8", "replace"))  # bypass the LRU: fuzz every input
 
 
+def unwind_cfi_text(data: bytes) -> None:
+    """Breakpad STACK CFI text -> unwind rows: CfiError is its only failure."""
+    try:
+        build_rows(data, max_rows=200_000, max_lines=400_000)
+    except CfiError:
+        return
+
+
+def unwind_table(data: bytes) -> None:
+    """A hostile ELF through symbolic and the row builder: TableError is the only failure."""
+    try:
+        build_table(_file(data), "fuzz", max_rows=200_000)
+    except TableError:
+        return
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "elf_reader": elf_reader,
     "elf_symbols": elf_symbols,
@@ -156,5 +174,14 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "proc_stat": proc_stat,
     "proc_cgroup": proc_cgroup,
     "symbol_names": symbol_names,
+    "unwind_cfi_text": unwind_cfi_text,
+    "unwind_table": unwind_table,
 }
-ELF_TARGETS = ("elf_reader", "elf_symbols", "elf_dynamic", "dwarf_lines", "symbolize_binary")
+ELF_TARGETS = (
+    "elf_reader",
+    "elf_symbols",
+    "elf_dynamic",
+    "dwarf_lines",
+    "symbolize_binary",
+    "unwind_table",
+)
