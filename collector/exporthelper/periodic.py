@@ -115,6 +115,7 @@ class PeriodicFileExporter:
         self._seq = 0
         self._closed = False
         self._warned_write = False
+        self._warned_prune = False
         self.files_written = 0
         self.samples_written = 0
         self._name_re = re.compile(rf"^[A-Za-z0-9_.-]+-\d{{8}}T\d{{6}}Z-\d+{re.escape(suffix)}$")
@@ -200,7 +201,14 @@ class PeriodicFileExporter:
                 os.unlink(e.path)
                 self.counters.add(self.id, "files_deleted")
         except OSError as e:
-            self.log.warning("pruning old files failed id=%s error=%s", self.id, e)
+            self.counters.add(self.id, "prune_errors")
+            if not self._warned_prune:
+                self._warned_prune = True
+                self.log.warning(
+                    "pruning old files failed id=%s error=%s (logged once; counted: prune_errors)",
+                    self.id,
+                    e,
+                )
 
     async def shutdown(self) -> None:
         if self._closed:

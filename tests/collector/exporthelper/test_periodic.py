@@ -181,3 +181,31 @@ def test_exporting_a_profile_set_writes_it_as_is(tmp_path: Path) -> None:
     assert path.read_text() == "cpu 30\n"
     assert path.name == file_name(CPU, ps.start_ns, 1, ".txt")
     assert host.counters.get(ID, "files_written") == 1
+
+
+def test_a_failed_prune_is_counted_and_logged_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Root can delete nearly anything, so the failure is injected at os.unlink."""
+    import collector.exporthelper.periodic as periodic
+
+    def refuse(path: object) -> None:
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    async def run() -> Host:
+        host = Host()
+        e = _exporter(tmp_path, interval=3600, max_files=1)
+        await e.start(host)
+        monkeypatch.setattr(periodic.os, "unlink", refuse)
+        for scale in (1, 2, 3):
+            await e.export(batch(CPU, scale=scale))
+            await e.flush()
+        monkeypatch.undo()
+        await e.shutdown()
+        return host
+
+    with caplog.at_level(logging.WARNING):
+        host = asyncio.run(run())
+    assert len(_files(tmp_path)) == 3  # nothing deleted, nothing lost
+    assert host.counters.get(ID, "prune_errors") == 2
+    assert sum("pruning old files failed" in r.getMessage() for r in caplog.records) == 1
