@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.proc.procfs import read_maps
+from collector.proc.procfs import MapLine, read_maps
 from collector.unwind import layout as L
 from collector.unwind.selftest import Sample, Selftest
 from tests.support.workloads import build, symbol_ranges
@@ -64,6 +64,7 @@ def _run(st: Selftest, name: str, seconds: str) -> Run:
         by_path = {Path(e.path).name: e for e in entries}
         assert by_path[binary.name].row_count > 0
         assert by_path["libc.so.6"].row_count > 0
+        assert by_path["[vdso]"].row_count > 0  # built from its in-memory image
         maps = read_maps(proc.pid, executable_only=False) or []
         base = next(m.start for m in maps if m.offset == 0 and m.path == str(binary))
         st.watch(proc.pid)
@@ -227,3 +228,18 @@ def test_processes_of_one_binary_share_its_tables_until_the_last_goes(selftest: 
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_mappings_beyond_the_per_process_cap_are_dropped_and_counted(selftest: Selftest) -> None:
+    lines = [
+        MapLine(0x10000 * (i + 1), 0x10000 * (i + 1) + 0x1000, "r-xp", 0, 0, "") for i in range(70)
+    ]
+    before = selftest.maps.stats()["mappings_overflow"]
+    entries = selftest.maps.add_process(1 << 22, lines)  # a tgid no process has: only the maps
+    try:
+        assert entries is not None and len(entries) == L.MAX_MAPPINGS
+        assert [e.start for e in entries] == [ln.start for ln in lines[: L.MAX_MAPPINGS]]
+        assert all(e.row_count == 0 for e in entries)  # anonymous: frame pointers
+        assert selftest.maps.stats()["mappings_overflow"] == before + 70 - L.MAX_MAPPINGS
+    finally:
+        selftest.maps.remove_process(1 << 22)
