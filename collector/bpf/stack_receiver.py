@@ -32,7 +32,8 @@ from collector.bpf.events import (
 from collector.bpf.loader import LoadedProgram, load
 from collector.bpf.ringbuf import RingBuffer
 from collector.bpf.stack_config import StackReceiverConfig
-from collector.bpf.stacks import StackReader
+from collector.bpf.stacks import STAMP_BEFORE_WALK, StackReader
+from collector.bpf.syscall import name_thread
 from collector.component import CreateSettings
 from collector.model import (
     MISSING_KERNEL_STACK,
@@ -59,6 +60,8 @@ class StackReceiver:
     # A kernel stack id of -EFAULT is "no kernel stack, by design" unless the event's flags
     # say the sample interrupted kernel code (cpu) or the program always walks it (offcpu).
     kernel_efault_is_missing: ClassVar[bool] = False
+    # Where the stacks were walked relative to walk_stamp_ns() (see collector.bpf.stacks).
+    walk_window: ClassVar[tuple[int, int]] = STAMP_BEFORE_WALK
 
     def __init__(
         self, settings: CreateSettings, config: StackReceiverConfig, profile_type: ProfileType
@@ -99,6 +102,11 @@ class StackReceiver:
         recorded with probability threshold / 2**32, events.UNSAMPLED: always)."""
         return raw
 
+    def walk_stamp_ns(self, time_ns: int, raw: int) -> int:
+        """The stamp (CLOCK_BOOTTIME) next to which the event's stacks were walked, from its
+        time and raw value: by default its time, stamped just before the walks."""
+        return time_ns
+
     def describe(self) -> str:
         """key=value settings for the start-up log line."""
         return ""
@@ -115,7 +123,7 @@ class StackReceiver:
                 for pid in self._config.pids:
                     pid_filter.update(_U32.pack(pid), b"\x01")
             self._ringbuf = RingBuffer(self._prog.map("events"))
-            self._stacks = StackReader(self._prog.map("stacks"))
+            self._stacks = StackReader(self._prog.map("stacks"), walk_window=self.walk_window)
         except BaseException:
             self._prog.close()
             raise
@@ -155,6 +163,7 @@ class StackReceiver:
 
     def _run(self) -> None:
         assert self._ringbuf is not None
+        name_thread(f"{self._id}-reader")
         interval = self._config.drain_interval
         next_emit = time.monotonic() + interval
         error_logged = False
@@ -252,6 +261,7 @@ class StackReceiver:
             return  # the comm regex runs here: BPF cannot match regular expressions
         if flags & F_NEW_PID:
             host.processes.observe(pid)
+        walked = self.walk_stamp_ns(time_ns, value)
         self._pending.append(
             RawSample(
                 pid,
@@ -260,8 +270,8 @@ class StackReceiver:
                 comm,
                 time_ns + self._boot_offset,
                 self.value(value, threshold),
-                self._user_stack(ustack),
-                self._kernel_stack(kstack, flags),
+                self._user_stack(ustack, walked),
+                self._kernel_stack(kstack, flags, walked),
             )
         )
 
@@ -273,17 +283,17 @@ class StackReceiver:
         self._comm_ok[raw] = comm if keep else None
         return comm if keep else None
 
-    def _user_stack(self, stack_id: int) -> tuple[int, ...]:
+    def _user_stack(self, stack_id: int, walked: int) -> tuple[int, ...]:
         if stack_id >= 0:
-            stack = self._stacks.get(stack_id)  # type: ignore[union-attr]
+            stack = self._stacks.get(stack_id, walked)  # type: ignore[union-attr]
             return _MISSING_USER if stack is None else stack
         if stack_id in (NEG_EFAULT, NEG_ENOENT):  # kernel thread, or user stacks disabled
             return ()
         return _MISSING_USER
 
-    def _kernel_stack(self, stack_id: int, flags: int) -> tuple[int, ...]:
+    def _kernel_stack(self, stack_id: int, flags: int, walked: int) -> tuple[int, ...]:
         if stack_id >= 0:
-            stack = self._stacks.get(stack_id)  # type: ignore[union-attr]
+            stack = self._stacks.get(stack_id, walked)  # type: ignore[union-attr]
             return _MISSING_KERNEL if stack is None else stack
         if stack_id == NEG_ENOENT:
             return ()  # kernel stacks disabled

@@ -5,59 +5,142 @@ so resolved stacks are cached and the same tuple object is returned for the same
 The map fills up as distinct stacks accumulate (new stacks then fail with -EEXIST or -ENOMEM,
 counted by the BPF side); ``maybe_clear`` empties map and cache together, right after a drain,
 once the cache holds ``clear_fraction`` of the map's capacity.
+
+Clearing loses nothing: events whose stacks were walked before the map was emptied are read
+after it (sampled during the clear, or an off-CPU wait that began before it), and their ids
+may be gone or already reused. So a clear keeps, for every id it deletes, the stack the id
+held and when it was deleted (the clock before and after its delete syscall, CLOCK_BOOTTIME
+like bpf_ktime_get_boot_ns). ``get(id, stamp_ns)`` then answers with the stack the id held
+when the stack was walked, which is within ``walk_window`` of the event's stamp (the cpu
+program stamps just before it walks, the offcpu program just after). Only a walk that may have
+overlapped its id's delete syscall, whose bucket now holds another stack, is ambiguous:
+counted in ``lost``, never guessed. What is kept is bounded by the map: one stack per id, the
+one its last deletion removed.
 """
 
 from __future__ import annotations
 
 import struct
+import time
+from typing import NamedTuple
 
 from collector.bpf.syscall import MAP_TYPE_STACK_TRACE, Map
 
 _KEY = struct.Struct("<I")
+_NEVER = -(1 << 63)
+# The walks take a few microseconds in the same run of the program as the stamp; the bound
+# is generous so that a delayed run (an interrupt, a preempted virtual CPU) stays inside it.
+MARGIN_NS = 20_000
+STAMP_BEFORE_WALK = (0, MARGIN_NS)  # walked at most MARGIN_NS after the stamp
+STAMP_AFTER_WALK = (-MARGIN_NS, 0)
+
+
+def _boot_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+class _Deleted(NamedTuple):
+    """The last deletion of an id: it held ``stack`` for walks from ``since`` (its previous
+    deletion, or _NEVER) until the delete syscall between ``before`` and ``after``."""
+
+    since: int
+    before: int
+    after: int
+    stack: tuple[int, ...]
 
 
 class StackReader:
-    def __init__(self, stack_map: Map, clear_fraction: float = 0.75) -> None:
+    def __init__(
+        self,
+        stack_map: Map,
+        clear_fraction: float = 0.75,
+        walk_window: tuple[int, int] = STAMP_BEFORE_WALK,
+    ) -> None:
         if stack_map.map_type != MAP_TYPE_STACK_TRACE:
             raise ValueError(f"map {stack_map.name} is not a stack trace map")
         self._map = stack_map
         self._depth = stack_map.value_size // 8
         self._unpack = struct.Struct(f"<{self._depth}Q").unpack
         self._cache: dict[int, tuple[int, ...]] = {}
+        self._deleted: dict[int, _Deleted] = {}
+        self._walk_lo, self._walk_hi = walk_window
+        self._current_from = _NEVER  # walks after this found only ids made since the clear
         self._threshold = max(1, int(stack_map.max_entries * clear_fraction))
         self.clears = 0  # how many times the map was emptied
-        self.lost = 0  # ids that were gone when we looked them up
+        self.lost = 0  # ids whose stack could not be known when we looked them up
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def get(self, stack_id: int) -> tuple[int, ...] | None:
-        """Addresses for ``stack_id`` (leaf first, without the zero padding), or None when
-        the id is not in the map (cleared before we read it; counted in ``lost``)."""
-        stack = self._cache.get(stack_id)
-        if stack is not None:
-            return stack
-        raw = self._map.lookup(_KEY.pack(stack_id))
-        if raw is None:
+    def get(self, stack_id: int, stamp_ns: int | None = None) -> tuple[int, ...] | None:
+        """Addresses for ``stack_id`` (leaf first, without the zero padding), or None when it
+        cannot be known (counted in ``lost``). ``stamp_ns``: the event's stamp
+        (CLOCK_BOOTTIME) that places its walk; None means walked after the last clear."""
+        if stamp_ns is None or stamp_ns + self._walk_lo > self._current_from:
+            stack = self._current(stack_id)
+        else:
+            stack = self._walked_before_clear(stack_id, stamp_ns)
+        if stack is None:
             self.lost += 1
-            return None
-        addrs = self._unpack(raw)
-        try:
-            stack = addrs[: addrs.index(0)]
-        except ValueError:
-            stack = addrs
-        self._cache[stack_id] = stack
         return stack
 
+    def _walked_before_clear(self, stack_id: int, stamp: int) -> tuple[int, ...] | None:
+        d = self._deleted.get(stack_id)
+        if d is None:  # never deleted: the map holds what that walk made
+            return self._current(stack_id)
+        earliest, latest = stamp + self._walk_lo, stamp + self._walk_hi
+        if earliest <= d.since:  # maybe before an earlier deletion: that stack is not kept
+            return None
+        if latest < d.before:
+            return d.stack
+        current = self._current(stack_id)
+        if earliest > d.after:  # made again after the deletion
+            return current
+        # Walked while its id was deleted: fine if both sides of the deletion agree.
+        return d.stack if current is None or current == d.stack else None
+
+    def _current(self, stack_id: int) -> tuple[int, ...] | None:
+        stack = self._cache.get(stack_id)
+        if stack is None:
+            raw = self._map.lookup(_KEY.pack(stack_id))
+            if raw is None:
+                return None
+            stack = self._cache[stack_id] = self._decode(raw)
+        return stack
+
+    def _decode(self, raw: bytes) -> tuple[int, ...]:
+        addrs = self._unpack(raw)
+        try:
+            return addrs[: addrs.index(0)]
+        except ValueError:
+            return addrs
+
+    def deleted_at(self, stack_id: int) -> tuple[int, int] | None:
+        """When the last clear deleted ``stack_id``: CLOCK_BOOTTIME ns before and after its
+        delete syscall, or None."""
+        d = self._deleted.get(stack_id)
+        return None if d is None else (d.before, d.after)
+
     def maybe_clear(self) -> bool:
-        """Empty the map and the cache when the cache reached the threshold. Call only after
-        draining every event that refers to the current ids. Returns True when cleared."""
+        """Empty the map and the cache when the cache reached the threshold. Call right after
+        a drain. Returns True when cleared."""
         if len(self._cache) < self._threshold:
             return False
         self.clear()
         return True
 
     def clear(self) -> None:
-        self._map.clear()
-        self._cache.clear()
+        deleted = self._deleted
+        keys = self._map.keys()  # a snapshot: ids made while we delete stay
+        for key in keys:
+            stack_id = _KEY.unpack(key)[0]
+            stack = self._current(stack_id)  # ids not read yet are looked up first
+            before = _boot_ns()
+            self._map.delete(key)
+            after = _boot_ns()
+            if stack is not None:
+                prev = deleted.get(stack_id)
+                deleted[stack_id] = _Deleted(prev.after if prev else _NEVER, before, after, stack)
+        self._cache = {}
+        self._current_from = _boot_ns()
         self.clears += 1

@@ -182,3 +182,12 @@ class Map:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+_PR_SET_NAME = 15
+
+
+def name_thread(name: str) -> None:
+    """Name the calling OS thread (15 bytes max) so top, py-spy and /proc/<pid>/task show
+    which thread is the reader; best effort."""
+    _libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)

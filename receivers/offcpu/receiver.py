@@ -13,6 +13,7 @@ import os
 from collector.bpf.attach import AttachSpec
 from collector.bpf.events import EVENT, UNSAMPLED
 from collector.bpf.stack_receiver import StackReceiver
+from collector.bpf.stacks import STAMP_AFTER_WALK
 from collector.component import CreateSettings
 from collector.model import ProfileType
 from receivers.offcpu.config import OffCpuConfig
@@ -66,6 +67,7 @@ class OffCpuReceiver(StackReceiver):
     program = "offcpu"
     program_counters = ("storage_full", "above_max_block", "rate_limited")
     kernel_efault_is_missing = True  # a wait always has a kernel stack (__schedule)
+    walk_window = STAMP_AFTER_WALK  # the switch-out is stamped after the walks
 
     def __init__(self, settings: CreateSettings, config: OffCpuConfig) -> None:
         super().__init__(settings, config, profile_type(config))
@@ -91,6 +93,10 @@ class OffCpuReceiver(StackReceiver):
         if threshold >= UNSAMPLED or threshold == 0:
             return raw
         return round(raw * _TWO_32 / threshold)
+
+    def walk_stamp_ns(self, time_ns: int, raw: int) -> int:
+        # The event is stamped when the wait ended; its stacks were walked as it began.
+        return time_ns - raw
 
     def describe(self) -> str:
         c = self._off_config
