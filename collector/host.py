@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from collector.telemetry import Counters
+from collector.telemetry import Counters, MemoryPressure
 
 if TYPE_CHECKING:
     from collector.proc import ProcessTable
@@ -32,10 +32,13 @@ class Host:
     process as soon as they see it (while it lives), the symbolizer reads the snapshots.
     ``shared``/``release`` is a small registry of services that components of the same kind
     share (e.g. one symbolizer's tables for every pipeline), reference-counted by key.
+    ``pressure`` is the collector-wide memory signal (set by memory_limiter; receivers read
+    it to take in less while it is raised).
     """
 
     def __init__(self, counters: Counters | None = None) -> None:
         self.counters = counters or Counters()
+        self.pressure = MemoryPressure()
         self._processes: ProcessTable | None = None
         self._fatal: Callable[[str, str], None] | None = None
         self.fatal_error: str | None = None
@@ -125,6 +128,9 @@ class ScopedCounters:
     def get(self, component: str, name: str) -> int:
         return self._base.get(f"{self._scope}/{component}", name)
 
+    def gauge(self, component: str, name: str, read: Callable[[], float] | None) -> None:
+        self._base.gauge(f"{self._scope}/{component}", name, read)
+
     def snapshot(self) -> dict[str, dict[str, int]]:
         return self._base.snapshot()
 
@@ -136,6 +142,7 @@ class ScopedHost(Host):
         self._parent = parent
         self._scope = scope
         self.counters = ScopedCounters(parent.counters, scope)  # type: ignore[assignment]
+        self.pressure = parent.pressure
 
     @property
     def processes(self) -> ProcessTable:
