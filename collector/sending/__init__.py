@@ -1,6 +1,6 @@
 """Exporter sending machinery shared by network exporters: settings models, a bounded sending
 queue that drops and counts when full, retries with jittered exponential backoff, and a
-batching profile exporter built on them."""
+batching profile exporter built on them; the queue may persist to disk (storage)."""
 
 from collector.sending.queue import QueueItem, SendingQueue
 from collector.sending.retry import Backoff, PermanentError, RetryableError, send_with_retry
@@ -9,6 +9,7 @@ from collector.sending.settings import (
     ProfilesExporterConfig,
     QueueSettings,
     RetrySettings,
+    StorageSettings,
     TLSSettings,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "RetrySettings",
     "RetryableError",
     "SendingQueue",
+    "StorageSettings",
     "TLSSettings",
     "send_with_retry",
 ]

@@ -5,15 +5,21 @@ Network exporters (otlp, otlp_http, later pyroscope) supply a ``Transport`` and 
 function; everything about queueing, retrying and counting lives here once. The pipeline
 cuts windows by ``interval`` and ``max_batch_samples`` (a window reaching it is sent early);
 fed SymbolizedBatches directly (outside a pipeline) the exporter windows them itself.
+
+With ``sending_queue.storage`` the queue is on disk (collector/sending/storage.py): requests
+survive a restart or a crash and are sent at least once; left at shutdown they are kept, not
+dropped. Failure lines are written every time and rate limited per class by collector.logs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from collector import logs
 from collector.component import CreateSettings
 from collector.host import Host
 from collector.model import ProfileSet, SymbolizedBatch, WindowSettings
@@ -21,6 +27,7 @@ from collector.pipeline.windowing import BatchWindows
 from collector.sending.queue import QueueItem, SendingQueue
 from collector.sending.retry import PermanentError, RetryableError, send_with_retry
 from collector.sending.settings import ProfilesExporterConfig
+from collector.sending.storage import QueueStorage
 
 
 @dataclass(slots=True)
@@ -50,7 +57,13 @@ class BatchingProfileExporter:
     """Counters (host.counters under this component's id): sent_requests, sent_samples,
     dropped_samples_queue_full, dropped_requests_queue_full, failed_samples_permanent,
     failed_samples_retries_exhausted, dropped_samples_shutdown, dropped_samples_window_full,
-    dropped_samples_encode, rejected_profiles, retries."""
+    dropped_samples_encode, rejected_profiles, retries; with storage also restored_requests,
+    restored_samples, storage_corrupt_requests, storage_corrupt_samples,
+    storage_incomplete_writes, dropped_requests_storage_error, dropped_samples_storage_error,
+    kept_requests_shutdown, kept_samples_shutdown. Gauges: queue_size, queue_capacity,
+    queue_bytes, queue_capacity_bytes."""
+
+    GAUGES = ("queue_size", "queue_capacity", "queue_bytes", "queue_capacity_bytes")
 
     def __init__(
         self,
@@ -65,14 +78,22 @@ class BatchingProfileExporter:
         self.transport = transport
         self._encode = encode
         self._batches = BatchWindows(self.id, window_settings(config), self._send_set)
+        sq = config.sending_queue
+        self._storage = (
+            QueueStorage(sq.storage.directory, self.id) if sq.storage is not None else None
+        )
         self._queue = SendingQueue(
-            config.sending_queue.queue_size,
-            config.sending_queue.num_consumers,
+            sq.queue_size,
+            sq.num_consumers,
             self._send_item,
             self.log,
+            max_bytes=sq.max_bytes,
+            storage=self._storage,
+            on_corrupt=self._stored_corrupt,
         )
         self._host: Host | None = None
-        self._logged: set[str] = set()
+        # A flapping backend fails every request: one line per failure class per minute.
+        self._fail = logs.Throttle(self.log)
         self._started = False
         self._stopped = False
 
@@ -81,17 +102,51 @@ class BatchingProfileExporter:
         if self._host is not None:
             self._host.counters.add(self.id, name, n)
 
-    def _log_once(self, key: str, msg: str, *args: object) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            self.log.error(msg + " (logged once; further ones are only counted)", *args)
+    def _stored_corrupt(self, samples: int) -> None:
+        self._count("storage_corrupt_requests")
+        self._count("storage_corrupt_samples", samples)
+
+    def _gauges(self, on: bool) -> None:
+        if self._host is None:
+            return
+        q = self._queue
+        reads = (
+            lambda: len(q),
+            lambda: q.capacity,
+            lambda: q.bytes,
+            lambda: q.max_bytes,
+        )
+        for name, read in zip(self.GAUGES, reads, strict=True):
+            self._host.counters.gauge(self.id, name, read if on else None)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self, host: Host) -> None:
         self._host = host
         self._batches.counters = host.counters
-        await self.transport.open()
+        if self._storage is not None:
+            report = await asyncio.to_thread(self._storage.open)
+            self._count("storage_corrupt_requests", report.corrupt)
+            self._count("storage_incomplete_writes", report.incomplete)
+            self._count("restored_requests", len(report.entries))
+            self._count("restored_samples", sum(e.samples for e in report.entries))
+            self._queue.restore(report.entries)
+            self.log.info(
+                "%s: persistent queue directory=%s restored_requests=%d corrupt=%d "
+                "incomplete_writes=%d",
+                self.id,
+                self._storage.dir,
+                len(report.entries),
+                report.corrupt,
+                report.incomplete,
+            )
+        try:
+            await self.transport.open()
+        except BaseException:
+            if self._storage is not None:
+                self._storage.close()
+            raise
         self._queue.start()
+        self._gauges(True)
         self._started = True
 
     async def export(self, item: ProfileSet | SymbolizedBatch) -> None:
@@ -119,10 +174,30 @@ class BatchingProfileExporter:
             self._count("dropped_samples_encode", n)
             self.log.exception("%s: encoding failed samples=%d", self.id, n)
             return
-        if not self._queue.offer(QueueItem(payload, n, pt.name)):
+        try:
+            queued = await self._queue.put(QueueItem(payload, n, pt.name))
+        except OSError as e:  # the persistent queue could not write (disk full, ...)
+            self._count("dropped_requests_storage_error")
+            self._count("dropped_samples_storage_error", n)
+            self._fail(
+                logging.ERROR, "%s: cannot store request: %s; dropping samples=%d", self.id, e, n
+            )
+            return
+        except TypeError as e:  # an encoder whose payload a persistent queue cannot store
+            self._count("dropped_samples_encode", n)
+            self._fail(logging.ERROR, "%s: %s; dropping samples=%d", self.id, e, n)
+            return
+        if not queued:
             self._count("dropped_requests_queue_full")
             self._count("dropped_samples_queue_full", n)
-            self._log_once("queue_full", "%s: sending queue full; dropping samples=%d", self.id, n)
+            self._fail(
+                logging.ERROR,
+                "%s: sending queue full (requests=%d bytes=%d); dropping samples=%d",
+                self.id,
+                len(self._queue),
+                self._queue.bytes,
+                n,
+            )
 
     async def _send_item(self, item: QueueItem) -> None:
         def on_retry(e: RetryableError, delay: float) -> None:
@@ -138,8 +213,8 @@ class BatchingProfileExporter:
         except PermanentError as e:
             self._count("failed_requests_permanent")
             self._count("failed_samples_permanent", item.samples)
-            self._log_once(
-                f"perm:{type(e).__name__}:{str(e)[:60]}",
+            self._fail(
+                logging.ERROR,
                 "%s: permanent error, not retried: %s samples=%d",
                 self.id,
                 e,
@@ -148,13 +223,20 @@ class BatchingProfileExporter:
             return
         except RetryableError as e:
             self._count("failed_samples_retries_exhausted", item.samples)
-            self.log.warning("%s: giving up after retries: %s samples=%d", self.id, e, item.samples)
+            self._fail(
+                logging.WARNING,
+                "%s: giving up after retries: %s samples=%d",
+                self.id,
+                e,
+                item.samples,
+            )
             return
         self._count("sent_requests")
         self._count("sent_samples", item.samples)
         if res.rejected or res.message:
             self._count("rejected_profiles", res.rejected)
-            self.log.warning(
+            self._fail(
+                logging.WARNING,
                 "%s: partial success rejected_profiles=%d message=%r",
                 self.id,
                 res.rejected,
@@ -169,10 +251,21 @@ class BatchingProfileExporter:
             return
         await self._batches.shutdown()
         unsent = await self._queue.shutdown(self.config.shutdown_timeout)
+        self._gauges(False)
         lost = sum(i.samples for i in unsent)
+        if self._queue.kept:
+            self._count("kept_requests_shutdown", self._queue.kept)
+            self._count("kept_samples_shutdown", self._queue.kept_samples)
+            self.log.info(
+                "%s: left requests=%d samples=%d in the persistent queue for the next start",
+                self.id,
+                self._queue.kept,
+                self._queue.kept_samples,
+            )
         if unsent:
             self._count("dropped_samples_shutdown", lost)
             self.log.warning(
                 "%s: shutdown left unsent requests=%d samples=%d", self.id, len(unsent), lost
             )
+        self._fail.flush(final=True)
         await self.transport.close()

@@ -68,9 +68,19 @@ class RetrySettings(_Settings):
     randomization_factor: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class StorageSettings(_Settings):
+    # Where queued requests are kept across restarts and crashes: one subdirectory (0700)
+    # per exporter, owned by one collector at a time (flock).
+    directory: Path
+
+
 class QueueSettings(_Settings):
     queue_size: int = Field(100, ge=1)  # requests (one per flushed profile type), not samples
+    # Payload bytes waiting (encoded, compressed requests); 0 = bounded by queue_size only.
+    # One request larger than this is still taken when the queue is empty.
+    max_bytes: int = Field(64 << 20, ge=0)
     num_consumers: int = Field(1, ge=1)
+    storage: StorageSettings | None = None  # None: in memory, lost at exit
 
 
 class ProfilesExporterConfig(ComponentConfig):
