@@ -22,7 +22,9 @@ Kind = Literal["receiver", "processor", "exporter"]
 # What flows between stages: "raw" = RawBatch (addresses), "symbolized" = SymbolizedBatch,
 # "profiles" = ProfileSet (one deduplicated window). Only exporters take "profiles": the
 # pipeline builds each window's ProfileSet once and hands the same object to all of them.
-DataKind = Literal["raw", "symbolized", "profiles"]
+# "any" (processors only, input and output both): passes on whatever it gets, unchanged in
+# kind (memory_limiter), so it may stand before or after symbolize.
+DataKind = Literal["raw", "symbolized", "profiles", "any"]
 
 
 class ComponentConfig(BaseModel):

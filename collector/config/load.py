@@ -178,6 +178,8 @@ def _check_data_kinds(cfg: LoadedConfig, name: str, pipe: Any, where: str) -> No
     kinds = {cfg.spec("receiver", r).factory.output for r in pipe.receivers}
     for pid in pipe.processors:
         f = cfg.spec("processor", pid).factory
+        if f.input == "any":  # a pass-through processor: the data keeps its kind
+            continue
         if f.input not in kinds:
             raise ConfigError(
                 f"{where}: processor {pid!r} takes {f.input} data but gets "
