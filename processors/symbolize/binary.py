@@ -33,6 +33,9 @@ from processors.symbolize.demangle import demangle
 from processors.symbolize.dwarf import DwarfLines, dwarf_refusal
 
 _MAX_LINES_PER_BINARY = 100_000
+# These lines are one per binary already: not subject to the per-template rate limit of
+# collector/logs.py, which would show only the first binary a minute.
+_ONCE = {"summary": True}
 Count = Callable[[str], None]
 
 
@@ -144,6 +147,7 @@ class Binary:
                     self.path,
                     type(e).__name__,
                     e,
+                    extra=_ONCE,
                 )
                 self._count("binary_malformed")
                 self.error, self.malformed, self.symbols = f"{type(e).__name__}: {e}", True, None
@@ -202,6 +206,7 @@ class Binary:
                 "DWARF over its time budget path=%s seconds=%.2f (names only from now on)",
                 self.path,
                 self._dwarf_seconds,
+                extra=_ONCE,
             )
             self._dwarf.close()
             self._dwarf = None
@@ -216,6 +221,7 @@ class Binary:
                 self.path,
                 type(exc).__name__,
                 exc,
+                extra=_ONCE,
             )
 
     def _dwarf_for(self) -> DwarfLines | None:

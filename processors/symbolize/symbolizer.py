@@ -373,8 +373,11 @@ class Symbolizer:
             )
 
     def _log_once(self, msg: str, *args: object) -> None:
+        # Already one line per bad file (and at most _MAX_LOGGED of them): the collector's
+        # per-template rate limit (collector/logs.py) would otherwise keep only the first
+        # file a minute, and which binaries are bad is what the operator needs to see.
         self._logged += 1
         if self._logged <= _MAX_LOGGED:
-            self.log.warning(msg, *args)
+            self.log.warning(msg, *args, extra={"summary": True})
         elif self._logged == _MAX_LOGGED + 1:
             self.log.warning("more bad binaries are counted but no longer logged")
