@@ -18,6 +18,7 @@ import contextlib
 import mmap
 import os
 import select
+import threading
 from collections.abc import Callable
 
 from collector.bpf.syscall import MAP_TYPE_RINGBUF, Map
@@ -30,7 +31,8 @@ HEADER_SIZE = 8
 class RingBuffer:
     """Reads records of one ringbuf map. ``poll(timeout)`` waits for data (epoll);
     ``drain(callback)`` hands every committed record (a memoryview valid only during the
-    callback) and advances consumer_pos. Not thread-safe: one reader thread."""
+    callback) and advances consumer_pos; a record whose callback raises is skipped (counted
+    in ``failed``) and the exception propagates. Not thread-safe: one reader thread."""
 
     def __init__(self, ringbuf_map: Map) -> None:
         if ringbuf_map.map_type != MAP_TYPE_RINGBUF:
@@ -56,7 +58,9 @@ class RingBuffer:
         # Lets another thread interrupt poll() (shutdown) without waiting for the timeout.
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll.register(self._wake_fd, select.EPOLLIN)
+        self._close_lock = threading.Lock()  # wake() from another thread vs. close()
         self.discarded = 0
+        self.failed = 0  # records whose callback raised (skipped)
 
     def poll(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for data; True when the ringbuf signalled."""
@@ -71,8 +75,10 @@ class RingBuffer:
         return ready
 
     def wake(self) -> None:
-        """Make a concurrent ``poll`` return now (thread-safe)."""
-        os.eventfd_write(self._wake_fd, 1)
+        """Make a concurrent ``poll`` return now (thread-safe; a no-op once closed)."""
+        with self._close_lock:
+            if not self._epoll.closed:
+                os.eventfd_write(self._wake_fd, 1)
 
     def pending(self) -> int:
         """Bytes between consumer and producer positions."""
@@ -98,7 +104,13 @@ class RingBuffer:
             if length & DISCARD_BIT:
                 self.discarded += 1
             else:
-                callback(view[off + HEADER_SIZE : off + HEADER_SIZE + size])
+                try:
+                    callback(view[off + HEADER_SIZE : off + HEADER_SIZE + size])
+                except BaseException:
+                    # Past the record that raised: the next drain must not fail on it again.
+                    self.failed += 1
+                    self._cons_pos[0] = cons + ((size + HEADER_SIZE + 7) & ~7)
+                    raise
                 n += 1
             cons += (size + HEADER_SIZE + 7) & ~7
             # Publish progress per record so the producer can reuse space early.
@@ -107,12 +119,17 @@ class RingBuffer:
                 break
         return n
 
+    @property
+    def closed(self) -> bool:
+        return self._epoll.closed
+
     def close(self) -> None:
         """Unmap and close the epoll/eventfd (the map fd belongs to the LoadedProgram)."""
-        if self._epoll.closed:
-            return
-        self._epoll.close()
-        os.close(self._wake_fd)
+        with self._close_lock:
+            if self._epoll.closed:
+                return
+            self._epoll.close()
+            os.close(self._wake_fd)
         self._cons_pos.release()
         self._consumer.close()
         try:

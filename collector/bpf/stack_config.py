@@ -18,6 +18,11 @@ class StackReceiverConfig(ComponentConfig):
     stack_map_size: int = Field(16384, ge=64, le=1 << 20)
     ringbuf_pages: int = Field(256, ge=1, le=1 << 16, description="power of two; 4 KiB pages")
     drain_interval: Duration = Field(1.0, gt=0, le=60, description="seconds between batches")
+    optional: bool = Field(
+        False,
+        description="if its reader fails, stop only this receiver (the collector goes on); "
+        "by default the collector stops with exit code 4",
+    )
 
     @field_validator("comm")
     @classmethod

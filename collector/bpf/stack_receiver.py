@@ -16,6 +16,7 @@ import re
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from collector.bpf.attach import AttachSpec
@@ -30,7 +31,7 @@ from collector.bpf.events import (
     NEG_ENOENT,
 )
 from collector.bpf.loader import LoadedProgram, load
-from collector.bpf.ringbuf import RingBuffer
+from collector.bpf.ringbuf import HEADER_SIZE, RingBuffer
 from collector.bpf.stack_config import StackReceiverConfig
 from collector.bpf.stacks import STAMP_BEFORE_WALK, StackReader
 from collector.bpf.syscall import name_thread
@@ -47,9 +48,22 @@ if TYPE_CHECKING:
     from collector.host import Host
 
 _U32 = struct.Struct("<I")
+_RECORD_BYTES = EVENT.size + HEADER_SIZE
+# What StackReader (lost, clears) and RingBuffer (discarded, failed) count, reported as:
+_READER_COUNTS = ("stack_lost", "stack_map_clears", "ringbuf_discarded", "events_failed")
 COLLISION_CLEAR_S = 10.0
+MAX_FAILED_DRAINS = 5  # in a row: then the receiver has failed
+RETRY_DELAY_S = 0.1  # doubles per failed drain: 0.1 + 0.2 + 0.4 + 0.8 s before the fifth
 _MISSING_USER = (MISSING_USER_STACK,)
 _MISSING_KERNEL = (MISSING_KERNEL_STACK,)
+
+
+class ReaderFailed(Exception):
+    """Drains kept failing: the reader gives up (the last error is chained)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(f"{failures} drains in a row failed")
+        self.failures = failures
 
 
 class StackReceiver:
@@ -85,9 +99,11 @@ class StackReceiver:
         self._counter_prev = [0] * len(self._counter_names)
         self._batch_counters: dict[str, int] = {}
         self._boot_offset = 0
-        self._lost_prev = self._clears_prev = self._discarded_prev = 0
+        self._reader_prev = (0, 0, 0, 0)
         self._last_clear = time.monotonic()
         self._closed = False
+        self._failure: BaseException | None = None
+        self._transient_logged = False
 
     # -- what a subclass provides ----------------------------------------------------------
 
@@ -147,26 +163,42 @@ class StackReceiver:
                 self._ringbuf.wake()
             await asyncio.to_thread(self._thread.join)
             await asyncio.sleep(0)  # let batches the thread scheduled go first
+        self._release(self._failure is None, self._hand_on)
+        self._log.info("%s receiver stopped id=%s", self.program, self._id)
+
+    def _hand_on(self, batch: RawBatch | None) -> None:
+        if batch is not None and self._consumer is not None:
+            self._consumer.consume(batch)
+
+    def _release(self, final_drain: bool, hand_on: Callable[[RawBatch | None], None]) -> None:
+        """Detach, hand on what was read, close every fd. After a reader failure the ring
+        is not read again: what it still holds is counted (events_unread)."""
         if self._prog is not None:
             self._prog.detach()  # no new events from here on: the last drain gets them all
-        if self._ringbuf is not None:
-            self._drain()
-            batch = self._take_batch()
-            if batch is not None and self._consumer is not None:
-                self._consumer.consume(batch)
+        if self._ringbuf is not None and not self._ringbuf.closed:
+            if final_drain:
+                self._drain()
+            else:
+                self._count("events_unread", self._ringbuf.pending() // _RECORD_BYTES)
+            hand_on(self._take_batch())
             self._ringbuf.close()
         if self._prog is not None:
             self._prog.close()
-        self._log.info("%s receiver stopped id=%s", self.program, self._id)
 
     # -- reader thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        assert self._ringbuf is not None
         name_thread(f"{self._id}-reader")
+        try:
+            self._read_until_stopped()
+        except BaseException as exc:  # the reader is gone: never silently
+            self._failed(exc)
+
+    def _read_until_stopped(self) -> None:
+        assert self._ringbuf is not None
         interval = self._config.drain_interval
         next_emit = time.monotonic() + interval
-        error_logged = False
+        failures = 0
         while not self._stop.is_set():
             self._ringbuf.poll(max(0.0, next_emit - time.monotonic()))
             if self._stop.is_set():
@@ -176,12 +208,48 @@ class StackReceiver:
                 if time.monotonic() >= next_emit:
                     next_emit = time.monotonic() + interval
                     self._emit(self._take_batch())
-            except Exception:
+                failures = 0
+            except Exception as exc:
+                failures += 1
                 self._count("reader_errors")
-                if not error_logged:
-                    self._log.exception("%s receiver drain failed id=%s", self.program, self._id)
-                    error_logged = True
-                time.sleep(interval)
+                if failures >= MAX_FAILED_DRAINS:
+                    raise ReaderFailed(failures) from exc
+                if failures == 1 and not self._transient_logged:
+                    self._transient_logged = True
+                    self._log.warning(
+                        "%s receiver drain failed id=%s (retrying)",
+                        self.program,
+                        self._id,
+                        exc_info=True,
+                    )
+                # Back off briefly: the buffer holds seconds of events, so a few retries
+                # cannot overflow it, and a broken reader is known within about 2 s.
+                self._stop.wait(RETRY_DELAY_S * 2 ** (failures - 1))
+
+    def _failed(self, exc: BaseException) -> None:
+        """Log the cause once, count it, hand on what was read; then stop the collector
+        (report_fatal) or, for an optional receiver, only this receiver."""
+        self._failure = exc
+        cause = exc.__cause__ if isinstance(exc, ReaderFailed) and exc.__cause__ else exc
+        message = f"reader failed: {type(cause).__name__}: {cause}"
+        if isinstance(exc, ReaderFailed):
+            message += f" ({exc.failures} drains in a row)"
+        self._count("receiver_failed")
+        if self._stacks is not None:
+            self._count_reader()
+        self._log.error(
+            "%s receiver failed id=%s optional=%s: %s",
+            self.program,
+            self._id,
+            self._config.optional,
+            message,
+            exc_info=cause,
+        )
+        self._emit(self._take_batch())  # what was read before the failure goes on
+        if self._config.optional:
+            self._release(False, self._emit)  # this receiver only: its program and fds
+        elif self._host is not None:
+            self._host.report_fatal(self._id, message)
 
     def _emit(self, batch: RawBatch | None) -> None:
         if batch is None or self._consumer is None or self._loop is None:
@@ -221,11 +289,16 @@ class StackReceiver:
             cleared = True
         if cleared:
             self._last_clear = now
+        self._count_reader()
+
+    def _count_reader(self) -> None:
+        """Add the growth of what the ring and stack readers counted (no syscalls)."""
         st, rb = self._stacks, self._ringbuf
-        self._count("stack_lost", st.lost - self._lost_prev)
-        self._count("stack_map_clears", st.clears - self._clears_prev)
-        self._count("ringbuf_discarded", rb.discarded - self._discarded_prev)
-        self._lost_prev, self._clears_prev, self._discarded_prev = st.lost, st.clears, rb.discarded
+        assert st is not None and rb is not None
+        now = (st.lost, st.clears, rb.discarded, rb.failed)
+        for name, value, prev in zip(_READER_COUNTS, now, self._reader_prev, strict=True):
+            self._count(name, value - prev)
+        self._reader_prev = now
 
     def _read_counters(self) -> int:
         """Add the BPF counters' growth to host.counters; return the new stack collisions."""

@@ -26,6 +26,7 @@ def test_defaults_and_factory() -> None:
     )
     assert c.drain_interval == 1.0
     assert CpuConfig(drain_interval="250ms").drain_interval == 0.25
+    assert c.optional is False and CpuConfig(optional=True).optional is True
     assert (factory.type, factory.kind, factory.output) == ("cpu", "receiver", "raw")
     assert factory.needs_bpf and factory.needs_tracefs and factory.config_model is CpuConfig
 
@@ -40,6 +41,7 @@ def test_defaults_and_factory() -> None:
         ({"ringbuf_pages": 3}, "ringbuf_pages"),
         ({"pids": [0]}, "pids"),
         ({"drain_interval": 0}, "drain_interval"),
+        ({"optional": "maybe"}, "optional"),
         ({"frequncy": 99}, "frequncy"),
     ],
 )
