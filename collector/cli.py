@@ -3,6 +3,10 @@
 Exit codes: 0 ok (also after SIGINT/SIGTERM), 2 config or plugin error, 3 the machine lacks
 something (root, tracefs, headers, bcc, a kernel feature), 4 a component failed at run time.
 Anything else is a bug and shows its traceback.
+
+While running: SIGHUP re-reads the same --config files and applies them if they are valid
+(unchanged components keep running); the telemetry server (/metrics, /healthz, /readyz)
+starts before the pipelines and stops after them.
 """
 
 from __future__ import annotations
@@ -78,21 +82,90 @@ def cmd_components(registry: Registry) -> int:
     return 2 if broken else 0
 
 
-async def _run(cfg: LoadedConfig) -> int:
-    from collector.pipeline import Service
+class _Runtime:
+    """The running service, its telemetry server, and reloads (one at a time)."""
 
+    def __init__(self, cfg: LoadedConfig, registry: Registry, log_level: str | None) -> None:
+        from collector.pipeline import Service
+        from collector.selfmetrics import Readiness, TelemetryServer
+
+        self.cfg = cfg
+        self.registry = registry
+        self.log_level = log_level  # from the command line: wins over the config's
+        self.service = Service(cfg)
+        self.readiness = Readiness()
+        self._server_cls = TelemetryServer
+        self.server = TelemetryServer(
+            cfg.root.service.telemetry.metrics, self.service.host, self.readiness
+        )
+        self._lock = asyncio.Lock()
+        self.reloads: set[asyncio.Task[None]] = set()
+
+    def request_reload(self) -> None:
+        if self.readiness.state not in ("running", "reloading"):
+            log.warning("SIGHUP ignored: the collector is %s", self.readiness.state)
+            return
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self.reloads.add(task)
+        task.add_done_callback(self.reloads.discard)
+
+    async def reload(self) -> None:
+        async with self._lock:
+            files = ", ".join(self.cfg.files)
+            log.info("SIGHUP: reloading files=%s", files)
+            try:
+                new = await asyncio.to_thread(load_config, self.cfg.files, self.registry)
+                if new.needs_bpf():
+                    await asyncio.to_thread(check_bpf, new.needs_tracefs())
+            except CollectorError as exc:
+                log.error("reload rejected, the running config stays: %s", exc)
+                return
+            self.readiness.state = "reloading"
+            try:
+                summary = await self.service.reload(new)
+            except CollectorError as exc:
+                log.error("reload failed, the previous config was restored: %s", exc)
+                return
+            finally:
+                self.readiness.state = "running"
+            old_metrics = self.cfg.root.service.telemetry.metrics
+            self.cfg = new
+            logs.set_level(self.log_level or new.root.service.telemetry.logs.level)
+            if new.root.service.telemetry.metrics != old_metrics:
+                await self.server.stop()
+                self.server = self._server_cls(
+                    new.root.service.telemetry.metrics, self.service.host, self.readiness
+                )
+                try:
+                    await self.server.start()
+                except CollectorError as exc:
+                    log.error("metrics endpoint off after reload: %s", exc)
+            parts = " ".join(f"{k}={','.join(v) or '-'}" for k, v in summary.items())
+            log.info("reloaded config files=%s %s", files, parts)
+
+
+async def _run(cfg: LoadedConfig, registry: Registry, log_level: str | None = None) -> int:
+    rt = _Runtime(cfg, registry, log_level)
+    service = rt.service
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    service = Service(cfg)
+    loop.add_signal_handler(signal.SIGHUP, rt.request_reload)
+    await rt.server.start()  # probes answer while BPF programs load
     try:
         await service.start()
+        rt.readiness.state = "running"
         await service.run_until_stopped(stop)
         if stop.is_set():
             log.info("signal received, flushing exporters")
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        rt.readiness.state = "stopping"
+        for task in list(rt.reloads):
+            await asyncio.gather(task, return_exceptions=True)
         await service.shutdown()
+        await rt.server.stop()
     if service.host.fatal_error:
         raise RuntimeFailure(service.host.fatal_error)
     log.info("stopped")
@@ -129,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if cfg.needs_bpf():
             check_bpf(cfg.needs_tracefs())
-        return _runner()(_run(cfg))
+        return _runner()(_run(cfg, registry, args.log_level))
     except CollectorError as exc:
         kind = type(exc).__name__
         print(f"collector: {kind_label(kind)}: {exc}", file=sys.stderr)

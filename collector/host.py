@@ -131,6 +131,9 @@ class ScopedCounters:
     def gauge(self, component: str, name: str, read: Callable[[], float] | None) -> None:
         self._base.gauge(f"{self._scope}/{component}", name, read)
 
+    def drop_gauge(self, component: str, name: str, read: Callable[[], float]) -> None:
+        self._base.drop_gauge(f"{self._scope}/{component}", name, read)
+
     def snapshot(self) -> dict[str, dict[str, int]]:
         return self._base.snapshot()
 

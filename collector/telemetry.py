@@ -34,6 +34,12 @@ class Counters:
             group = self._values[component]
             group[name] = group.get(name, 0) + n
 
+    def declare(self, component: str) -> None:
+        """Make ``component`` known with no counts yet (the metrics endpoint shows its
+        otelcol metrics at 0 from the start, not only after the first event)."""
+        with self._lock:
+            self._values.setdefault(component, {})
+
     def get(self, component: str, name: str) -> int:
         with self._lock:
             return self._values.get(component, {}).get(name, 0)
@@ -63,6 +69,13 @@ class Counters:
                 self._gauges.pop((component, name), None)
             else:
                 self._gauges[(component, name)] = read
+
+    def drop_gauge(self, component: str, name: str, read: Gauge) -> None:
+        """Remove the gauge if it is still ``read``: a part retiring after its replacement
+        registered (a reload) leaves the replacement's gauge in place."""
+        with self._lock:
+            if self._gauges.get((component, name)) is read:
+                del self._gauges[(component, name)]
 
     def gauges(self) -> dict[str, dict[str, float]]:
         """Every gauge read now; one that raises is left out (and logged at debug)."""

@@ -39,8 +39,30 @@ class LogsConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class MetricsConfig(_Strict):
+    # Prometheus /metrics, /healthz and /readyz on host:port; loopback unless asked for more.
+    # "" or "none" turns the endpoint off. Port 0 picks a free port (logged).
+    address: str = "127.0.0.1:8888"
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        v = v.strip()
+        if v.lower() in ("", "none"):
+            return ""
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"{v!r} is not host:port (e.g. 127.0.0.1:8888), '' or 'none'")
+        return v
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.address.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class TelemetryConfig(_Strict):
     logs: LogsConfig = LogsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     # How often counter changes (drops, lost stacks, files written) are logged.
     report_interval: Duration = Field(default=60.0, gt=0)
 

@@ -63,12 +63,26 @@ class FanOut:
     """The Consumer handed to a receiver: offers each batch to every pipeline it feeds.
 
     Callable from any thread: off the loop thread the offer is scheduled on the loop.
+    With ``counters`` it counts, under ``owner`` (``receivers/<id>``), ``accepted_samples``
+    (every pipeline took the batch) and ``refused_samples`` (at least one was full).
+    ``retarget`` points a running receiver at rebuilt pipelines (a config reload).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, targets: list[BoundedQueue]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        targets: list[BoundedQueue],
+        counters: Counters | None = None,
+        owner: str = "",
+    ) -> None:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._targets = targets
+        self._counters = counters
+        self._owner = owner
+
+    def retarget(self, targets: list[BoundedQueue]) -> None:
+        self._targets = list(targets)  # one assignment: an offer sees the old or the new list
 
     def consume(self, batch: Any) -> bool:
         if threading.get_ident() != self._loop_thread:
@@ -80,4 +94,7 @@ class FanOut:
         ok = True
         for q in self._targets:
             ok = q.offer(batch) and ok
+        if self._counters is not None:
+            name = "accepted_samples" if ok else "refused_samples"
+            self._counters.add(self._owner, name, batch_len(batch))
         return ok

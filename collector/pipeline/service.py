@@ -1,4 +1,5 @@
-"""Builds the component graph from a validated config and runs it.
+"""Builds the component graph from a validated config and runs it; rebuilds what changed on
+a reload.
 
 Receivers are shared by every pipeline that lists them (fan-out); processors are built per
 pipeline; exporters are shared (fan-in). After its processors, a pipeline hands each batch
@@ -10,6 +11,7 @@ Start: exporters, then per pipeline its processors and windows, then receivers. 
 receivers stop -> pipeline queues drain -> processors stop -> windows close and hand their
 last ProfileSets on -> exporter queues drain -> exporters stop -> shared services released.
 Whatever the shutdown deadline cuts off is counted (samples_dropped_at_shutdown).
+``reload`` (collector/pipeline/reload.py) keeps every component whose config did not change.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector import logs
 from collector.component import Component, CreateSettings
 from collector.config.load import LoadedConfig
 from collector.errors import CollectorError, RuntimeFailure
@@ -39,6 +42,23 @@ class _Pipeline:
     # Exporters that take the pipeline's batches as they are (e.g. a plugin's "symbolized").
     exporter_queues: list[BoundedQueue] = field(default_factory=list)
     windows: list[WindowStage] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    started: list[tuple[str, Any]] = field(default_factory=list)  # processors started
+
+
+@dataclass
+class _Exporter:
+    comp: Any
+    queue: BoundedQueue
+    task: asyncio.Task[None] | None = None
+    started: bool = False
+
+
+@dataclass
+class _Receiver:
+    comp: Any
+    feed: FanOut
+    started: bool = False
 
 
 def _offer_to(queues: list[BoundedQueue]) -> Sink:
@@ -53,79 +73,128 @@ class Service:
     def __init__(self, cfg: LoadedConfig, host: Host | None = None) -> None:
         self.cfg = cfg
         self.host = host or Host()
-        self._receivers: dict[str, Component] = {}
-        self._exporters: dict[str, Any] = {}
-        self._exporter_queues: dict[str, BoundedQueue] = {}
-        self._pipelines: list[_Pipeline] = []
+        self._receivers: dict[str, _Receiver] = {}
+        self._exporters: dict[str, _Exporter] = {}
+        self._pipelines: dict[str, _Pipeline] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._started: list[tuple[str, Component]] = []
         self._stop = asyncio.Event()
+        self._shut = False
+        self._queue_gauges: dict[int, dict[str, Any]] = {}
 
+    # -- building ---------------------------------------------------------------------------
     def _settings(self, kind: str, cid: str, consumer: Any = None) -> CreateSettings:
         return CreateSettings(cid, logging.getLogger(f"collector.{kind}s.{cid}"), consumer)
 
-    def _build(self) -> None:
-        svc = self.cfg.root.service
-        counters = self.host.counters
-        loop = asyncio.get_running_loop()
-        for (kind, cid), spec in self.cfg.components.items():
-            if kind == "exporter":
-                self._exporters[cid] = spec.factory.create(self._settings(kind, cid), spec.config)
-                self._exporter_queues[cid] = BoundedQueue(
-                    f"exporters/{cid}", svc.queue_size, counters
-                )
-        feeds: dict[str, list[BoundedQueue]] = {}
-        for name, pc in svc.pipelines.items():
-            pipe = _Pipeline(name, BoundedQueue(f"pipelines/{name}", svc.queue_size, counters))
-            for pid in pc.processors:
-                spec = self.cfg.spec("processor", pid)
-                proc = spec.factory.create(self._settings("processor", pid), spec.config)
-                pipe.processors.append((pid, proc))
-            by_window: dict[WindowSettings, list[BoundedQueue]] = {}
-            for eid in pc.exporters:
-                spec = self.cfg.spec("exporter", eid)
-                if spec.factory.input == "profiles":
-                    window = spec.factory.window
-                    ws = window(spec.config) if window is not None else WindowSettings()
-                    by_window.setdefault(ws, []).append(self._exporter_queues[eid])
-                else:
-                    pipe.exporter_queues.append(self._exporter_queues[eid])
-            for ws, queues in by_window.items():
-                owner = f"pipelines/{name}"
-                pipe.windows.append(WindowStage(owner, ws, _offer_to(queues), counters))
-            for rid in pc.receivers:
-                feeds.setdefault(rid, []).append(pipe.queue)
-            self._pipelines.append(pipe)
-        for rid, queues in feeds.items():
-            spec = self.cfg.spec("receiver", rid)
-            settings = self._settings("receiver", rid, FanOut(loop, queues))
-            self._receivers[rid] = spec.factory.create(settings, spec.config)
+    def _queue(self, owner: str, size: int) -> BoundedQueue:
+        return BoundedQueue(owner, size, self.host.counters)
 
+    def _gauge_queue(self, q: BoundedQueue) -> None:
+        # Registered at start, removed at retirement: on a reload the old part retires
+        # before its replacement starts, so the gauges always read the running queue.
+        self._queue_gauges[id(q)] = reads = {
+            "input_queue_size": q.queue.qsize,
+            "input_queue_capacity": lambda: q.queue.maxsize,
+        }
+        for name, read in reads.items():
+            self.host.counters.gauge(q.owner, name, read)
+
+    def _unqueue(self, q: BoundedQueue) -> None:
+        for name, read in self._queue_gauges.pop(id(q), {}).items():
+            self.host.counters.drop_gauge(q.owner, name, read)
+
+    def build_exporter(self, cfg: LoadedConfig, cid: str) -> _Exporter:
+        spec = cfg.spec("exporter", cid)
+        comp = spec.factory.create(self._settings("exporter", cid), spec.config)
+        return _Exporter(comp, self._queue(f"exporters/{cid}", cfg.root.service.queue_size))
+
+    def build_pipeline(
+        self, cfg: LoadedConfig, name: str, exporters: dict[str, _Exporter]
+    ) -> _Pipeline:
+        pc = cfg.root.service.pipelines[name]
+        owner = f"pipelines/{name}"
+        pipe = _Pipeline(name, self._queue(owner, cfg.root.service.queue_size))
+        for pid in pc.processors:
+            spec = cfg.spec("processor", pid)
+            pipe.processors.append(
+                (pid, spec.factory.create(self._settings("processor", pid), spec.config))
+            )
+        by_window: dict[WindowSettings, list[BoundedQueue]] = {}
+        for eid in pc.exporters:
+            spec = cfg.spec("exporter", eid)
+            if spec.factory.input == "profiles":
+                window = spec.factory.window
+                ws = window(spec.config) if window is not None else WindowSettings()
+                by_window.setdefault(ws, []).append(exporters[eid].queue)
+            else:
+                pipe.exporter_queues.append(exporters[eid].queue)
+        for ws, queues in by_window.items():
+            pipe.windows.append(WindowStage(owner, ws, _offer_to(queues), self.host.counters))
+        return pipe
+
+    @staticmethod
+    def feeds(cfg: LoadedConfig, pipelines: dict[str, _Pipeline]) -> dict[str, list[BoundedQueue]]:
+        out: dict[str, list[BoundedQueue]] = {}
+        for name, pc in cfg.root.service.pipelines.items():
+            for rid in pc.receivers:
+                out.setdefault(rid, []).append(pipelines[name].queue)
+        return out
+
+    def build_receiver(self, cfg: LoadedConfig, rid: str, queues: list[BoundedQueue]) -> _Receiver:
+        spec = cfg.spec("receiver", rid)
+        feed = FanOut(asyncio.get_running_loop(), queues, self.host.counters, f"receivers/{rid}")
+        comp = spec.factory.create(self._settings("receiver", rid, feed), spec.config)
+        return _Receiver(comp, feed)
+
+    # -- starting ---------------------------------------------------------------------------
     async def _start_one(self, cid: str, comp: Component) -> None:
         scope = cid.split("/", 1)[0]  # "receivers", "processors" or "exporters"
+        self.host.counters.declare(cid)
         try:
             await comp.start(ScopedHost(self.host, scope))
         except CollectorError:
             raise
         except Exception as exc:
             raise RuntimeFailure(f"{cid}: failed to start: {type(exc).__name__}: {exc}") from exc
-        self._started.append((cid, comp))
+
+    async def start_exporter(self, cid: str, e: _Exporter) -> None:
+        await self._start_one(f"exporters/{cid}", e.comp)
+        e.started = True
+        self._gauge_queue(e.queue)
+        e.task = self._spawn(self._export_loop(cid, e.comp, e.queue))
+
+    async def start_processors(self, pipe: _Pipeline) -> None:
+        for pid, proc in pipe.processors:
+            await self._start_one(f"processors/{pid}", proc)
+            pipe.started.append((pid, proc))
+
+    def run_pipeline(self, pipe: _Pipeline) -> None:
+        self._gauge_queue(pipe.queue)
+        for stage in pipe.windows:
+            stage.start()
+        pipe.task = self._spawn(self._pipeline_loop(pipe))
+
+    async def start_receiver(self, rid: str, r: _Receiver) -> None:
+        await self._start_one(f"receivers/{rid}", r.comp)
+        r.started = True
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.host.on_fatal(self._on_fatal)
-        self._build()
+        cfg = self.cfg
+        for (kind, cid), _spec in cfg.components.items():
+            if kind == "exporter":
+                self._exporters[cid] = self.build_exporter(cfg, cid)
+        for name in cfg.root.service.pipelines:
+            self._pipelines[name] = self.build_pipeline(cfg, name, self._exporters)
+        for rid, queues in self.feeds(cfg, self._pipelines).items():
+            self._receivers[rid] = self.build_receiver(cfg, rid, queues)
         for cid, exp in self._exporters.items():
-            await self._start_one(f"exporters/{cid}", exp)
-            self._spawn(self._export_loop(cid, exp, self._exporter_queues[cid]))
-        for pipe in self._pipelines:
-            for pid, proc in pipe.processors:
-                await self._start_one(f"processors/{pid}", proc)
-            for stage in pipe.windows:
-                stage.start()
-            self._spawn(self._pipeline_loop(pipe))
+            await self.start_exporter(cid, exp)
+        for pipe in self._pipelines.values():
+            await self.start_processors(pipe)
+            self.run_pipeline(pipe)
         for rid, rec in self._receivers.items():
-            await self._start_one(f"receivers/{rid}", rec)
+            await self.start_receiver(rid, rec)
         self._spawn(self._report_loop())
         log.info(
             "started pipelines=%d receivers=%d exporters=%d",
@@ -134,8 +203,11 @@ class Service:
             len(self._exporters),
         )
 
-    def _spawn(self, coro: Any) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(coro))
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        return task
 
     def _on_fatal(self, component_id: str, message: str) -> None:
         log.error("fatal component=%s error=%s", component_id, message)
@@ -148,6 +220,13 @@ class Service:
         for w in waiters:
             w.cancel()
 
+    async def reload(self, new: LoadedConfig) -> dict[str, list[str]]:
+        """Swap to ``new``, keeping every component whose settings did not change."""
+        from collector.pipeline.reload import apply
+
+        return await apply(self, new)
+
+    # -- running ----------------------------------------------------------------------------
     async def _pipeline_loop(self, pipe: _Pipeline) -> None:
         while True:
             batch = await pipe.queue.queue.get()
@@ -215,18 +294,21 @@ class Service:
                 queue.queue.task_done()
 
     async def _report_loop(self) -> None:
-        interval = self.cfg.root.service.telemetry.report_interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.cfg.root.service.telemetry.report_interval)
             self.report()
+            logs.flush_suppressed()
 
     def report(self, final: bool = False) -> None:
         data = self.host.counters.snapshot() if final else self.host.counters.deltas()
         what = "totals" if final else "counters"
         for comp, values in sorted(data.items()):
+            if not values:
+                continue
             kv = " ".join(f"{k}={v}" for k, v in sorted(values.items()))
             log.info("%s component=%s %s", what, comp, kv)
 
+    # -- stopping ---------------------------------------------------------------------------
     async def _drain(self, queues: list[BoundedQueue], deadline: float) -> None:
         loop = asyncio.get_running_loop()
         for q in queues:
@@ -236,41 +318,73 @@ class Service:
                     await asyncio.wait_for(q.queue.join(), remaining)
             q.discard_remaining()
 
-    async def shutdown(self) -> None:
-        """Stop receivers, drain queues, close windows, flush exporters. Idempotent."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.cfg.root.service.shutdown_timeout
-        started = list(reversed(self._started))
-        self._started = []
-        errors: list[str] = []
+    async def _call_shutdown(self, cid: str, comp: Any, errors: list[str]) -> None:
+        try:
+            await comp.shutdown()
+        except Exception as exc:
+            errors.append(f"{cid}: {exc}")
+            log.exception("shutdown failed component=%s", cid)
 
-        async def stop(kind: str) -> None:
-            for cid, comp in started:
-                if cid.startswith(kind):
-                    try:
-                        await comp.shutdown()
-                    except Exception as exc:
-                        errors.append(f"{cid}: {exc}")
-                        log.exception("shutdown failed component=%s", cid)
+    async def stop_receivers(self, rids: list[str], errors: list[str]) -> None:
+        for rid in reversed(rids):
+            r = self._receivers[rid]
+            if r.started:
+                r.started = False
+                await self._call_shutdown(f"receivers/{rid}", r.comp, errors)
 
-        await stop("receivers/")
-        await asyncio.sleep(0.05)  # let batches handed over from reader threads arrive
-        await self._drain([p.queue for p in self._pipelines], deadline)
-        await stop("processors/")
-        for pipe in self._pipelines:
+    async def retire_pipelines(
+        self, pipes: list[_Pipeline], deadline: float, errors: list[str]
+    ) -> None:
+        """Drain, stop processors, close windows (their last sets go to the exporters)."""
+        await self._drain([p.queue for p in pipes], deadline)
+        for pipe in pipes:
+            for pid, proc in reversed(pipe.started):
+                await self._call_shutdown(f"processors/{pid}", proc, errors)
+            pipe.started = []
+        for pipe in pipes:
             for stage in pipe.windows:
                 try:
                     await stage.shutdown()
                 except Exception as exc:
                     errors.append(f"{stage.owner}: {exc}")
                     log.exception("closing windows failed component=%s", stage.owner)
-        await self._drain(list(self._exporter_queues.values()), deadline)
-        await stop("exporters/")
-        for t in self._tasks:
+            await self._cancel(pipe.task)
+            self._unqueue(pipe.queue)
+
+    async def retire_exporters(self, cids: list[str], deadline: float, errors: list[str]) -> None:
+        await self._drain([self._exporters[c].queue for c in cids], deadline)
+        for cid in reversed(cids):
+            e = self._exporters[cid]
+            if e.started:
+                e.started = False
+                await self._call_shutdown(f"exporters/{cid}", e.comp, errors)
+            await self._cancel(e.task)
+            self._unqueue(e.queue)
+
+    async def _cancel(self, task: asyncio.Task[None] | None) -> None:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def shutdown(self) -> None:
+        """Stop receivers, drain queues, close windows, flush exporters. Idempotent."""
+        if self._shut:
+            return
+        self._shut = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.root.service.shutdown_timeout
+        errors: list[str] = []
+        await self.stop_receivers(list(self._receivers), errors)
+        await asyncio.sleep(0.05)  # let batches handed over from reader threads arrive
+        await self.retire_pipelines(list(self._pipelines.values()), deadline, errors)
+        await self.retire_exporters(list(self._exporters), deadline, errors)
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
         self.host.close_shared()
         self.report(final=True)
+        logs.flush_suppressed(final=True)
         if errors:
             log.error("shutdown finished with errors count=%d", len(errors))

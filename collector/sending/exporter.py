@@ -92,6 +92,7 @@ class BatchingProfileExporter:
             on_corrupt=self._stored_corrupt,
         )
         self._host: Host | None = None
+        self._gauge_reads: dict[str, Callable[[], float]] = {}
         # A flapping backend fails every request: one line per failure class per minute.
         self._fail = logs.Throttle(self.log)
         self._started = False
@@ -110,14 +111,14 @@ class BatchingProfileExporter:
         if self._host is None:
             return
         q = self._queue
-        reads = (
-            lambda: len(q),
-            lambda: q.capacity,
-            lambda: q.bytes,
-            lambda: q.max_bytes,
-        )
-        for name, read in zip(self.GAUGES, reads, strict=True):
-            self._host.counters.gauge(self.id, name, read if on else None)
+        if on:
+            reads = (lambda: len(q), lambda: q.capacity, lambda: q.bytes, lambda: q.max_bytes)
+            self._gauge_reads = dict(zip(self.GAUGES, reads, strict=True))
+            for name, read in self._gauge_reads.items():
+                self._host.counters.gauge(self.id, name, read)
+        else:
+            for name, read in self._gauge_reads.items():
+                self._host.counters.drop_gauge(self.id, name, read)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self, host: Host) -> None:

@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from collector import logs
@@ -126,6 +127,7 @@ class MemoryLimiterProcessor:
         self._key = ("memory_limiter", config)
         self._host: Host | None = None
         self.checker: Checker | None = None
+        self._gauges: dict[str, Callable[[], float]] = {}
 
     async def start(self, host: Host) -> None:
         self._host = host
@@ -145,6 +147,7 @@ class MemoryLimiterProcessor:
         }
         for name, read in gauges.items():
             host.counters.gauge(self.id, name, read)
+        self._gauges = gauges
 
     async def process(self, batch: Any) -> Any | None:
         if self.checker is None or self._host is None:
@@ -164,9 +167,7 @@ class MemoryLimiterProcessor:
 
     async def shutdown(self) -> None:
         if self._host is not None and self.checker is not None:
-            for name in ("rss_bytes", "soft_limit_bytes", "hard_limit_bytes"):
-                self._host.counters.gauge(self.id, name, None)
-            for name in ("pressure_level", "checks"):
-                self._host.counters.gauge(self.id, name, None)
+            for name, read in self._gauges.items():
+                self._host.counters.drop_gauge(self.id, name, read)
             self._host.release(self._key)
             self.checker = None
