@@ -15,9 +15,7 @@ class OtlpExporterConfig(ProfilesExporterConfig):
     def _grpc_only(self) -> OtlpExporterConfig:
         if "://" in self.endpoint:
             raise ValueError("endpoint is host:port for gRPC (no scheme), e.g. 127.0.0.1:4317")
-        if self.tls.insecure_skip_verify:
-            raise ValueError(
-                "tls.insecure_skip_verify is not supported by gRPC; set tls.ca_file to the "
-                "server's CA, or tls.insecure: true for plain text"
-            )
+        host, _, port = self.endpoint.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"endpoint {self.endpoint!r} is not host:port, e.g. 127.0.0.1:4317")
         return self

@@ -12,6 +12,7 @@ from collector.sending import PermanentError, RetryableError
 from collector.sending.exporter import SendResult
 from collector.sending.rpc_status import STATUS_DETAILS_KEY, retry_delay_from_status
 from exporters.otlp.config import OtlpExporterConfig
+from exporters.otlp.tls_bridge import TlsBridge
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
 
@@ -41,6 +42,7 @@ class GrpcTransport:
     def __init__(self, config: OtlpExporterConfig) -> None:
         self.config = config
         self._channel: grpc.aio.Channel | None = None
+        self._bridge: TlsBridge | None = None
         self._call: grpc.aio.UnaryUnaryMultiCallable | None = None
         self._metadata = tuple(config.header_items())
         self._compression = (
@@ -59,6 +61,12 @@ class GrpcTransport:
         ]
         if c.tls.insecure:
             self._channel = grpc.aio.insecure_channel(c.endpoint, options=options)
+        elif c.tls.insecure_skip_verify:
+            # TLS without checking the server: Python's ssl does the TLS (see tls_bridge).
+            self._bridge = TlsBridge(c.endpoint, c.tls.cert_file, c.tls.key_file)
+            await self._bridge.start()
+            options.append(("grpc.default_authority", c.endpoint))
+            self._channel = grpc.aio.insecure_channel(self._bridge.target, options=options)
         else:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=_read(c.tls.ca_file),
@@ -101,3 +109,6 @@ class GrpcTransport:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+        if self._bridge is not None:
+            await self._bridge.close()
+            self._bridge = None

@@ -149,10 +149,22 @@ def test_server_name_override_is_what_gets_verified(tmp_path: Path) -> None:
     assert host.counters.get("otlp", "failed_samples_retries_exhausted") == 50
 
 
+def test_insecure_skip_verify_sends_over_tls_without_checks(tmp_path: Path) -> None:
+    """An unknown CA and a name that is not 127.0.0.1: refused normally (above), delivered
+    with insecure_skip_verify, still over TLS (the server only speaks TLS)."""
+    tls = make_tls(tmp_path, names="DNS:collector.test")
+    rec, host = _send_to_tls_server(tls, {"insecure_skip_verify": True})
+    assert rec.samples == 50 and host.counters.get("otlp", "sent_samples") == 50
+    assert rec.problems == [[]]
+
+
 @pytest.mark.parametrize(
     ("tls_cfg", "needle"),
     [
-        ({"insecure_skip_verify": True}, "tls.insecure_skip_verify is not supported by gRPC"),
+        (
+            {"insecure_skip_verify": True, "ca_file": "{ca}"},
+            "tls.insecure_skip_verify checks no certificate",
+        ),
         ({"insecure": True, "ca_file": "{ca}"}, "so tls.ca_file would be ignored"),
         (
             {"insecure": True, "server_name_override": "collector.test"},
