@@ -4,7 +4,7 @@
  *
  * A program defines PROGRAM_COUNTERS (how many counters of its own follow C_COMMON) before
  * including this file. Optional defines: RINGBUF_PAGES, STACK_MAP_SIZE, KNOWN_PIDS_SIZE,
- * FILTER_PIDS (1: only tgids in pid_filter, filled by user space after load). */
+ * FILTER_PIDS (1: only tgids in pid_filter, filled by user space after load), WAKE_EVERY. */
 #ifndef COLLECTOR_COMMON_H
 #define COLLECTOR_COMMON_H
 
@@ -71,6 +71,9 @@ struct event {
 #ifndef FILTER_PIDS
 #define FILTER_PIDS 0
 #endif
+#ifndef WAKE_EVERY
+#define WAKE_EVERY 1024
+#endif
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_STACK_TRACE(stacks, STACK_MAP_SIZE);
@@ -104,6 +107,15 @@ static __always_inline int pid_selected(u32 tgid) {
 #else
     return 1;
 #endif
+}
+
+/* Ordinary events do not wake user space (it drains every drain_interval), except every
+ * WAKE_EVERY-th of this CPU: user space sets WAKE_EVERY to a quarter of the buffer over all
+ * CPUs, so a high rate or many CPUs are drained long before the buffer can overflow. */
+static __always_inline u64 periodic_wake(void) {
+    u32 idx = C_EVENTS;
+    u64 *n = counters.lookup(&idx);
+    return (n && (*n % WAKE_EVERY) == WAKE_EVERY - 1) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 /* Mark tgid known; for a new one set EVENT_F_NEW_PID and return a forced wake-up, so user

@@ -32,8 +32,7 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     /* Kernel addresses have the top bit set on 64-bit architectures. */
     if ((s64)PT_REGS_IP(&ctx->regs) < 0)
         flags |= EVENT_F_KERNEL_MODE;
-    /* Ordinary samples do not wake user space: it drains on an interval. */
-    u64 wake = note_pid(tgid, &flags, BPF_RB_NO_WAKEUP);
+    u64 wake = note_pid(tgid, &flags, periodic_wake());
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
         event_lost(tgid, flags);

@@ -17,8 +17,8 @@
  * MIN_BLOCK_NS, MAX_BLOCK_NS, SAMPLE_THRESHOLD (record a switch-out when bpf_get_prandom_u32()
  * is below it; 0 = all), MAX_RATE (recorded switch-outs per second per CPU before adaptive
  * sampling starts; 0 = unlimited), USER_STACKS, KERNEL_STACKS, KERNEL_SKIP (frames of the raw
- * tracepoint's own call path to drop from kernel stacks), WAKE_EVERY, and those of common.h
- * (FILTER_PIDS, STACK_MAP_SIZE, RINGBUF_PAGES, KNOWN_PIDS_SIZE). */
+ * tracepoint's own call path to drop from kernel stacks), and those of common.h
+ * (FILTER_PIDS, STACK_MAP_SIZE, RINGBUF_PAGES, KNOWN_PIDS_SIZE, WAKE_EVERY). */
 #include <uapi/linux/ptrace.h>
 
 #define PROGRAM_COUNTERS 3
@@ -50,9 +50,6 @@
 #endif
 #ifndef KERNEL_SKIP
 #define KERNEL_SKIP 0
-#endif
-#ifndef WAKE_EVERY
-#define WAKE_EVERY 1024
 #endif
 
 #if SAMPLE_THRESHOLD
@@ -101,12 +98,7 @@ static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
     }
     u32 pid = w->pid;
     u32 flags = 0;
-    /* Every WAKE_EVERY events per CPU, wake the reader so the buffer is drained before it
-     * overflows (user space sizes WAKE_EVERY to a quarter of the buffer over all CPUs). */
-    u32 idx = C_EVENTS;
-    u64 *n = counters.lookup(&idx);
-    u64 wake = (n && (*n % WAKE_EVERY) == WAKE_EVERY - 1) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-    wake = note_pid(pid, &flags, wake);
+    u64 wake = note_pid(pid, &flags, periodic_wake());
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
         event_lost(pid, flags);

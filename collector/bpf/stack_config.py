@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
 
 from pydantic import Field, field_validator
 
+from collector.bpf.events import EVENT
+from collector.bpf.ringbuf import HEADER_SIZE
 from collector.component import ComponentConfig
 from collector.config.duration import Duration
+
+PAGE_SIZE = mmap.PAGESIZE  # BPF_RINGBUF_OUTPUT counts pages of the kernel's size
 
 
 class StackReceiverConfig(ComponentConfig):
@@ -48,12 +54,19 @@ class StackReceiverConfig(ComponentConfig):
             raise ValueError("pids must be positive process ids")
         return value
 
-    def common_defines(self) -> dict[str, int]:
+    def ringbuf_events(self) -> int:
+        """How many events the ring buffer holds (each record: the event and its header)."""
+        return self.ringbuf_pages * PAGE_SIZE // (EVENT.size + HEADER_SIZE)
+
+    def common_defines(self, ncpus: int | None = None) -> dict[str, int]:
         """The -D defines bpf/common.h and the stack walks read."""
+        ncpus = max(1, ncpus or os.cpu_count() or 1)
         return {
             "RINGBUF_PAGES": self.ringbuf_pages,
             "STACK_MAP_SIZE": self.stack_map_size,
             "FILTER_PIDS": int(bool(self.pids)),
             "USER_STACKS": int(self.user_stacks),
             "KERNEL_STACKS": int(self.kernel_stacks),
+            # wake the reader when every CPU together may have filled a quarter of the buffer
+            "WAKE_EVERY": max(1, self.ringbuf_events() // (4 * ncpus)),
         }

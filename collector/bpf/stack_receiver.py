@@ -100,6 +100,7 @@ class StackReceiver:
         self._batch_counters: dict[str, int] = {}
         self._boot_offset = 0
         self._reader_prev = (0, 0, 0, 0)
+        self._peak_pending = 0
         self._last_clear = time.monotonic()
         self._closed = False
         self._failure: BaseException | None = None
@@ -278,6 +279,12 @@ class StackReceiver:
         """Read every event, then the BPF counters, then maybe empty the stack map."""
         assert self._ringbuf is not None and self._stacks is not None
         self._boot_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        # The fullest the buffer was seen (a gauge, counted by its increases): how close
+        # the reader came to losing events.
+        pending = self._ringbuf.pending() // _RECORD_BYTES
+        if pending > self._peak_pending:
+            self._count("ringbuf_peak_events", pending - self._peak_pending)
+            self._peak_pending = pending
         self._ringbuf.drain(self._on_event)
         collisions = self._read_counters()
         # A stack that collides with another in the map's hash stays unrecordable until its

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from collector.bpf.attach import AttachSpec
-from collector.bpf.events import EVENT, UNSAMPLED
+from collector.bpf.events import UNSAMPLED
 from collector.bpf.stack_receiver import StackReceiver
 from collector.bpf.stacks import STAMP_AFTER_WALK
 from collector.component import CreateSettings
@@ -22,7 +22,6 @@ STATE_BITS = {"interruptible": 1, "uninterruptible": 2}
 # Frames of the raw tracepoint's own call path above __schedule (the BPF program and
 # bpf_trace_run4 on Linux 6.x); the classic tracepoint starts at __schedule already.
 _RAW_TP_KERNEL_SKIP = 2
-_EVENT_BYTES = EVENT.size + 8  # ringbuf record header
 _TWO_32 = float(1 << 32)
 
 
@@ -47,9 +46,8 @@ def profile_type(config: OffCpuConfig) -> ProfileType:
 def bpf_defines(config: OffCpuConfig, ncpus: int) -> dict[str, int]:
     """The -D defines that carry the settings to bpf/offcpu.bpf.c."""
     ratio = config.sample_ratio
-    capacity = config.ringbuf_pages * 4096 // _EVENT_BYTES
     return {
-        **config.common_defines(),
+        **config.common_defines(ncpus),
         "STATE_MASK": sum(STATE_BITS[s] for s in set(config.states)),
         "MIN_BLOCK_NS": int(config.min_block * 1e9),
         "MAX_BLOCK_NS": int(config.max_block * 1e9)
@@ -58,8 +56,6 @@ def bpf_defines(config: OffCpuConfig, ncpus: int) -> dict[str, int]:
         "SAMPLE_THRESHOLD": 0 if ratio >= 1 else max(1, int(ratio * (1 << 32))),
         "MAX_RATE": config.max_rate,
         "KERNEL_SKIP": _RAW_TP_KERNEL_SKIP if config.hook == "raw_tracepoint" else 0,
-        # wake the reader when every CPU together may have filled a quarter of the buffer
-        "WAKE_EVERY": max(1, capacity // (4 * max(ncpus, 1))),
     }
 
 
