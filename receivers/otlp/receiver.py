@@ -1,11 +1,18 @@
 """The otlp receiver: ProfilesService over grpc.aio and aiohttp; TraceService is answered
-UNIMPLEMENTED / 404 (and counted) until a traces pipeline exists."""
+UNIMPLEMENTED / 404 (and counted) until a traces pipeline exists.
+
+Each side may have TLS (optionally requiring client certificates) and a bearer token; a
+request without the token is refused (UNAUTHENTICATED / 401) before its body is read.
+While the collector is under memory pressure (Host.pressure, set by memory_limiter),
+requests are refused with UNAVAILABLE / 503 so senders keep their data and retry.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -16,12 +23,20 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
     ExportProfilesServiceResponse,
 )
 
+from collector import logs
 from collector.component import CreateSettings
 from collector.errors import ConfigError
 from collector.host import Host
 from collector.sending.rpc_status import Status
-from receivers.otlp.config import OtlpReceiverConfig
+from receivers.otlp.config import EndpointSettings, OtlpReceiverConfig
 from receivers.otlp.handler import Handler, Outcome
+from receivers.otlp.security import (
+    WWW_AUTHENTICATE,
+    GrpcTokenInterceptor,
+    TokenCheck,
+    grpc_credentials,
+    http_ssl_context,
+)
 
 PROFILES_SERVICE = "opentelemetry.proto.collector.profiles.v1development.ProfilesService"
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
@@ -36,6 +51,12 @@ def _split(endpoint: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ConfigError(f"otlp receiver: endpoint {endpoint!r} is not host:port")
     return host.strip("[]"), int(port)
+
+
+def _tls_mode(ep: EndpointSettings | None) -> str:
+    if ep is None or ep.tls is None:
+        return "off"
+    return "mutual" if ep.tls.client_ca_file is not None else "on"
 
 
 def _raw(fn: Callable[..., Awaitable[bytes]]) -> grpc.RpcMethodHandler:
@@ -56,28 +77,55 @@ class OtlpReceiver:
         self._runner: web.AppRunner | None = None
         self.grpc_port = 0  # the bound ports, known after start (endpoints may say port 0)
         self.http_port = 0
+        self._say = logs.Throttle(settings.logger)
 
     async def start(self, host: Host) -> None:
         self.handler.host = host
         try:
             if self.config.grpc is not None:
-                await self._start_grpc(self.config.grpc.endpoint)
+                await self._start_grpc(self.config.grpc)
             if self.config.http is not None:
-                await self._start_http(self.config.http.endpoint)
+                await self._start_http(self.config.http)
         except BaseException:
             await self.shutdown()
             raise
         self.log.info(
-            "%s: listening grpc_port=%s http_port=%s",
+            "%s: listening grpc_port=%s http_port=%s grpc_tls=%s http_tls=%s auth=%s",
             self.id,
             self.grpc_port or "-",
             self.http_port or "-",
+            _tls_mode(self.config.grpc),
+            _tls_mode(self.config.http),
+            ",".join(
+                side
+                for side, ep in (("grpc", self.config.grpc), ("http", self.config.http))
+                if ep is not None and ep.auth is not None
+            )
+            or "none",
         )
 
+    def _unauthenticated(self, what: str) -> None:
+        self.handler.count("refused_requests_unauthenticated")
+        self._say(logging.WARNING, "%s: refused a request without the right bearer token", self.id)
+
+    def _pressure(self) -> bool:
+        """True while memory_limiter says the collector is above its soft limit."""
+        host = self.handler.host
+        if host is None or not host.pressure.level:
+            return False
+        self.handler.count("refused_requests_memory_pressure")
+        return True
+
     # -- gRPC -------------------------------------------------------------------------------
-    async def _start_grpc(self, endpoint: str) -> None:
+    async def _start_grpc(self, ep: EndpointSettings) -> None:
+        endpoint = ep.endpoint
         size = self.config.max_recv_msg_size
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", size)])
+        interceptors = []
+        if ep.auth is not None:
+            interceptors.append(GrpcTokenInterceptor(TokenCheck(ep.auth), self._unauthenticated))
+        server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", size)], interceptors=interceptors
+        )
 
         server.add_generic_rpc_handlers(
             (
@@ -90,7 +138,10 @@ class OtlpReceiver:
             )
         )
         try:
-            port = server.add_insecure_port(endpoint)
+            if ep.tls is not None:
+                port = server.add_secure_port(endpoint, grpc_credentials(ep.tls))
+            else:
+                port = server.add_insecure_port(endpoint)
         except RuntimeError as e:
             raise ConfigError(
                 f"otlp receiver: cannot listen on {endpoint} (gRPC): {e}; pick a free port"
@@ -113,21 +164,43 @@ class OtlpReceiver:
         return out.response
 
     async def _grpc_profiles(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if self._pressure():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "collector under memory pressure")
         return await self._grpc_reply(await self.handler.profiles(body), context)
 
     async def _grpc_traces(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return await self._grpc_reply(self.handler.traces(), context)
 
     # -- HTTP -------------------------------------------------------------------------------
-    async def _start_http(self, endpoint: str) -> None:
+    async def _start_http(self, ep: EndpointSettings) -> None:
+        endpoint = ep.endpoint
         host, port = _split(endpoint)
-        app = web.Application(client_max_size=self.config.max_recv_msg_size)
+        middlewares = []
+        if ep.auth is not None:
+            check = TokenCheck(ep.auth)
+
+            @web.middleware
+            async def bearer(request: web.Request, handler: Any) -> web.StreamResponse:
+                # Checked before the body is read: an unauthenticated sender costs nothing.
+                if check.ok(request.headers.get("Authorization")):
+                    return await handler(request)
+                self._unauthenticated(request.path)
+                ctype = _JSON if request.content_type == _JSON else _PROTO
+                resp = self._http_error(401, "missing or wrong bearer token", ctype)
+                resp.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+                return resp
+
+            middlewares.append(bearer)
+        app = web.Application(
+            client_max_size=self.config.max_recv_msg_size, middlewares=middlewares
+        )
         app.router.add_post(PROFILES_PATH, self._http_profiles)
         app.router.add_post(TRACES_PATH, self._http_traces)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, host, port)
+        ssl_ctx = http_ssl_context(ep.tls) if ep.tls is not None else None
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
         try:
             await site.start()
         except OSError as e:
@@ -150,7 +223,7 @@ class OtlpReceiver:
             )
 
     def _http_error(self, status: int, message: str, ctype: str) -> web.Response:
-        code = {400: 3, 404: 12, 413: 8, 415: 3, 503: 14}.get(status, 2)
+        code = {400: 3, 401: 16, 404: 12, 413: 8, 415: 3, 503: 14}.get(status, 2)
         if ctype == _JSON:
             body = json.dumps({"code": code, "message": message}).encode()
         else:
@@ -169,6 +242,9 @@ class OtlpReceiver:
         return web.Response(body=out.response, content_type=_PROTO)
 
     async def _http_profiles(self, request: web.Request) -> web.Response:
+        if self._pressure():  # refused before the body is read into memory
+            ctype = _JSON if request.content_type == _JSON else _PROTO
+            return self._http_error(503, "collector under memory pressure", ctype)
         body = await self._read(request)
         if isinstance(body, web.Response):
             return body
@@ -192,6 +268,7 @@ class OtlpReceiver:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def shutdown(self) -> None:
+        self._say.flush(final=True)
         if self._grpc is not None:
             server, self._grpc = self._grpc, None
             await server.stop(grace=2.0)
