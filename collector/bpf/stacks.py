@@ -29,7 +29,7 @@ from collector.bpf.syscall import MAP_TYPE_STACK_TRACE, Map
 _KEY = struct.Struct("<I")
 _NEVER = -(1 << 63)
 # The walks take a few microseconds in the same run of the program as the stamp; the bound
-# is generous so that a delayed run (an interrupt, a preempted virtual CPU) stays inside it.
+# leaves room for a short interrupt between them (see the README's caveats).
 MARGIN_NS = 20_000
 STAMP_BEFORE_WALK = (0, MARGIN_NS)  # walked at most MARGIN_NS after the stamp
 STAMP_AFTER_WALK = (-MARGIN_NS, 0)
@@ -140,7 +140,11 @@ class StackReader:
             after = _boot_ns()
             if stack is not None:
                 prev = deleted.get(stack_id)
-                deleted[stack_id] = _Deleted(prev.after if prev else _NEVER, before, after, stack)
+                if prev is None:
+                    since = _NEVER
+                else:  # the same stack on both sides of the last deletion: still valid
+                    since = prev.since if prev.stack == stack else prev.after
+                deleted[stack_id] = _Deleted(since, before, after, stack)
         self._cache = {}
         self._current_from = _boot_ns()
         self.clears += 1
