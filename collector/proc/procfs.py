@@ -1,4 +1,4 @@
-"""Reading one process from /proc: stat fields, maps, cgroup container id, exe path."""
+"""Reading one process from /proc: stat fields, maps, cgroup container id, exe path, NSpid."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import time
 from dataclasses import dataclass
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# 64-hex container ids as docker (/docker/<id>, docker-<id>.scope), containerd
-# (cri-containerd-<id>.scope), cri-o (crio-<id>.scope) and kubepods paths spell them.
-_CONTAINER_RE = re.compile(r"(?:^|[/\-:])([0-9a-f]{64})(?:\.scope)?(?:/|$)")
+# A 64-hex container id as one path segment of a cgroup, the way the runtimes spell it:
+# docker (/docker/<id>, docker-<id>.scope), containerd (/k8s.io/<id>, /default/<id>,
+# cri-containerd-<id>.scope), CRI-O (crio-<id>.scope), podman (libpod-<id>.scope,
+# /libpod_parent/libpod-<id>), kubelet's cgroupfs driver (/kubepods/<qos>/pod<uid>/<id>).
+# The id must fill the segment after an optional "<runtime>-" prefix (so a longer hex run or
+# a hash inside a file name is not taken for one).
+_CONTAINER_SEG = re.compile(r"(?:[a-z][a-z0-9_]*(?:-[a-z][a-z0-9_]*)*-)?([0-9a-f]{64})(?:\.scope)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,21 @@ def parse_stat(data: bytes) -> tuple[str, int] | None:
     if len(fields) < 20 or not fields[19].isdigit():
         return None
     return data[lp + 1 : rp].decode("utf-8", "replace"), int(fields[19])
+
+
+PF_KTHREAD = 0x00200000  # include/linux/sched.h
+
+
+def is_kernel_thread(pid: int, proc: str = "/proc") -> bool:
+    """Whether ``pid`` of that /proc is a kernel thread (flags, field 9 of stat)."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    fields = data[data.rfind(b")") + 2 :].split()
+    # fields[0] is field 3 (state), so field 9 (flags) is fields[6].
+    return len(fields) > 6 and fields[6].isdigit() and bool(int(fields[6]) & PF_KTHREAD)
 
 
 def read_maps(pid: int, executable_only: bool = True) -> list[MapLine] | None:
@@ -101,10 +120,55 @@ def read_container_id(pid: int) -> str:
 
 
 def container_id_from_cgroup(text: str) -> str:
+    """The container id in the text of /proc/<pid>/cgroup, or "" when there is none.
+
+    cgroup v2's line ("0::/path") is preferred, then the v1 lines in order (they normally
+    agree; a hybrid host mounts both). Within a path the innermost id wins: a container nested
+    in another (docker-in-docker, a pod's container under its sandbox) is the process's own.
+    A container that has its own cgroup namespace sees "0::/" and has no id to find here.
+    """
+    best = ""
     for line in text.splitlines():
-        path = line.split(":", 2)[-1]
+        _, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        controllers, sep, path = rest.partition(":")
+        if not sep:
+            continue
+        found = ""
         for seg in path.split("/"):
-            m = _CONTAINER_RE.search("/" + seg + "/")
+            m = _CONTAINER_SEG.fullmatch(seg)
             if m:
-                return m.group(1)
-    return ""
+                found = m.group(1)
+        if found and not controllers and line.startswith("0:"):
+            return found  # the unified hierarchy's answer
+        if found and not best:
+            best = found
+    return best
+
+
+def read_nspid(pid: int) -> tuple[int, ...]:
+    """The process's pid in each PID namespace from this /proc's down to its own (the NSpid
+    line of /proc/<pid>/status); () when gone or unreadable."""
+    return read_nspid_of(str(pid))
+
+
+def read_nspid_of(entry: str, proc: str = "/proc") -> tuple[int, ...]:
+    try:
+        with open(f"{proc}/{entry}/status", "rb") as f:
+            data = f.read()
+    except OSError:
+        return ()
+    return parse_nspid(data)
+
+
+def parse_nspid(data: bytes) -> tuple[int, ...]:
+    """NSpid from the text of /proc/<pid>/status ("NSpid:\t4242\t7\t1"): outermost first.
+    () when the line is missing (kernels before 4.1) or does not parse."""
+    for line in data.splitlines():
+        if line.startswith(b"NSpid:"):
+            fields = line[6:].split()
+            if not fields or not all(f.isdigit() for f in fields):
+                return ()
+            return tuple(int(f) for f in fields)
+    return ()

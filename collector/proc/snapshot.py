@@ -40,6 +40,9 @@ class Snapshot:
     taken_mono: float
     refreshed: bool = False
     ended_ns: int = 0  # wall-clock ns when exit/exec was reported; 0 while current
+    # The pid in each PID namespace from /proc's down to the process's own (NSpid of
+    # /proc/<pid>/status): (pid,) outside containers, (host pid, ..., pid inside) in one.
+    nspid: tuple[int, ...] = ()
     _starts: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +51,11 @@ class Snapshot:
     @property
     def key(self) -> tuple[int, int, int]:
         return (self.pid, self.start_time, self.since_ns)
+
+    @property
+    def pid_namespaced(self) -> int:
+        """The pid the process has in its own PID namespace when that is not /proc's; else 0."""
+        return self.nspid[-1] if len(self.nspid) > 1 else 0
 
     def find(self, addr: int) -> MappedRange | None:
         i = bisect_right(self._starts, addr) - 1

@@ -175,6 +175,7 @@ class ProcessTable:
             exe_file=exe_file,
             taken_mono=time.monotonic(),
             refreshed=replace is not None,
+            nspid=procfs.read_nspid(pid),
         )
         for f in snap.files():
             f.refs += 1
