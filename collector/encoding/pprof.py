@@ -16,7 +16,7 @@ from collector.encoding.protowire import (
     uvarint,
     varint_field,
 )
-from collector.model import ProfileSet, ProfileType
+from collector.model import ProcessInfo, ProfileSet, ProfileType
 from collector.model.profile import ATTR_CPU, ATTR_THREAD_ID, ATTR_THREAD_NAME
 
 # Sample attribute key -> pprof label key (pprof and perf users know these names).
@@ -117,22 +117,35 @@ def _tables(ps: ProfileSet, s: _Strings) -> bytes:
     return bytes(out)
 
 
-def _samples(ps: ProfileSet, s: _Strings, with_period: bool) -> bytes:
+def _process_labels(s: _Strings, proc: ProcessInfo, strings: bool) -> bytes:
+    """Labels every sample of ``proc`` carries: pid and the pid in its own namespace (numbers),
+    and with ``strings`` its container id and the attributes processors added (k8s.*)."""
+    out = _label(s, "pid", proc.pid)
+    if proc.pid_namespaced:
+        out += _label(s, "pid_namespaced", proc.pid_namespaced)
+    if strings:
+        if proc.container_id:
+            out += _label(s, "container_id", proc.container_id)
+        for key, value in proc.attributes:
+            out += _label(s, key, value)
+    return out
+
+
+def _samples(ps: ProfileSet, s: _Strings, with_period: bool, process_labels: bool) -> bytes:
     d = ps.dictionary
     period = ps.profile_type.period
     out = bytearray()
     stack_bytes: dict[int, bytes] = {}
     location_ids = [uvarint(i) for i in range(len(d.locations))]
-    label_bytes: dict[tuple, bytes] = {}
     for proc in ps.processes:
-        pid = proc.process.pid
-        pid_label = _label(s, "pid", pid)
+        pid_label = _process_labels(s, proc.process, process_labels)
+        label_bytes: dict[tuple, bytes] = {}  # per process: its labels start every entry
         for rec in proc.samples:
             locs = stack_bytes.get(rec.stack_index)
             if locs is None:
                 stack = d.stacks[rec.stack_index]
                 locs = stack_bytes[rec.stack_index] = packed_ids(1, stack, location_ids)
-            lkey = (pid, rec.attribute_indices, rec.link_index)
+            lkey = (rec.attribute_indices, rec.link_index)
             labels = label_bytes.get(lkey)
             if labels is None:
                 parts = [pid_label]
@@ -156,13 +169,17 @@ def _samples(ps: ProfileSet, s: _Strings, with_period: bool) -> bytes:
     return bytes(out)
 
 
-def pprof_message(ps: ProfileSet) -> bytes:
-    """The serialized (uncompressed) perftools.profiles.Profile."""
+def pprof_message(ps: ProfileSet, process_labels: bool = False) -> bytes:
+    """The serialized (uncompressed) perftools.profiles.Profile.
+
+    ``process_labels`` adds string labels per process (container_id, k8s.*). Off by default:
+    Pyroscope turns every string sample label into a series label, so its exporter keeps its
+    own series rules (relabel) instead; pprof files get them (encode_pprof)."""
     pt = ps.profile_type
     s = _Strings(ps.dictionary.strings)
     types = sample_types(pt)
     head = b"".join(_value_type(1, s, t) for t in types)
-    samples = _samples(ps, s, len(types) > 1)
+    samples = _samples(ps, s, len(types) > 1, process_labels)
     tables = _tables(ps, s)
     tail = varint_field(9, ps.start_ns) + varint_field(10, max(ps.end_ns - ps.start_ns, 0))
     if pt.period_type or pt.period_unit:
@@ -174,5 +191,6 @@ def pprof_message(ps: ProfileSet) -> bytes:
 
 
 def encode_pprof(ps: ProfileSet, gzip_level: int = 6) -> bytes:
-    """A ``.pb.gz`` file's content: the gzip-compressed Profile (mtime 0, reproducible)."""
-    return gzip.compress(pprof_message(ps), compresslevel=gzip_level, mtime=0)
+    """A ``.pb.gz`` file's content: the gzip-compressed Profile (mtime 0, reproducible), with
+    each process's labels (pid, pid_namespaced, container_id, k8s.*)."""
+    return gzip.compress(pprof_message(ps, process_labels=True), compresslevel=gzip_level, mtime=0)

@@ -114,3 +114,9 @@ class ProcessInfo:
     build_id: str = ""
     container_id: str = ""
     start_time: int = 0  # clock ticks since boot, from /proc/<pid>/stat; tells reused pids apart
+    # The pid inside the process's own PID namespace when it runs in one below the
+    # collector's (a container seen from the host); 0 when it is the same as ``pid``.
+    pid_namespaced: int = 0
+    # More resource attributes (key, value), sorted by key, that processors add (k8s.pod.name,
+    # ...). A tuple so the whole ProcessInfo stays hashable and interned.
+    attributes: tuple[tuple[str, str], ...] = ()

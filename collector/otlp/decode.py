@@ -100,12 +100,21 @@ def _process(resource_attrs: Iterable[KeyValue]) -> tuple[ProcessInfo, str]:
 
     pid = a.get(names.ATTR_PID)
     pid = pid if isinstance(pid, int) else 0
+    ns_pid = a.get(names.ATTR_PID_NAMESPACED)
     proc = ProcessInfo(
         pid=pid,
         executable_name=s(names.ATTR_EXE_NAME),
         executable_path=s(names.ATTR_EXE_PATH),
         build_id=s(names.ATTR_BUILD_ID_GNU) or s(names.ATTR_BUILD_ID_GO),
         container_id=s(names.ATTR_CONTAINER_ID),
+        pid_namespaced=ns_pid if isinstance(ns_pid, int) else 0,
+        attributes=tuple(
+            sorted(
+                (k, v)
+                for k, v in a.items()
+                if k.startswith(names.K8S_PREFIX) and isinstance(v, str)
+            )
+        ),
     )
     return proc, s(names.ATTR_SERVICE_NAME)
 

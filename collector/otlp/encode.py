@@ -127,6 +127,9 @@ def resource_attributes(proc: ProcessInfo, service_name: str | None) -> list[Key
         attrs.append(_build_id_attr(proc.build_id))
     if proc.container_id:
         attrs.append((names.ATTR_CONTAINER_ID, proc.container_id))
+    if proc.pid_namespaced:
+        attrs.append((names.ATTR_PID_NAMESPACED, proc.pid_namespaced))
+    attrs.extend(proc.attributes)  # added by processors (k8s.*), already sorted
     attrs.append(
         (names.ATTR_SERVICE_NAME, service_name or names.default_service_name(proc.executable_name))
     )

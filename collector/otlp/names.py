@@ -8,6 +8,15 @@ ATTR_EXE_PATH = "process.executable.path"
 ATTR_BUILD_ID_GNU = "process.executable.build_id.gnu"
 ATTR_BUILD_ID_GO = "process.executable.build_id.go"
 ATTR_CONTAINER_ID = "container.id"
+# The pid inside the process's own PID namespace (NSpid's last entry) when the collector sees
+# it from an outer one; semantic conventions have no key for it yet.
+ATTR_PID_NAMESPACED = "process.pid.namespaced"
+ATTR_K8S_POD_NAME = "k8s.pod.name"
+ATTR_K8S_POD_UID = "k8s.pod.uid"
+ATTR_K8S_NAMESPACE_NAME = "k8s.namespace.name"
+ATTR_K8S_CONTAINER_NAME = "k8s.container.name"
+ATTR_K8S_NODE_NAME = "k8s.node.name"
+K8S_PREFIX = "k8s."
 ATTR_SERVICE_NAME = "service.name"
 ATTR_FRAME_TYPE = "profile.frame.type"
 

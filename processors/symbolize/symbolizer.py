@@ -194,6 +194,7 @@ class Symbolizer:
                 build_id=build_id,
                 container_id=snap.container_id,
                 start_time=snap.start_time,
+                pid_namespaced=snap.pid_namespaced,
             )
         proc = _Proc(info, snap)
         self._procs[key] = proc
