@@ -31,9 +31,10 @@ apt_install() {
 apt_install python3-bpfcc libbpfcc
 # Test tools: perf and bcc's tools are reference profilers; openssl makes the TLS tests' CA;
 # gcc/g++/libc6-dev build the ground-truth workloads and fixtures, binutils gives strip,
-# readelf, nm and c++filt; setpriv and unshare (util-linux) drop privileges and tracefs.
+# readelf, nm and c++filt; setpriv and unshare (util-linux) drop privileges and tracefs;
+# chromium opens the flamegraph exporter's pages headless (tests/support/browser.py).
 # In CI a test that finds one of these missing fails instead of skipping (tests/support/ci.py).
-[ "$MODE" = test ] && apt_install linux-perf bpfcc-tools openssl binutils gcc g++ libc6-dev util-linux
+[ "$MODE" = test ] && apt_install linux-perf bpfcc-tools openssl binutils gcc g++ libc6-dev util-linux chromium
 
 # --- kernel headers: matching ones when the distribution has them, else the nearest. ---
 KREL=$(uname -r)
