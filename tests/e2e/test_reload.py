@@ -106,6 +106,10 @@ def test_reload_keeps_the_cpu_receiver_and_adds_an_exporter(tmp_path: Path) -> N
     # One BPF load and one receiver start over the whole run: never recompiled.
     assert len(_lines(logs, "bpf program loaded")) == 1, _lines(logs, "bpf program loaded")
     assert len(_lines(logs, "receiver started id=cpu")) == 1
+    # The rebuilt pipeline's symbolize started before the old one stopped, so the shared
+    # symbolizer (and its kernel table) stayed loaded.
+    sym = [ln for ln in _lines(logs, "totals component=processors/symbolize") if "kallsyms" in ln]
+    assert sym and "kallsyms_loads=1" in sym[-1], sym
 
 
 OTLP = """
