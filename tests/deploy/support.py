@@ -1,0 +1,147 @@
+"""Running the real collector the way deploy/ runs it: as another user, with only some
+capabilities, or inside new namespaces, and reading back what it wrote.
+
+The project's venv interpreter lives under /root (mode 0700 here), out of reach of another
+user, so ``shadow_venv`` makes a venv on Debian's own python3.11 (the one bcc's package is
+built for) whose site directory adds the project venv's: the same packages, reachable by
+``nobody``. With ``copy=True`` the interpreter is a copy, as ``venv --copies`` makes it in
+the image, so file capabilities can be set on it alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sysconfig
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.support.collector_run import READY, ROOT
+
+NOBODY = 65534
+SYSTEM_PYTHON = Path("/usr/bin/python3.11")
+# Only to turn a hang into a failure with the collector's stderr; not a speed expectation.
+HANG_GUARD_S = 120.0
+
+PIPELINE = """
+receivers:
+  cpu:
+    frequency: %(hz)d
+processors:
+  symbolize: {}
+exporters:
+  folded:
+    directory: %(out)s
+    interval: 600
+  pprof:
+    directory: %(out)s
+    interval: 600
+service:
+  telemetry:
+    metrics:
+      address: none
+  pipelines:
+    profiles:
+      receivers: [cpu]
+      processors: [symbolize]
+      exporters: [folded, pprof]
+"""
+
+
+def world_dir(prefix: str) -> Path:
+    """A fresh directory every user can read and enter (pytest's tmp_path is root's, 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def shadow_venv(where: Path, copy: bool = False) -> Path:
+    """A venv on Debian's python3.11 that sees the project venv's packages; its python."""
+    site = sysconfig.get_paths()["purelib"]  # the project venv's (tests run in it)
+    venv = where / "venv"
+    lib = venv / "lib" / "python3.11" / "site-packages"
+    lib.mkdir(parents=True)
+    (venv / "bin").mkdir()
+    py = venv / "bin" / "python3.11"
+    if copy:
+        shutil.copy2(SYSTEM_PYTHON, py)
+    else:
+        py.symlink_to(SYSTEM_PYTHON)
+    (venv / "pyvenv.cfg").write_text(f"home = {SYSTEM_PYTHON.parent}\nversion = 3.11\n")
+    (lib / "project-venv.pth").write_text(f"import site; site.addsitedir({site!r})\n")
+    for p in [venv, *venv.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() or p == py else 0o644)
+    return py
+
+
+def pipeline(where: Path, hz: int = 199, owner: int | None = None) -> tuple[Path, Path]:
+    """(config file, output directory) for cpu -> symbolize -> folded + pprof."""
+    out = where / "out"
+    out.mkdir()
+    if owner is not None:
+        os.chown(out, owner, owner)
+    cfg = where / "pipeline.yaml"
+    cfg.write_text(PIPELINE % {"hz": hz, "out": out})
+    cfg.chmod(0o644)
+    return cfg, out
+
+
+class Collector:
+    """``prefix + [python, -m, collector.cli, --config, cfg]``, stderr kept in a file."""
+
+    def __init__(self, prefix: Sequence[str], python: Path | str, cfg: Path, log: Path) -> None:
+        self.log = log
+        self._err = open(log, "w")  # noqa: SIM115 - closed in stop()
+        env = dict(os.environ, HOME="/tmp")
+        cmd = [*prefix, str(python), "-m", "collector.cli", "--config", str(cfg)]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stderr=self._err
+        )
+
+    def stderr(self) -> str:
+        return self.log.read_text()
+
+    def wait_started(self) -> None:
+        deadline = time.monotonic() + HANG_GUARD_S
+        while READY not in self.stderr():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"collector exited {self.proc.returncode}:\n{self.stderr()}")
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError(f"collector did not start:\n{self.stderr()}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            rc = self.proc.wait(HANG_GUARD_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._err.close()
+        return rc
+
+
+def read_folded(out: Path) -> Counter[str]:
+    lines: Counter[str] = Counter()
+    for f in out.glob("*.folded"):
+        for line in f.read_text().splitlines():
+            stack, count = line.rsplit(" ", 1)
+            lines[stack] += int(count)
+    return lines
+
+
+def leaf_counts(folded: Counter[str], root: str, leaves: Sequence[str]) -> dict[str, int]:
+    """Samples per leaf function among stacks that start at process name ``root``."""
+    out = dict.fromkeys(leaves, 0)
+    for stack, n in folded.items():
+        frames = stack.split(";")
+        if frames[0] == root and frames[-1] in out:
+            out[frames[-1]] += n
+    return out
