@@ -50,7 +50,7 @@ def meta(ps: ProfileSet, tree: Tree, source: str, previous: str) -> dict:
         "type": pt.name,
         "unit": pt.sample_unit if pt.sample_unit != "count" else pt.sample_type,
         "samples": ps.sample_count,
-        "total": tree.root.value,
+        "total": tree.total,
         "processes": len(ps.processes),
         "frames": tree.nodes,
         "pruned": tree.pruned,
@@ -111,30 +111,28 @@ _TEMPLATE = """<!DOCTYPE html>
 (function () {
   const D = JSON.parse(document.getElementById("fg-data").textContent);
   const M = D.meta, NAMES = D.names, A = D.nodes;
-  // Rebuild the nesting from the preorder list (name, value, delta, kernel, children).
-  function node(i) {
+  // Rebuild the nesting from the preorder list (name, value, delta, kernel, depth).
+  const root = {n: A[0], v: A[1], d: A[2]};
+  const path = [root];
+  for (let i = 5; i < A.length; i += 5) {
     const o = {n: A[i], v: A[i + 1], d: A[i + 2]};
     if (A[i + 3]) o.l = "kernel";
-    return o;
-  }
-  const root = node(0);
-  const stack = [[root, A[4]]];
-  for (let i = 5; stack.length;) {
-    const top = stack[stack.length - 1];
-    if (top[1] === 0) { stack.pop(); continue; }
-    top[1]--;
-    const o = node(i), kids = A[i + 4];
-    i += 5;
-    (top[0].c || (top[0].c = [])).push(o);
-    if (kids) stack.push([o, kids]);
+    const depth = A[i + 4];
+    const parent = path[depth - 1];
+    (parent.c || (parent.c = [])).push(o);
+    path[depth] = o;
   }
   const pct = (v) => (100 * v / (M.total || 1)).toFixed(2);
   const fmt = (v) => v.toLocaleString("en-US");
   const name = (d) => NAMES[d.data.n];
   document.getElementById("title").textContent = M.title;
+  // Values in the type's unit: samples for cpu, nanoseconds (shown as seconds) off-CPU.
+  const val = (v) => M.unit === "nanoseconds" ? `${(v / 1e9).toFixed(3)} s` :
+    M.unit === "samples" ? `${fmt(v)} samples` : `${fmt(v)} ${M.unit}`;
   document.getElementById("facts").textContent =
-    `${M.source} - ${fmt(M.samples)} samples, ${fmt(M.total)} ${M.unit}, ` +
-    `${M.processes} processes, ${fmt(M.frames)} frames` +
+    `${M.source}: ${fmt(M.samples)} samples` +
+    (M.unit === "samples" ? "" : `, ${val(M.total)}`) +
+    `, ${M.processes} process${M.processes === 1 ? "" : "es"}, ${fmt(M.frames)} frames` +
     (M.pruned ? ` (${fmt(M.pruned)} smallest frames left out)` : "");
   const el = document.getElementById("chart");
   let diffOn = false;
@@ -147,7 +145,7 @@ _TEMPLATE = """<!DOCTYPE html>
     .getName(name)
     .setDetailsElement(document.getElementById("details"))
     .setLabelHandler((d) => {
-      let s = `${name(d)} (${pct(d.value)}%, ${fmt(d.value)} ${M.unit})`;
+      let s = `${name(d)} (${pct(d.value)}%, ${val(d.value)})`;
       if (diffOn && M.diff) s += `, ${d.data.d >= 0 ? "+" : ""}${pct(d.data.d)}% vs previous`;
       return s;
     });
