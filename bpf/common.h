@@ -3,8 +3,9 @@
  * wakes user space to snapshot a new process while it lives.
  *
  * A program defines PROGRAM_COUNTERS (how many counters of its own follow C_COMMON) before
- * including this file. Optional defines: RINGBUF_PAGES, STACK_MAP_SIZE, KNOWN_PIDS_SIZE,
- * FILTER_PIDS (1: only tgids in pid_filter, filled by user space after load), WAKE_EVERY. */
+ * including this file. Optional defines: RINGBUF_PAGES, STACK_MAP_SIZE, SPILL_MAP_SIZE,
+ * KNOWN_PIDS_SIZE, FILTER_PIDS (1: only tgids in pid_filter, filled by user space after load),
+ * WAKE_EVERY. */
 #ifndef COLLECTOR_COMMON_H
 #define COLLECTOR_COMMON_H
 
@@ -18,8 +19,10 @@
 #define EVENT_EXIT 2
 
 /* event.flags */
-#define EVENT_F_NEW_PID 1     /* first event of this tgid since load/exec: snapshot it now */
-#define EVENT_F_KERNEL_MODE 2 /* the sample interrupted kernel code */
+#define EVENT_F_NEW_PID 1      /* first event of this tgid since load/exec: snapshot it now */
+#define EVENT_F_KERNEL_MODE 2  /* the sample interrupted kernel code */
+#define EVENT_F_USER_SPILL 4   /* user_stack_id is an id of stacks_spill, not of stacks */
+#define EVENT_F_KERNEL_SPILL 8 /* kernel_stack_id is an id of stacks_spill */
 
 /* event.weight_threshold of an event that was not sampled (value taken as is) */
 #define SAMPLE_UNSAMPLED 0xffffffffu
@@ -65,6 +68,9 @@ struct event {
 #ifndef STACK_MAP_SIZE
 #define STACK_MAP_SIZE 16384
 #endif
+#ifndef SPILL_MAP_SIZE
+#define SPILL_MAP_SIZE 4096
+#endif
 #ifndef KNOWN_PIDS_SIZE
 #define KNOWN_PIDS_SIZE 16384
 #endif
@@ -77,6 +83,7 @@ struct event {
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_STACK_TRACE(stacks, STACK_MAP_SIZE);
+BPF_STACK_TRACE(stacks_spill, SPILL_MAP_SIZE);
 BPF_PERCPU_ARRAY(counters, u64, C_COMMON + PROGRAM_COUNTERS);
 BPF_TABLE("lru_hash", u32, u8, known_pids, KNOWN_PIDS_SIZE);
 BPF_HASH(pid_filter, u32, u8, 4096);
@@ -85,6 +92,19 @@ static __always_inline void count(u32 idx) {
     u64 *v = counters.lookup(&idx);
     if (v)
         (*v)++;
+}
+
+/* Walk a stack into `stacks`; when its bucket there holds another stack (-EEXIST: a hash
+ * collision, which would last until user space clears the map), into `stacks_spill`, where
+ * only such stacks live, so it seldom collides again. Sets `spilled` in *flags then. */
+static __always_inline s32 walk_stack(void *ctx, u64 walk_flags, u32 *flags, u32 spilled) {
+    s32 id = stacks.get_stackid(ctx, walk_flags);
+    if (id == -EEXIST) {
+        id = stacks_spill.get_stackid(ctx, walk_flags);
+        if (id >= 0)
+            *flags |= spilled;
+    }
+    return id;
 }
 
 /* Count why a stack walk failed; base is C_USER_STACK_EFAULT or C_KERNEL_STACK_EFAULT. */

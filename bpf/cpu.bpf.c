@@ -41,20 +41,19 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     e->time_ns = bpf_ktime_get_boot_ns();
     e->value = 1;
     e->kind = EVENT_SAMPLE;
-    e->flags = flags;
     e->pid = tgid;
     e->tid = (u32)id;
     e->cpu = bpf_get_smp_processor_id();
     e->weight_threshold = SAMPLE_UNSAMPLED; /* one per perf sample, never rescaled */
 #if USER_STACKS
-    e->user_stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
+    e->user_stack_id = walk_stack(ctx, BPF_F_USER_STACK, &flags, EVENT_F_USER_SPILL);
     count_stack_error(e->user_stack_id, C_USER_STACK_EFAULT);
 #else
     e->user_stack_id = -ENOENT;
 #endif
 #if KERNEL_STACKS
     if (flags & EVENT_F_KERNEL_MODE) {
-        e->kernel_stack_id = stacks.get_stackid(ctx, 0);
+        e->kernel_stack_id = walk_stack(ctx, 0, &flags, EVENT_F_KERNEL_SPILL);
         count_stack_error(e->kernel_stack_id, C_KERNEL_STACK_EFAULT);
     } else {
         e->kernel_stack_id = -EFAULT; /* user-mode sample: no kernel stack, not an error */
@@ -62,6 +61,7 @@ int on_sample(struct bpf_perf_event_data *ctx) {
 #else
     e->kernel_stack_id = -ENOENT;
 #endif
+    e->flags = flags; /* after the walks: they may add the spill flags */
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     events.ringbuf_submit(e, wake);
     count(C_EVENTS);

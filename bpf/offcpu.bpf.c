@@ -71,6 +71,7 @@ struct wait_t {
     u32 threshold; /* recorded with probability threshold / 2^32 (SAMPLE_UNSAMPLED: always) */
     s32 user_stack_id;
     s32 kernel_stack_id;
+    u32 stack_flags; /* EVENT_F_*_SPILL: which map the ids are in */
     char comm[TASK_COMM_LEN];
 };
 
@@ -97,7 +98,7 @@ static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
         return;
     }
     u32 pid = w->pid;
-    u32 flags = 0;
+    u32 flags = w->stack_flags;
     u64 wake = note_pid(pid, &flags, periodic_wake());
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
@@ -179,16 +180,18 @@ static __always_inline void on_switch(void *ctx, u32 sleeping) {
     }
     w->pid = tgid;
     w->threshold = threshold;
+    u32 stack_flags = 0;
 #if USER_STACKS
-    w->user_stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
+    w->user_stack_id = walk_stack(ctx, BPF_F_USER_STACK, &stack_flags, EVENT_F_USER_SPILL);
 #else
     w->user_stack_id = -ENOENT;
 #endif
 #if KERNEL_STACKS
-    w->kernel_stack_id = stacks.get_stackid(ctx, KERNEL_SKIP);
+    w->kernel_stack_id = walk_stack(ctx, KERNEL_SKIP, &stack_flags, EVENT_F_KERNEL_SPILL);
 #else
     w->kernel_stack_id = -ENOENT;
 #endif
+    w->stack_flags = stack_flags;
     bpf_get_current_comm(w->comm, sizeof(w->comm));
     w->time_ns = bpf_ktime_get_boot_ns(); /* after the walks: they are not waiting time */
 }

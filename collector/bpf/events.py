@@ -14,6 +14,8 @@ EVENT_EXEC = 1
 EVENT_EXIT = 2
 F_NEW_PID = 1
 F_KERNEL_MODE = 2
+F_USER_SPILL = 4  # the user stack id is an id of the "stacks_spill" map (after a collision)
+F_KERNEL_SPILL = 8
 UNSAMPLED = 0xFFFFFFFF
 
 NEG_EFAULT = -errno.EFAULT

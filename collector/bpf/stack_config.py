@@ -54,6 +54,10 @@ class StackReceiverConfig(ComponentConfig):
             raise ValueError("pids must be positive process ids")
         return value
 
+    def spill_map_size(self) -> int:
+        """Entries of the map that takes stacks whose bucket in the main one is taken."""
+        return max(64, self.stack_map_size // 4)
+
     def ringbuf_events(self) -> int:
         """How many events the ring buffer holds (each record: the event and its header)."""
         return self.ringbuf_pages * PAGE_SIZE // (EVENT.size + HEADER_SIZE)
@@ -64,6 +68,7 @@ class StackReceiverConfig(ComponentConfig):
         return {
             "RINGBUF_PAGES": self.ringbuf_pages,
             "STACK_MAP_SIZE": self.stack_map_size,
+            "SPILL_MAP_SIZE": self.spill_map_size(),
             "FILTER_PIDS": int(bool(self.pids)),
             "USER_STACKS": int(self.user_stacks),
             "KERNEL_STACKS": int(self.kernel_stacks),

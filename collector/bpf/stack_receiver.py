@@ -26,7 +26,9 @@ from collector.bpf.events import (
     EVENT_EXEC,
     EVENT_EXIT,
     F_KERNEL_MODE,
+    F_KERNEL_SPILL,
     F_NEW_PID,
+    F_USER_SPILL,
     NEG_EFAULT,
     NEG_ENOENT,
 )
@@ -52,6 +54,7 @@ _RECORD_BYTES = EVENT.size + HEADER_SIZE
 # What StackReader (lost, clears) and RingBuffer (discarded, failed) count, reported as:
 _READER_COUNTS = ("stack_lost", "stack_map_clears", "ringbuf_discarded", "events_failed")
 COLLISION_CLEAR_S = 10.0
+COSTLY_COLLISIONS = 0.01  # of the samples since the last clear: clear within a second
 MAX_FAILED_DRAINS = 5  # in a row: then the receiver has failed
 RETRY_DELAY_S = 0.1  # doubles per failed drain: 0.1 + 0.2 + 0.4 + 0.8 s before the fifth
 _MISSING_USER = (MISSING_USER_STACK,)
@@ -93,6 +96,7 @@ class StackReceiver:
         self._prog: LoadedProgram | None = None
         self._ringbuf: RingBuffer | None = None
         self._stacks: StackReader | None = None
+        self._spill: StackReader | None = None  # stacks that collided in self._stacks
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pending: list[RawSample] = []
@@ -102,6 +106,7 @@ class StackReceiver:
         self._reader_prev = (0, 0, 0, 0)
         self._peak_pending = 0
         self._last_clear = time.monotonic()
+        self._events_since_clear = self._collisions_since_clear = 0
         self._closed = False
         self._failure: BaseException | None = None
         self._transient_logged = False
@@ -141,6 +146,7 @@ class StackReceiver:
                     pid_filter.update(_U32.pack(pid), b"\x01")
             self._ringbuf = RingBuffer(self._prog.map("events"))
             self._stacks = StackReader(self._prog.map("stacks"), walk_window=self.walk_window)
+            self._spill = StackReader(self._prog.map("stacks_spill"), walk_window=self.walk_window)
         except BaseException:
             self._prog.close()
             raise
@@ -285,24 +291,34 @@ class StackReceiver:
         if pending > self._peak_pending:
             self._count("ringbuf_peak_events", pending - self._peak_pending)
             self._peak_pending = pending
-        self._ringbuf.drain(self._on_event)
-        collisions = self._read_counters()
-        # A stack that collides with another in the map's hash stays unrecordable until its
-        # bucket is freed, so collisions trigger a clear too (at most every COLLISION_CLEAR_S).
+        self._events_since_clear += self._ringbuf.drain(self._on_event)
+        self._collisions_since_clear += self._read_counters()
+        # A stack that collides in both maps stays unrecordable until its buckets are freed,
+        # so collisions trigger a clear too: within a second when they cost more than 1 % of
+        # the samples (a hot stack lost), else at most every COLLISION_CLEAR_S. Both maps
+        # are emptied together: the spill map only holds what collided with the main one's
+        # current stacks.
+        assert self._spill is not None
         now = time.monotonic()
-        cleared = self._stacks.maybe_clear()
-        if not cleared and collisions and now - self._last_clear >= COLLISION_CLEAR_S:
+        since = now - self._last_clear
+        collided = self._collisions_since_clear
+        if (
+            self._stacks.full()
+            or self._spill.full()
+            or (collided and since >= COLLISION_CLEAR_S)
+            or (collided > COSTLY_COLLISIONS * self._events_since_clear and since >= 1.0)
+        ):
             self._stacks.clear()
-            cleared = True
-        if cleared:
+            self._spill.clear()
             self._last_clear = now
+            self._events_since_clear = self._collisions_since_clear = 0
         self._count_reader()
 
     def _count_reader(self) -> None:
         """Add the growth of what the ring and stack readers counted (no syscalls)."""
-        st, rb = self._stacks, self._ringbuf
-        assert st is not None and rb is not None
-        now = (st.lost, st.clears, rb.discarded, rb.failed)
+        st, sp, rb = self._stacks, self._spill, self._ringbuf
+        assert st is not None and sp is not None and rb is not None
+        now = (st.lost + sp.lost, st.clears, rb.discarded, rb.failed)
         for name, value, prev in zip(_READER_COUNTS, now, self._reader_prev, strict=True):
             self._count(name, value - prev)
         self._reader_prev = now
@@ -350,7 +366,7 @@ class StackReceiver:
                 comm,
                 time_ns + self._boot_offset,
                 self.value(value, threshold),
-                self._user_stack(ustack, walked),
+                self._user_stack(ustack, flags, walked),
                 self._kernel_stack(kstack, flags, walked),
             )
         )
@@ -363,9 +379,10 @@ class StackReceiver:
         self._comm_ok[raw] = comm if keep else None
         return comm if keep else None
 
-    def _user_stack(self, stack_id: int, walked: int) -> tuple[int, ...]:
+    def _user_stack(self, stack_id: int, flags: int, walked: int) -> tuple[int, ...]:
         if stack_id >= 0:
-            stack = self._stacks.get(stack_id, walked)  # type: ignore[union-attr]
+            reader = self._spill if flags & F_USER_SPILL else self._stacks
+            stack = reader.get(stack_id, walked)  # type: ignore[union-attr]
             return _MISSING_USER if stack is None else stack
         if stack_id in (NEG_EFAULT, NEG_ENOENT):  # kernel thread, or user stacks disabled
             return ()
@@ -373,7 +390,8 @@ class StackReceiver:
 
     def _kernel_stack(self, stack_id: int, flags: int, walked: int) -> tuple[int, ...]:
         if stack_id >= 0:
-            stack = self._stacks.get(stack_id, walked)  # type: ignore[union-attr]
+            reader = self._spill if flags & F_KERNEL_SPILL else self._stacks
+            stack = reader.get(stack_id, walked)  # type: ignore[union-attr]
             return _MISSING_KERNEL if stack is None else stack
         if stack_id == NEG_ENOENT:
             return ()  # kernel stacks disabled

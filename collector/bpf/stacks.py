@@ -121,10 +121,14 @@ class StackReader:
         d = self._deleted.get(stack_id)
         return None if d is None else (d.before, d.after)
 
+    def full(self) -> bool:
+        """The cache holds ``clear_fraction`` of the map's capacity: time to clear."""
+        return len(self._cache) >= self._threshold
+
     def maybe_clear(self) -> bool:
-        """Empty the map and the cache when the cache reached the threshold. Call right after
-        a drain. Returns True when cleared."""
-        if len(self._cache) < self._threshold:
+        """Empty the map and the cache when ``full()``. Call right after a drain. Returns
+        True when cleared."""
+        if not self.full():
             return False
         self.clear()
         return True

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from collector.bpf import AttachSpec, LoadedProgram, RingBuffer, StackReader, load
+from collector.bpf.events import EVENT, F_USER_SPILL
+from tests.support.workloads import build
 
 pytestmark = pytest.mark.bpf
 
 EXEC = AttachSpec("tracepoint", "on_exec", "sched:sched_process_exec")
-EVENT = struct.Struct("<QIi")
+SELFTEST_EVENT = struct.Struct("<QIi")
 
 
 def _boot_ns() -> int:
@@ -34,7 +38,7 @@ def _exec_stack_ids(rb: RingBuffer, n: int = 5) -> list[int]:
     for _ in range(n):
         os.wait()
     ids: list[int] = []
-    rb.drain(lambda v: ids.append(EVENT.unpack(bytes(v))[2]))
+    rb.drain(lambda v: ids.append(SELFTEST_EVENT.unpack(bytes(v))[2]))
     return [i for i in ids if i >= 0]
 
 
@@ -102,3 +106,45 @@ def test_a_bucket_reused_by_another_stack_is_not_guessed(
         assert reader.get(ids[0]) == other
     finally:
         rb.close()
+
+
+def _exec_ranges(pid: int) -> list[tuple[int, int]]:
+    out = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        span, perms = line.split()[:2]
+        if "x" in perms:
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            out.append((lo, hi))
+    return out
+
+
+def test_a_colliding_stack_spills_into_the_second_map() -> None:
+    """bpf/common.h walk_stack: a stack whose bucket in "stacks" holds another stack goes to
+    "stacks_spill"; the event's flags say so, and its id resolves there to its own stack."""
+    binary = build("cpu_shares", ("-no-pie",))
+    perf = AttachSpec("perf_event", "on_sample", "cpu-clock", sample_freq=999)
+    # 64 buckets for every stack of the machine: collisions are certain.
+    defines = {"STACK_MAP_SIZE": 64, "SPILL_MAP_SIZE": 1024, "KERNEL_STACKS": 0}
+    with load("cpu", defines, [perf]) as prog:
+        rb = RingBuffer(prog.map("events"))
+        try:
+            work = subprocess.Popen([str(binary), "2"])
+            events: list[tuple] = []
+            time.sleep(0.3)  # its libraries are mapped by now
+            maps = _exec_ranges(work.pid)
+            while work.poll() is None:
+                rb.poll(0.2)
+                rb.drain(lambda v: events.append(EVENT.unpack(v)))
+            rb.drain(lambda v: events.append(EVENT.unpack(v)))
+            main_map = StackReader(prog.map("stacks"))
+            spill = StackReader(prog.map("stacks_spill"))
+            mine = [e for e in events if e[4] == work.pid and e[10].startswith(b"cpu_shares")]
+            spilled = [e for e in mine if e[3] & F_USER_SPILL]
+            assert len(spilled) >= 20, f"{len(spilled)} of {len(mine)} samples spilled"
+            for e in spilled:
+                stack = spill.get(e[7])
+                # Its own stack: every frame in code this process maps.
+                assert stack and all(any(a <= f < b for a, b in maps) for f in stack), stack
+                assert main_map.get(e[7]) != stack  # in "stacks" that id is another's
+        finally:
+            rb.close()
