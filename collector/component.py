@@ -8,7 +8,7 @@ Exporters start first and receivers last; shutdown runs in the opposite order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -42,9 +42,18 @@ class Component(Protocol):
 
 class Consumer(Protocol):
     """Where a receiver hands its batches. Never blocks: returns False when the batch was
-    dropped because the next stage's queue is full (the drop is counted by the pipeline)."""
+    dropped because the next stage's queue is full (the drop is counted by the pipeline).
+    The runtime's consumer (collector.pipeline.queues.FanOut) also answers
+    ``takes(signal)``: whether any pipeline of that signal ("traces") takes this receiver."""
 
     def consume(self, batch: Any) -> bool: ...
+
+
+# Pipelines carry "profiles" or "traces" (collector.config.schema.pipeline_signal).
+Signal = Literal["profiles", "traces"]
+# A processor that holds batches hands them on later through this (CreateSettings.emit):
+# the batch continues with the processors after it, then the exporters and windows.
+Emit = Callable[[Any], Awaitable[None]]
 
 
 @runtime_checkable
@@ -69,6 +78,7 @@ class CreateSettings:
     id: str
     logger: logging.Logger
     consumer: Consumer | None = None  # set for receivers only
+    emit: Emit | None = None  # set for processors in a pipeline (see Emit)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,9 @@ class Factory:
     input: DataKind | None = None  # receivers take nothing
     output: DataKind | None = None  # exporters give nothing
     window: Callable[[Any], WindowSettings] | None = None  # default: WindowSettings()
+    # Which pipelines may list it: a receiver giving spans (SpanBatch) or an exporter
+    # taking them says "traces" too.
+    signals: tuple[Signal, ...] = ("profiles",)
     needs_bpf: bool = False
     needs_tracefs: bool = False
     description: str = ""

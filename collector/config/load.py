@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from collector.component import ComponentConfig, Factory, Kind
 from collector.config.expand import expand
-from collector.config.schema import RootConfig, split_id
+from collector.config.schema import RootConfig, pipeline_signal, split_id
 from collector.errors import ConfigError
 from collector.registry import Registry
 
@@ -165,7 +165,12 @@ def _check_graph(cfg: LoadedConfig, files: str) -> None:
                         f"'{section}' (defined: {', '.join(defined) or 'none'})"
                     )
                 used.add((kind, cid))
-        _check_data_kinds(cfg, name, pipe, where)
+        if pipeline_signal(name) == "traces":
+            _check_traces(cfg, pipe, where)
+        else:
+            if not pipe.exporters:
+                raise ConfigError(f"{where}.exporters: a profiles pipeline needs an exporter")
+            _check_data_kinds(cfg, name, pipe, where)
     for (kind, cid), spec in cfg.components.items():
         if kind == "receiver" and (kind, cid) not in used:
             raise ConfigError(
@@ -174,7 +179,26 @@ def _check_graph(cfg: LoadedConfig, files: str) -> None:
             )
 
 
+def _check_traces(cfg: LoadedConfig, pipe: Any, where: str) -> None:
+    """Spans go through unchanged: no processors; receivers and exporters must speak traces."""
+    if pipe.processors:
+        raise ConfigError(
+            f"{where}.processors: a traces pipeline takes no processors "
+            "(spans are forwarded unchanged; correlate belongs in a profiles pipeline)"
+        )
+    for section, kind in (("receivers", "receiver"), ("exporters", "exporter")):
+        for cid in getattr(pipe, section):
+            if "traces" not in cfg.spec(kind, cid).factory.signals:  # type: ignore[arg-type]
+                raise ConfigError(
+                    f"{where}.{section}: {cid!r} does not handle traces "
+                    "(the otlp receiver and otlp exporter do)"
+                )
+
+
 def _check_data_kinds(cfg: LoadedConfig, name: str, pipe: Any, where: str) -> None:
+    for rid in pipe.receivers:
+        if "profiles" not in cfg.spec("receiver", rid).factory.signals:
+            raise ConfigError(f"{where}.receivers: {rid!r} gives no profiles (traces only)")
     kinds = {cfg.spec("receiver", r).factory.output for r in pipe.receivers}
     for pid in pipe.processors:
         f = cfg.spec("processor", pid).factory

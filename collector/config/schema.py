@@ -11,7 +11,12 @@ from collector.config.duration import Duration
 
 _TYPE = r"[a-z][a-z0-9_]*"
 ID_RE = re.compile(rf"^({_TYPE})(?:/([A-Za-z0-9_.\-]+))?$")
-PIPELINE_RE = re.compile(r"^profiles(?:/[A-Za-z0-9_.\-]+)?$")
+PIPELINE_RE = re.compile(r"^(profiles|traces)(?:/[A-Za-z0-9_.\-]+)?$")
+
+
+def pipeline_signal(name: str) -> str:
+    """``profiles`` or ``traces``: what a pipeline named ``name`` carries."""
+    return name.split("/", 1)[0]
 
 
 def split_id(component_id: str) -> tuple[str, str]:
@@ -32,7 +37,9 @@ class _Strict(BaseModel):
 class PipelineConfig(_Strict):
     receivers: list[str] = Field(min_length=1)
     processors: list[str] = []
-    exporters: list[str] = Field(min_length=1)
+    # Required for profiles pipelines (checked in load); a traces pipeline may have none:
+    # its spans then only feed the correlate processors.
+    exporters: list[str] = []
 
 
 class LogsConfig(_Strict):
@@ -81,7 +88,8 @@ class ServiceConfig(_Strict):
         for name in v:
             if not PIPELINE_RE.match(name):
                 raise ValueError(
-                    f"pipeline {name!r}: pipelines are named 'profiles' or 'profiles/<name>'"
+                    f"pipeline {name!r}: pipelines are named 'profiles', 'profiles/<name>', "
+                    "'traces' or 'traces/<name>'"
                 )
         return v
 

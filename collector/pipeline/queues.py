@@ -7,6 +7,7 @@ import logging
 import threading
 from typing import Any
 
+from collector.spans import SpanBatch
 from collector.telemetry import Counters
 
 log = logging.getLogger("collector.pipeline")
@@ -66,6 +67,8 @@ class FanOut:
     With ``counters`` it counts, under ``owner`` (``receivers/<id>``), ``accepted_samples``
     (every pipeline took the batch) and ``refused_samples`` (at least one was full).
     ``retarget`` points a running receiver at rebuilt pipelines (a config reload).
+    Batches of spans (``SpanBatch``) go to ``span_targets``, the traces pipelines' queues;
+    ``takes("traces")`` says whether there are any (the otlp receiver refuses spans if not).
     """
 
     def __init__(
@@ -74,15 +77,22 @@ class FanOut:
         targets: list[BoundedQueue],
         counters: Counters | None = None,
         owner: str = "",
+        span_targets: list[BoundedQueue] | None = None,
     ) -> None:
         self._loop = loop
         self._loop_thread = threading.get_ident()
-        self._targets = targets
+        self._routes = (list(targets), list(span_targets or ()))
         self._counters = counters
         self._owner = owner
 
-    def retarget(self, targets: list[BoundedQueue]) -> None:
-        self._targets = list(targets)  # one assignment: an offer sees the old or the new list
+    def retarget(
+        self, targets: list[BoundedQueue], span_targets: list[BoundedQueue] | None = None
+    ) -> None:
+        # One assignment: an offer sees the old or the new lists, never a mix.
+        self._routes = (list(targets), list(span_targets or ()))
+
+    def takes(self, signal: str) -> bool:
+        return bool(self._routes[1 if signal == "traces" else 0])
 
     def consume(self, batch: Any) -> bool:
         if threading.get_ident() != self._loop_thread:
@@ -91,10 +101,12 @@ class FanOut:
         return self._offer(batch)
 
     def _offer(self, batch: Any) -> bool:
+        spans = isinstance(batch, SpanBatch)
         ok = True
-        for q in self._targets:
+        for q in self._routes[1 if spans else 0]:
             ok = q.offer(batch) and ok
         if self._counters is not None:
-            name = "accepted_samples" if ok else "refused_samples"
+            what = "spans" if spans else "samples"
+            name = f"accepted_{what}" if ok else f"refused_{what}"
             self._counters.add(self._owner, name, batch_len(batch))
         return ok

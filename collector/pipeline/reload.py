@@ -133,7 +133,7 @@ async def _swap(svc: Service, old: LoadedConfig, new: LoadedConfig) -> dict[str,
     # 2. retarget kept receivers
     for rid, r in receivers.items():
         if rid not in new_receivers:
-            r.feed.retarget(feeds[rid])
+            r.feed.retarget(*feeds[rid])
     errors: list[str] = []
     # 3. stop changed receivers
     await svc.stop_receivers(gone_r, errors)

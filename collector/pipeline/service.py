@@ -7,6 +7,11 @@ to the exporters that take batches, and to one WindowStage per distinct window s
 its "profiles" exporters: each window's ProfileSet is built once and the same object is
 offered to every exporter of that setting.
 
+A traces pipeline (no processors, no windows) publishes each SpanBatch to the host's SpanHub
+(collector/spans), where correlate processors index it, and offers it to its exporters as is.
+A processor that holds batches (correlate) returns None and hands them on later through the
+``emit`` callback in its CreateSettings: they continue after it, serialized with the loop.
+
 Start: exporters, then per pipeline its processors and windows, then receivers. Shutdown:
 receivers stop -> pipeline queues drain -> processors stop -> windows close and hand their
 last ProfileSets on -> exporter queues drain -> exporters stop -> shared services released.
@@ -23,13 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector import logs
-from collector.component import Component, CreateSettings
+from collector.component import Component, CreateSettings, Emit
 from collector.config.load import LoadedConfig
+from collector.config.schema import pipeline_signal
 from collector.errors import CollectorError, RuntimeFailure
 from collector.host import Host, ScopedHost
 from collector.model import WindowSettings
 from collector.pipeline.queues import BoundedQueue, FanOut, batch_len
 from collector.pipeline.windowing import Sink, WindowStage
+from collector.spans import HUB_KEY, SpanBatch, SpanHub
 
 log = logging.getLogger("collector.service")
 
@@ -44,6 +51,10 @@ class _Pipeline:
     windows: list[WindowStage] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     started: list[tuple[str, Any]] = field(default_factory=list)  # processors started
+    signal: str = "profiles"  # or "traces"
+    hub: SpanHub | None = None  # traces pipelines, while running
+    # Serializes the loop's batches with those a processor emits later (same order rules).
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -82,8 +93,17 @@ class Service:
         self._queue_gauges: dict[int, dict[str, Any]] = {}
 
     # -- building ---------------------------------------------------------------------------
-    def _settings(self, kind: str, cid: str, consumer: Any = None) -> CreateSettings:
-        return CreateSettings(cid, logging.getLogger(f"collector.{kind}s.{cid}"), consumer)
+    def _settings(
+        self, kind: str, cid: str, consumer: Any = None, emit: Emit | None = None
+    ) -> CreateSettings:
+        return CreateSettings(cid, logging.getLogger(f"collector.{kind}s.{cid}"), consumer, emit)
+
+    def _emitter(self, pipe: _Pipeline, after: int) -> Emit:
+        async def emit(batch: Any) -> None:
+            async with pipe.lock:
+                await self._through(pipe, batch, after)
+
+        return emit
 
     def _queue(self, owner: str, size: int) -> BoundedQueue:
         return BoundedQueue(owner, size, self.host.counters)
@@ -113,15 +133,15 @@ class Service:
         pc = cfg.root.service.pipelines[name]
         owner = f"pipelines/{name}"
         pipe = _Pipeline(name, self._queue(owner, cfg.root.service.queue_size))
-        for pid in pc.processors:
+        pipe.signal = pipeline_signal(name)
+        for i, pid in enumerate(pc.processors):
             spec = cfg.spec("processor", pid)
-            pipe.processors.append(
-                (pid, spec.factory.create(self._settings("processor", pid), spec.config))
-            )
+            settings = self._settings("processor", pid, emit=self._emitter(pipe, i + 1))
+            pipe.processors.append((pid, spec.factory.create(settings, spec.config)))
         by_window: dict[WindowSettings, list[BoundedQueue]] = {}
         for eid in pc.exporters:
             spec = cfg.spec("exporter", eid)
-            if spec.factory.input == "profiles":
+            if spec.factory.input == "profiles" and pipe.signal == "profiles":
                 window = spec.factory.window
                 ws = window(spec.config) if window is not None else WindowSettings()
                 by_window.setdefault(ws, []).append(exporters[eid].queue)
@@ -132,16 +152,23 @@ class Service:
         return pipe
 
     @staticmethod
-    def feeds(cfg: LoadedConfig, pipelines: dict[str, _Pipeline]) -> dict[str, list[BoundedQueue]]:
-        out: dict[str, list[BoundedQueue]] = {}
+    def feeds(
+        cfg: LoadedConfig, pipelines: dict[str, _Pipeline]
+    ) -> dict[str, tuple[list[BoundedQueue], list[BoundedQueue]]]:
+        """Receiver id -> (its profiles pipelines' queues, its traces pipelines' queues)."""
+        out: dict[str, tuple[list[BoundedQueue], list[BoundedQueue]]] = {}
         for name, pc in cfg.root.service.pipelines.items():
+            side = 1 if pipeline_signal(name) == "traces" else 0
             for rid in pc.receivers:
-                out.setdefault(rid, []).append(pipelines[name].queue)
+                out.setdefault(rid, ([], []))[side].append(pipelines[name].queue)
         return out
 
-    def build_receiver(self, cfg: LoadedConfig, rid: str, queues: list[BoundedQueue]) -> _Receiver:
+    def build_receiver(
+        self, cfg: LoadedConfig, rid: str, queues: tuple[list[BoundedQueue], list[BoundedQueue]]
+    ) -> _Receiver:
         spec = cfg.spec("receiver", rid)
-        feed = FanOut(asyncio.get_running_loop(), queues, self.host.counters, f"receivers/{rid}")
+        loop = asyncio.get_running_loop()
+        feed = FanOut(loop, queues[0], self.host.counters, f"receivers/{rid}", queues[1])
         comp = spec.factory.create(self._settings("receiver", rid, feed), spec.config)
         return _Receiver(comp, feed)
 
@@ -169,6 +196,8 @@ class Service:
 
     def run_pipeline(self, pipe: _Pipeline) -> None:
         self._gauge_queue(pipe.queue)
+        if pipe.signal == "traces" and pipe.hub is None:
+            pipe.hub = self.host.shared(HUB_KEY, SpanHub)
         for stage in pipe.windows:
             stage.start()
         pipe.task = self._spawn(self._pipeline_loop(pipe))
@@ -231,7 +260,8 @@ class Service:
         while True:
             batch = await pipe.queue.queue.get()
             try:
-                await self._through(pipe, batch)
+                async with pipe.lock:
+                    await self._through(pipe, batch)
             except asyncio.CancelledError:
                 # Shutdown's deadline passed with this batch still in a processor.
                 n = batch_len(batch)
@@ -240,9 +270,12 @@ class Service:
             finally:
                 pipe.queue.queue.task_done()
 
-    async def _through(self, pipe: _Pipeline, batch: Any) -> None:
+    async def _through(self, pipe: _Pipeline, batch: Any, first: int = 0) -> None:
         counters = self.host.counters
-        for pid, proc in pipe.processors:
+        if isinstance(batch, SpanBatch):
+            self._spans(pipe, batch)
+            return
+        for pid, proc in pipe.processors[first:]:
             n = batch_len(batch)
             try:
                 batch = await proc.process(batch)
@@ -257,6 +290,17 @@ class Service:
             q.offer(batch)
         for stage in pipe.windows:
             await self._window(pipe, stage, batch)
+
+    def _spans(self, pipe: _Pipeline, batch: SpanBatch) -> None:
+        self.host.counters.add(pipe.queue.owner, "spans_received", batch.span_count)
+        if pipe.hub is not None:
+            try:
+                pipe.hub.publish(batch)
+            except Exception:  # a subscriber's bug must not stop forwarding
+                self.host.counters.add(pipe.queue.owner, "span_batches_failed")
+                log.exception("indexing spans failed component=%s", pipe.queue.owner)
+        for q in pipe.exporter_queues:
+            q.offer(batch)
 
     async def _window(self, pipe: _Pipeline, stage: WindowStage, batch: Any) -> None:
         owner = pipe.queue.owner
@@ -350,6 +394,9 @@ class Service:
                     log.exception("closing windows failed component=%s", stage.owner)
             await self._cancel(pipe.task)
             self._unqueue(pipe.queue)
+            if pipe.hub is not None:
+                pipe.hub = None
+                self.host.release(HUB_KEY)
 
     async def retire_exporters(self, cids: list[str], deadline: float, errors: list[str]) -> None:
         await self._drain([self._exporters[c].queue for c in cids], deadline)
