@@ -83,6 +83,12 @@ class GrpcTransport:
             response_deserializer=ExportProfilesServiceResponse.FromString,
         )
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The open channel (spans are forwarded over the same connection)."""
+        assert self._channel is not None, "channel before open"
+        return self._channel
+
     async def send(self, payload: bytes) -> SendResult:
         assert self._call is not None, "send before open"
         try:

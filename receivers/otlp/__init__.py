@@ -17,5 +17,6 @@ factory = Factory(
     config_model=OtlpReceiverConfig,
     create=create,
     output="symbolized",
+    signals=("profiles", "traces"),
     description="Receives OTLP profiles (gRPC :4317, HTTP :4318) from other collectors/SDKs.",
 )

@@ -12,11 +12,13 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
     ExportProfilesServiceRequest,
     ExportProfilesServiceResponse,
 )
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from collector.component import Consumer
 from collector.host import Host
 from collector.model import SymbolizedBatch
 from collector.otlp import decode_request, validate_request
+from collector.spans import SpanBatch, decode_traces
 
 
 @dataclass(slots=True)
@@ -28,7 +30,8 @@ class Outcome:
 
 class Handler:
     """Counters: received_requests, received_samples, refused_requests_invalid,
-    refused_samples_pipeline_full, traces_refused, refused_requests_oversized (HTTP)."""
+    refused_samples_pipeline_full, traces_refused, refused_requests_oversized (HTTP); with a
+    traces pipeline: received_trace_requests, received_spans, refused_spans_pipeline_full."""
 
     def __init__(
         self, receiver_id: str, consumer: Consumer, logger: logging.Logger, strict: bool
@@ -92,9 +95,28 @@ class Handler:
             resp.partial_success.error_message = "pipeline full for some profile types"
         return Outcome("ok", response=resp.SerializeToString())
 
+    def takes_traces(self) -> bool:
+        takes = getattr(self.consumer, "takes", None)
+        return bool(takes is not None and takes("traces"))
+
+    async def spans(self, body: bytes) -> Outcome:
+        """A traces export, when a traces pipeline takes this receiver."""
+        if not self.takes_traces():
+            return self.traces()
+        self.count("received_trace_requests")
+        try:
+            batch: SpanBatch = await asyncio.to_thread(decode_traces, body, self.id)
+        except DecodeError as e:
+            return self.invalid(f"not an ExportTraceServiceRequest: {e}")
+        self.count("received_spans", batch.span_count)
+        if not self.consumer.consume(batch):
+            self.count("refused_spans_pipeline_full", batch.span_count)
+            return Outcome("unavailable", "traces pipeline is full; retry later")
+        return Outcome("ok", response=ExportTraceServiceResponse().SerializeToString())
+
     def traces(self) -> Outcome:
-        """Refused until a traces pipeline exists: answering "ok" would tell the sender its
-        spans were delivered while they were thrown away."""
+        """Refused while no traces pipeline takes this receiver: answering "ok" would tell
+        the sender its spans were delivered while they were thrown away."""
         self.count("traces_refused")
         why = "this collector has no traces pipeline; it accepts OTLP profiles only"
         if "traces" not in self._logged:

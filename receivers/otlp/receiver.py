@@ -1,5 +1,5 @@
-"""The otlp receiver: ProfilesService over grpc.aio and aiohttp; TraceService is answered
-UNIMPLEMENTED / 404 (and counted) until a traces pipeline exists.
+"""The otlp receiver: ProfilesService over grpc.aio and aiohttp; TraceService too when a
+traces pipeline takes this receiver, else it is answered UNIMPLEMENTED / 404 (and counted).
 
 Each side may have TLS (optionally requiring client certificates) and a bearer token; a
 request without the token is refused (UNAUTHENTICATED / 401) before its body is read.
@@ -21,6 +21,10 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
     ExportProfilesServiceRequest,
     ExportProfilesServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
 )
 
 from collector import logs
@@ -169,7 +173,9 @@ class OtlpReceiver:
         return await self._grpc_reply(await self.handler.profiles(body), context)
 
     async def _grpc_traces(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._grpc_reply(self.handler.traces(), context)
+        if self.handler.takes_traces() and self._pressure():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "collector under memory pressure")
+        return await self._grpc_reply(await self.handler.spans(body), context)
 
     # -- HTTP -------------------------------------------------------------------------------
     async def _start_http(self, ep: EndpointSettings) -> None:
@@ -262,9 +268,25 @@ class OtlpReceiver:
         return self._http_reply(out, ctype, ExportProfilesServiceResponse)
 
     async def _http_traces(self, request: web.Request) -> web.Response:
-        # The body is not read: nothing would be done with it. JSON senders get a JSON status.
         ctype = _JSON if request.content_type == _JSON else _PROTO
-        return self._http_error(404, self.handler.traces().message, ctype)
+        if not self.handler.takes_traces():
+            # The body is not read: nothing would be done with it.
+            return self._http_error(404, self.handler.traces().message, ctype)
+        if self._pressure():
+            return self._http_error(503, "collector under memory pressure", ctype)
+        body = await self._read(request)
+        if isinstance(body, web.Response):
+            return body
+        if request.content_type == _JSON:
+            try:  # forwarded as protobuf: exporters send gRPC
+                body = json_format.Parse(body, ExportTraceServiceRequest()).SerializeToString()
+            except (json_format.ParseError, UnicodeDecodeError) as e:
+                self.handler.count("received_trace_requests")
+                return self._http_reply(
+                    self.handler.invalid(f"bad JSON: {e}"), ctype, ExportTraceServiceResponse
+                )
+        out = await self.handler.spans(body)
+        return self._http_reply(out, ctype, ExportTraceServiceResponse)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def shutdown(self) -> None:
