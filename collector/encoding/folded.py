@@ -19,8 +19,12 @@ def _clean(name: str) -> str:
     return name
 
 
-def folded_totals(ps: ProfileSet) -> dict[str, int]:
-    """Rendered stack -> summed value (sample count for CPU, nanoseconds for off-CPU)."""
+def folded_totals(ps: ProfileSet, span_names: bool = False) -> dict[str, int]:
+    """Rendered stack -> summed value (sample count for CPU, nanoseconds for off-CPU).
+
+    ``span_names``: a sample linked to a span (correlate) starts with the span's name, so a
+    flame graph groups the code by the request it ran for: ``span;process;caller;...;leaf``.
+    """
     d = ps.dictionary
     locations = d.locations
     attributes = d.attributes
@@ -52,11 +56,14 @@ def folded_totals(ps: ProfileSet) -> dict[str, int]:
                     parts.append(lt)
                 text = stack_text[rec.stack_index] = ";".join(parts)
             line = f"{root};{text}" if text else root
+            if span_names and rec.link_index:
+                name = d.link_names[rec.link_index] if rec.link_index < len(d.link_names) else ""
+                line = f"{_clean(name) or '[span]'};{line}"
             totals[line] = totals.get(line, 0) + sum(rec.values)
     return totals
 
 
-def encode_folded(ps: ProfileSet) -> bytes:
+def encode_folded(ps: ProfileSet, span_names: bool = False) -> bytes:
     """The whole window as folded text (UTF-8), lines sorted so output is reproducible."""
-    totals = folded_totals(ps)
+    totals = folded_totals(ps, span_names)
     return "".join(f"{k} {v}\n" for k, v in sorted(totals.items())).encode()

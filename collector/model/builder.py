@@ -79,6 +79,7 @@ class ProfileBuilder:
         self._stack_tuples = _Interner(())
         self._attrs = _Interner(("", ""))
         self._links = _Interner((bytes(16), bytes(8)))
+        self._link_names: list[str] = [""]
         self._thread_attrs: dict[tuple[int, str, int], tuple[int, ...]] = {}
         self._processes: dict[ProcessInfo, dict[tuple, _Record]] = {}
         self._count = 0
@@ -113,7 +114,11 @@ class ProfileBuilder:
                 self._attrs((ATTR_CPU, s.cpu)),
             )
             self._thread_attrs[tkey] = attrs
-        link = self._links((s.trace_id, s.span_id)) if s.trace_id else 0
+        link = 0
+        if s.trace_id:
+            link = self._links((s.trace_id, s.span_id))
+            if link == len(self._link_names):  # a new link: its name goes beside it
+                self._link_names.append(s.span_name)
         records = self._processes.get(s.process)
         if records is None:
             records = self._processes[s.process] = {}
@@ -171,6 +176,7 @@ class ProfileBuilder:
             stacks=tuple(self._stack_tuples.table),
             attributes=tuple(self._attrs.table),
             links=tuple(self._links.table),
+            link_names=tuple(self._link_names),
         )
         ps = ProfileSet(
             profile_type=self.profile_type,

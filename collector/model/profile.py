@@ -37,6 +37,8 @@ class Dictionary:
     attributes: tuple[tuple[str, int | str], ...] = (("", ""),)
     # (trace_id 16 bytes, span_id 8 bytes); entry 0 is all zero.
     links: tuple[tuple[bytes, bytes], ...] = ((bytes(16), bytes(8)),)
+    # The span name of each link (same index; "" when unknown), e.g. for folded prefixes.
+    link_names: tuple[str, ...] = ("",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ class Sample:
     value: int
     trace_id: bytes = b""
     span_id: bytes = b""
+    span_name: str = ""  # the linked span's name (correlate), for encoders that show it
     thread_name: str = ""  # defaults to comm when empty
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from collector.component import CreateSettings
 from collector.encoding import encode_folded
 from collector.exporthelper import PeriodicFileExporter
@@ -10,4 +12,5 @@ from exporters.folded.config import FoldedConfig
 
 class FoldedExporter(PeriodicFileExporter):
     def __init__(self, settings: CreateSettings, config: FoldedConfig) -> None:
-        super().__init__(settings, config, encode_folded, ".folded")
+        encode = partial(encode_folded, span_names=config.span_names)
+        super().__init__(settings, config, encode, ".folded")
