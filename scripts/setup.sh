@@ -35,6 +35,10 @@ apt_install python3-bpfcc libbpfcc
 # chromium opens the flamegraph exporter's pages headless (tests/support/browser.py).
 # In CI a test that finds one of these missing fails instead of skipping (tests/support/ci.py).
 [ "$MODE" = test ] && apt_install linux-perf bpfcc-tools openssl binutils gcc g++ libc6-dev util-linux chromium
+# deploy/ tests: systemd-analyze verifies the unit (no systemd as PID 1 needed), setcap gives
+# a copied interpreter file capabilities as the image does, python3.11 is Debian's own
+# (reachable by a non-root user, unlike a venv under /root).
+[ "$MODE" = test ] && apt_install systemd libcap2-bin python3.11
 
 # --- kernel headers: matching ones when the distribution has them, else the nearest. ---
 KREL=$(uname -r)
