@@ -183,3 +183,21 @@ def test_real_process_in_a_docker_named_cgroup_v1() -> None:
         remove_cgroup(path)
         if made_parent:
             parent.rmdir()
+
+
+def test_seen_from_a_private_cgroup_namespace(docker_scope: Path) -> None:
+    # A containerized collector (cgroup v2 gives each container its own cgroup namespace)
+    # sees other cgroups' paths relative to its root, "/../<...>": the id is still there.
+    reader = docker_scope.parent / "collector-reader-test"
+    reader.mkdir()
+    p = moved_sleeper(docker_scope, [])
+    try:
+        pid = _sleep_pid(p)
+        script = f"echo $$ > {reader}/cgroup.procs && exec unshare --cgroup cat /proc/{pid}/cgroup"
+        text = subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout
+        assert f"0::/../docker-{CID}.scope" in text, text
+        assert container_id_from_cgroup(text) == CID
+    finally:
+        p.kill()
+        p.wait()
+        remove_cgroup(reader)
