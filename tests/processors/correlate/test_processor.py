@@ -75,7 +75,7 @@ def test_holds_then_links_with_spans_that_came_later() -> None:
 
 def test_releases_in_order_and_flushes_at_shutdown() -> None:
     async def main() -> None:
-        proc, host, out = await started(max_delay="20s")
+        proc, _host, out = await started(max_delay="20s")
         for i in range(5):
             assert await proc.process(batch(sample(1, i))) is None
         assert out == []
