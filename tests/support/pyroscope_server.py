@@ -23,6 +23,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any
 
 from aiohttp import web
@@ -184,7 +185,9 @@ class PyroscopeServer:
         basic_auth: tuple[str, str] | None = None,
         bearer_token: str | None = None,
         script: list[Answer] | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
+        self.ssl = ssl
         self.basic_auth = basic_auth
         self.bearer_token = bearer_token
         self.script = list(script or [])
@@ -200,7 +203,7 @@ class PyroscopeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl else 'http'}://127.0.0.1:{self.port}"
 
     # -- checks ------------------------------------------------------------------------------
     def _auth_ok(self, request: web.Request) -> bool:
@@ -295,7 +298,7 @@ class PyroscopeServer:
         app.router.add_post("/ingest", self._ingest)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
