@@ -37,8 +37,8 @@ from tests.support.pyroscope_server import Answer, PyroscopeServer
 CPU = cpu_profile_type(99)
 
 
-async def _export(srv: PyroscopeServer, sets: list[ProfileSet], **cfg: Any) -> Host:
-    config = {"endpoint": srv.url, "retry_on_failure": fast_retry(), **cfg}
+async def _export_to(url: str, sets: list[ProfileSet], **cfg: Any) -> Host:
+    config = {"endpoint": url, "retry_on_failure": fast_retry(), **cfg}
     exp = create(factory, config)
     host = Host()
     await exp.start(host)
@@ -49,7 +49,7 @@ async def _export(srv: PyroscopeServer, sets: list[ProfileSet], **cfg: Any) -> H
 
 
 def run(srv: PyroscopeServer, sets: list[ProfileSet], **cfg: Any) -> Host:
-    return asyncio.run(_export(srv, sets, **cfg))
+    return asyncio.run(_export_to(srv.url, sets, **cfg))
 
 
 def counter(host: Host, name: str) -> int:
@@ -282,3 +282,22 @@ def test_totals_match_the_window_for_every_service(tmp_path: Path) -> None:
     want = sum(folded_totals(ps).values())
     got = sum(v for s in srv.received() for sm in s.profile.sample for v in sm.value[:1])
     assert got == want == 15 * 7
+
+
+@pytest.mark.parametrize("protocol", ["push", "ingest"])
+def test_requests_survive_a_restart_in_the_persistent_queue(tmp_path: Path, protocol: str) -> None:
+    # Each request is one bytes payload (ingest: query, newline, body), so the sending
+    # queue's storage keeps it; nothing listens on the first endpoint.
+    with PyroscopeServer() as closed:
+        down = closed.url
+    queue = {"storage": {"directory": str(tmp_path / "q")}}
+    slow = fast_retry(max_elapsed_time="1h")
+    first = asyncio.run(
+        _export_to(down, [es.profile_set()], protocol=protocol, sending_queue=queue,
+                   retry_on_failure=slow, shutdown_timeout="200ms")
+    )  # fmt: skip
+    assert counter(first, "sent_samples") == 0
+    with PyroscopeServer() as srv:
+        second = asyncio.run(_export_to(srv.url, [], protocol=protocol, sending_queue=queue))
+    assert srv.problems == [] and counter(second, "sent_samples") == 15
+    assert {s.labels["service_name"] for s in srv.received()} == {"app", "unknown_service"}
