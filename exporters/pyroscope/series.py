@@ -20,7 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from collector.encoding import pprof_message
-from collector.model import Function, Line, Location, ProcessInfo, ProcessProfile, ProfileSet
+from collector.model import (
+    Function,
+    Line,
+    Location,
+    Mapping,
+    ProcessInfo,
+    ProcessProfile,
+    ProfileSet,
+)
 from collector.model.profile import (
     ZERO_FUNCTION,
     ZERO_LOCATION,
@@ -57,8 +65,8 @@ class _Tables:
     max_depth: int
     locations: list[Location] = field(default_factory=lambda: [ZERO_LOCATION])
     loc_ids: dict[int, int] = field(default_factory=dict)
-    mappings: dict = field(default_factory=lambda: {ZERO_MAPPING: 0})
-    functions: dict = field(default_factory=lambda: {ZERO_FUNCTION: 0})
+    mappings: dict[Mapping, int] = field(default_factory=lambda: {ZERO_MAPPING: 0})
+    functions: dict[Function, int] = field(default_factory=lambda: {ZERO_FUNCTION: 0})
     stacks: list[tuple[int, ...]] = field(default_factory=lambda: [()])
     stack_ids: dict[int, int] = field(default_factory=dict)
     truncated: int = 0
