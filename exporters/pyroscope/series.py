@@ -6,11 +6,12 @@ entry it is given, so handing it the whole window's dictionary would repeat ever
 service's functions and mappings in each series. The window's frozen tables are only read.
 
 For Pyroscope the samples carry no thread, CPU or span labels: its distributor turns every
-string sample label into a series label (a series per thread name or trace id), and it keeps
-no numeric ones. Samples of a process are merged by stack instead, which also keeps profiles
-under Pyroscope's sample limit. Stacks deeper than ``max_depth`` keep their leaf side (where
-the time is spent) under one ``[truncated]`` root frame. A profile over ``max_bytes``
-(uncompressed) or ``max_samples`` is split into several, each with its own tables.
+string sample label into a series label (a series per thread name or trace id); the encoder's
+numeric ``pid`` label stays. Samples of a process are merged by stack instead, which also
+keeps profiles under Pyroscope's sample limit. Stacks deeper than ``max_depth`` keep their
+leaf side (where the time is spent) under one ``[truncated]`` root frame. A profile over
+``max_bytes`` (uncompressed) or ``max_samples`` is split into several, each with its own
+tables.
 """
 
 from __future__ import annotations
