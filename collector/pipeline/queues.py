@@ -37,7 +37,8 @@ class BoundedQueue:
             return True
         except asyncio.QueueFull:
             self.counters.add(self.owner, "batches_dropped")
-            self.counters.add(self.owner, "samples_dropped", batch_len(batch))
+            what = "spans_dropped" if isinstance(batch, SpanBatch) else "samples_dropped"
+            self.counters.add(self.owner, what, batch_len(batch))
             if not self._warned:
                 self._warned = True
                 log.warning(
