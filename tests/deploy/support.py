@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.collector_run import READY, ROOT
+from tests.support.encoding_pprof import decode
 
 NOBODY = 65534
 SYSTEM_PYTHON = Path("/usr/bin/python3.11")
@@ -126,6 +127,46 @@ class Collector:
             rc = self.proc.wait()
         self._err.close()
         return rc
+
+
+def run_workload(cmd: Sequence[str]) -> tuple[int, float]:
+    """Run ``cmd`` to completion (it must exit 0): its pid and the CPU seconds it got."""
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, cmd
+    return proc.pid, usage.ru_utime + usage.ru_stime
+
+
+Row = tuple[dict[str, object], list[str], int]
+
+
+def pprof_rows(out: Path) -> list[Row]:
+    """(labels, function names leaf first, count) of every sample in the cpu pprof files,
+    read with the independent decoder. Labels are what tells one process from another: the
+    whole machine is profiled, and other tests may run a cpu_shares of their own meanwhile."""
+    rows: list[Row] = []
+    for f in sorted(out.glob("cpu-*.pb.gz")):
+        p = decode(f.read_bytes())
+        st = list(p.string_table)
+        fn_names = {fn.id: st[fn.name] for fn in p.function}
+        loc_names = {
+            loc.id: (fn_names[loc.line[-1].function_id] if loc.line else "?") for loc in p.location
+        }
+        for s in p.sample:
+            labels: dict[str, object] = {}
+            for lb in s.label:
+                labels[st[lb.key]] = st[lb.str] if lb.str else lb.num
+            rows.append((labels, [loc_names[i] for i in s.location_id], s.value[0]))
+    return rows
+
+
+def leaf_counts_of(rows: list[Row], leaves: Sequence[str], **want: object) -> dict[str, int]:
+    """Samples per leaf function among the rows whose labels have the ``want`` values."""
+    out = dict.fromkeys(leaves, 0)
+    for labels, frames, n in rows:
+        if frames and frames[0] in out and all(labels.get(k) == v for k, v in want.items()):
+            out[frames[0]] += n
+    return out
 
 
 def read_folded(out: Path) -> Counter[str]:

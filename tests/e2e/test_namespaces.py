@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.support import Row, leaf_counts_of, pprof_rows
 from tests.support.collector_run import ROOT, start_collector
-from tests.support.encoding_pprof import decode
 from tests.support.sampling import expected_samples, share_tolerance_pp
 from tests.support.workloads import build
 
@@ -79,32 +79,10 @@ def write_config(tmp: Path, k8s_endpoint: str = "") -> tuple[Path, Path]:
     return cfg, out
 
 
-def pprof_samples(out: Path) -> list[tuple[dict[str, object], list[str], int]]:
-    """(labels, frame names leaf first, count) of every sample in the pprof files, read with
-    the independent decoder."""
-    rows = []
-    for f in sorted(out.glob("cpu-*.pb.gz")):
-        p = decode(f.read_bytes())
-        st = list(p.string_table)
-        fn_names = {fn.id: st[fn.name] for fn in p.function}
-        loc_names = {
-            loc.id: (fn_names[loc.line[-1].function_id] if loc.line else "?") for loc in p.location
-        }
-        for s in p.sample:
-            labels: dict[str, object] = {}
-            for lb in s.label:
-                labels[st[lb.key]] = st[lb.str] if lb.str else lb.num
-            rows.append((labels, [loc_names[i] for i in s.location_id], s.value[0]))
-    return rows
-
-
-def leaf_shares(rows: list, want: dict[str, object]) -> tuple[dict[str, float], int]:
-    per_fn: Counter[str] = Counter()
-    for labels, frames, n in rows:
-        if all(labels.get(k) == v for k, v in want.items()) and frames and frames[0] in TRUTH:
-            per_fn[frames[0]] += n
-    total = sum(per_fn.values())
-    return {fn: 100.0 * per_fn[fn] / total if total else 0.0 for fn in TRUTH}, total
+def leaf_shares(rows: list[Row], **want: object) -> tuple[dict[str, float], int]:
+    counts = leaf_counts_of(rows, list(TRUTH), **want)
+    n = sum(counts.values())
+    return {fn: 100.0 * c / n if n else 0.0 for fn, c in counts.items()}, n
 
 
 def assert_shares(shares: dict[str, float], n: int, cpu_s: float, context: object) -> None:
@@ -133,8 +111,9 @@ def test_sidecar_profile_names_the_namespace_pid(tmp_path: Path) -> None:
     run = json.loads(res.stdout.strip().splitlines()[-1])
     assert run["rc"] == 0 and run["workload_rc"] == 0, run["logs"]
     assert run["pid"] < 1000  # a pid of the new namespace (it counts from 1), not the host's
-    rows = pprof_samples(out)
-    shares, n = leaf_shares(rows, {"comm": "cpu_shares"})
+    rows = pprof_rows(out)
+    # Only the namespace's tasks are profiled, so the one cpu_shares is the test's own.
+    shares, n = leaf_shares(rows, comm="cpu_shares")
     assert_shares(shares, n, run["cpu_s"], run["logs"])
     # Every cpu_shares sample carries the pid the sidecar sees, and nothing else does:
     # no sample names a task that does not live in the namespace.
@@ -256,17 +235,20 @@ def test_daemonset_labels_both_pids_and_the_container(
         rc = col.stop()
     logs = col.logs()
     assert rc == 0, logs
-    rows = pprof_samples(out)
-    mine = [r for r in rows if r[0].get("comm") == "cpu_shares"]
+    rows = pprof_rows(out)
+    # The whole host is profiled (other tests may run a cpu_shares meanwhile): the test's
+    # is the one with its pid. Only it and the unshare that started it are in its cgroup.
+    in_cgroup = {lb["pid"] for lb, _, _ in rows if lb.get("container_id") == CID}
+    assert in_cgroup <= {host_pid, p.pid}, (in_cgroup, host_pid, p.pid)
+    mine = [lb for lb, _, _ in rows if lb["pid"] == host_pid and lb["comm"] == "cpu_shares"]
     assert mine, logs
-    for labels, _, _ in mine:
-        assert labels["pid"] == host_pid
+    for labels in mine:
         assert labels["pid_namespaced"] == 1  # the namespace's init
         assert labels["container_id"] == CID
         assert labels["k8s.pod.name"] == "shares-0"
         assert labels["k8s.namespace.name"] == "bench"
         assert labels["k8s.container.name"] == "burner"
     # wait4 on unshare counts its child's CPU (the child is reaped inside the namespace).
-    shares, n = leaf_shares(rows, {"comm": "cpu_shares", "pid": host_pid})
+    shares, n = leaf_shares(rows, pid=host_pid)
     assert_shares(shares, n, usage.ru_utime + usage.ru_stime, logs)
     assert total(logs, "processors/k8s", "refreshes") >= 1, logs
