@@ -25,7 +25,8 @@ _Entry = tuple[int, int, int, Span]
 
 class SpanIndex:
     """Counters (via ``count``): spans_indexed, spans_evicted_full, spans_expired,
-    spans_too_old, spans_without_pid; ``peak_spans`` is the fullest it has been."""
+    spans_too_old, spans_without_pid, spans_peak (the fullest it has been, also
+    ``peak_spans``)."""
 
     def __init__(
         self,
@@ -77,8 +78,12 @@ class SpanIndex:
             for _ in range(full):
                 self._remove(*self._fifo.popleft())
             expired = self._expire(horizon)
-            self.peak_spans = max(self.peak_spans, len(self._fifo))
+            grew = len(self._fifo) - self.peak_spans
+            if grew > 0:
+                self.peak_spans += grew
         self._count("spans_indexed", added)
+        if grew > 0:  # the fullest it has been, as a counter that only grows
+            self._count("spans_peak", grew)
         if old:
             self._count("spans_too_old", old)
         if full:
