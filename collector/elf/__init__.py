@@ -1,7 +1,8 @@
-"""Shared ELF reading: build ids (GNU and Go notes), PT_LOAD segments, sections, and compact
-function symbol tables, all bounded by the file and by per-binary budgets. Used by the process
-table and the symbolizer."""
+"""Shared ELF reading: build ids (GNU and Go notes), PT_LOAD segments, sections, compact
+function symbol tables and separate debug files (build id, .gnu_debuglink), all bounded by
+the file and by per-binary budgets. Used by the process table and the symbolizer."""
 
+from collector.elf.debuglink import DebugFile, DebugLink, find_debug_file, read_debuglink
 from collector.elf.dynamic import SymbolSpan, dynamic_symbols
 from collector.elf.functions import LoadedSymbols, load_function_symbols
 from collector.elf.reader import (
@@ -19,6 +20,8 @@ from collector.elf.symbols import SymbolTable
 __all__ = [
     "PT_LOAD",
     "BudgetExceeded",
+    "DebugFile",
+    "DebugLink",
     "ElfError",
     "ElfReader",
     "Limits",
@@ -29,5 +32,7 @@ __all__ = [
     "SymbolSpan",
     "SymbolTable",
     "dynamic_symbols",
+    "find_debug_file",
     "load_function_symbols",
+    "read_debuglink",
 ]

@@ -1,4 +1,9 @@
-"""One loaded binary: PT_LOAD segments, function symbols, build id, and optional DWARF lines.
+"""One loaded binary: PT_LOAD segments, function symbols, build id, file:line and inlined calls.
+
+Names come from the binary's ``.symtab`` (else ``.dynsym``), or from its separate debug file's
+``.symtab`` when that has more (libc6-dbg names libc's internal functions); lines and inlined
+calls from the DWARF of the debug file (else of the binary) through a SymCache (lines.py),
+kept on disk per build id and file identity (symcache_store.py).
 
 Keyed by the pinned file's identity (dev, inode, size, mtime), so a replaced binary gets a new
 entry. It keeps its own dup of the pinned descriptor, so it stays readable after the process
@@ -19,18 +24,29 @@ from collections.abc import Callable
 
 from collector.elf import (
     BudgetExceeded,
+    DebugFile,
     ElfError,
     ElfReader,
     Limits,
     NotElf,
     SymbolTable,
+    find_debug_file,
     load_function_symbols,
+    read_debuglink,
 )
 from collector.model import Function, Line
 from collector.proc import PinnedFile
 from processors.symbolize.config import SymbolizeConfig
 from processors.symbolize.demangle import demangle
-from processors.symbolize.dwarf import DwarfLines, dwarf_refusal
+from processors.symbolize.lines import (
+    LineTable,
+    build_symcache,
+    error_name,
+    has_dwarf,
+    image_base,
+    object_refusal,
+)
+from processors.symbolize.symcache_store import SymCacheStore, cache_key
 
 _MAX_LINES_PER_BINARY = 100_000
 # These lines are one per binary already: not subject to the per-template rate limit of
@@ -42,17 +58,19 @@ Count = Callable[[str], None]
 class Binary:
     __slots__ = (
         "_count",
-        "_dwarf",
-        "_dwarf_loaded",
-        "_dwarf_logged",
-        "_dwarf_seconds",
+        "_debug",
+        "_debug_elf",
         "_elf",
         "_fd",
         "_functions",
         "_lines",
         "_log",
+        "_store",
+        "_table",
+        "_table_loaded",
         "build_id",
         "config",
+        "debug_path",
         "error",
         "malformed",
         "path",
@@ -70,6 +88,7 @@ class Binary:
         count: Count | None = None,
         log: logging.Logger | None = None,
         known_bad: str = "",
+        store: SymCacheStore | None = None,
     ) -> None:
         self.config = config
         self.path = pinned.path
@@ -77,10 +96,12 @@ class Binary:
         self._count: Count = count or (lambda _name: None)
         self._log = log or logging.getLogger(__name__)
         self._lines: dict[int, tuple[Line, ...]] = {}
-        self._dwarf: DwarfLines | None = None
-        self._dwarf_loaded = False
-        self._dwarf_logged = False
-        self._dwarf_seconds = 0.0
+        self._store = store
+        self._table: LineTable | None = None
+        self._table_loaded = False
+        self._debug: DebugFile | None = None
+        self._debug_elf: ElfReader | None = None
+        self.debug_path = ""
         self._elf: ElfReader | None = None
         self._fd = -1
         self.build_id = ""
@@ -108,6 +129,8 @@ class Binary:
                 loaded.truncated,
             )
             self._elf = elf
+            if config.debug_files:
+                self._open_debug_file(elf, pinned.path, limits)
         except BudgetExceeded as e:
             self.error = self.truncated = str(e)
         except NotElf as e:  # not an attack on the parser, just not a binary
@@ -125,9 +148,10 @@ class Binary:
             self.close()
 
     def close(self) -> None:
-        if self._dwarf is not None:
-            self._dwarf.close()
-            self._dwarf = None
+        self._table = None
+        if self._debug is not None:
+            os.close(self._debug.fd)
+            self._debug = self._debug_elf = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -165,6 +189,43 @@ class Binary:
             fn = self._functions[key] = Function(name, mangled, filename, start_line)
         return fn
 
+    # ---- separate debug file ------------------------------------------------------------
+    def _open_debug_file(self, elf: ElfReader, path: str, limits: Limits) -> None:
+        """Find the debug file (collector/elf/debuglink.py) and take its names if it has more.
+
+        Its bytes are parsed with the same budgets as the binary's; any trouble with it costs
+        the debug file only (counted debug_file_malformed), never the binary's own names."""
+        link = read_debuglink(elf)
+        if not self.build_id and link is None:
+            return
+        try:
+            found = find_debug_file(self.build_id, link, path, self.config.dwarf_max_bytes)
+        except OSError:
+            found = None
+        if found is None:
+            if link is not None or self.build_id:
+                self._count("debug_file_missing")
+            return
+        try:
+            delf = ElfReader(found.fd, limits)
+            loaded = load_function_symbols(delf)
+        except (ElfError, OSError) as e:
+            os.close(found.fd)
+            self._count("debug_file_malformed")
+            self._log.warning(
+                "bad debug file path=%s error=%s (names from the binary)",
+                found.path,
+                e,
+                extra=_ONCE,
+            )
+            return
+        self._debug, self._debug_elf, self.debug_path = found, delf, found.path
+        self._count(f"debug_file_{found.how.replace('-', '_')}")
+        if self.symbols is None or len(loaded.table) > len(self.symbols):
+            self.symbols, self.source = loaded.table, f"{loaded.source} of {found.path}"
+            self.truncated = loaded.truncated or self.truncated
+
+    # ---- lines ------------------------------------------------------------------------
     def _resolve(self, file_offset: int) -> tuple[Line, ...]:
         if self._elf is None or self.symbols is None:
             return ()
@@ -175,73 +236,80 @@ class Binary:
         if hit is None:
             return ()
         name, start = hit
-        dwarf = self._dwarf_for() if self.config.dwarf_lines else None
-        if dwarf is None:
+        table = self._line_table() if self.config.dwarf_lines else None
+        if table is None:
             return (Line(self._function(name, "", 0)),)
-        t0 = time.perf_counter()
-        at = dwarf.lookup(vaddr)
-        head = dwarf.lookup(start)
-        self._spent(time.perf_counter() - t0)
-        fn_file, fn_line = (head[0], head[1]) if head else ("", 0)
-        if at is None:
+        frames = table.lookup(vaddr)
+        head = table.lookup(start)
+        fn_file, fn_line = (head[-1][1], head[-1][2]) if head else ("", 0)
+        if not frames:
             return (Line(self._function(name, fn_file, fn_line)),)
-        file, line, chain = at
-        if not chain:
-            return (Line(self._function(name, fn_file, fn_line), line),)
+        outer_line = frames[-1][2]
+        if not self.config.inline:
+            return (Line(self._function(name, fn_file or frames[-1][1], fn_line), outer_line),)
         # Innermost inlined function first, at the address's own line; each enclosing one at
         # the call site of the function it inlined; the symbol's function last.
-        out = []
-        for iname, ilinkage, call_file, call_line in chain:
-            out.append(Line(self._function(ilinkage or iname, file, 0), line))
-            file, line = call_file, call_line
-        out.append(Line(self._function(name, fn_file, fn_line), line))
+        out = [Line(self._function(sym, file, 0), line) for sym, file, line in frames[:-1]]
+        out.append(Line(self._function(name, fn_file or frames[-1][1], fn_line), outer_line))
         return tuple(out)
 
-    def _spent(self, seconds: float) -> None:
-        """DWARF time of this binary so far; past the budget DWARF is off for it."""
-        self._dwarf_seconds += seconds
-        if self._dwarf is not None and self._dwarf_seconds > self.config.dwarf_max_seconds:
+    def _line_table(self) -> LineTable | None:
+        if self._table_loaded:
+            return self._table
+        self._table_loaded = True
+        # The debug file's DWARF when there is one, else the binary's own.
+        if self._debug is not None and self._debug_elf is not None and has_dwarf(self._debug_elf):
+            elf, identity = self._debug_elf, _identity(self._debug.fd)
+        elif self._elf is not None and has_dwarf(self._elf):
+            elf, identity = self._elf, _identity(self._fd)
+        else:
+            return None  # no DWARF anywhere: names only, nothing to count
+        refusal = object_refusal(elf, self.config.dwarf_max_bytes)
+        if refusal:
+            self._count("dwarf_skipped")
+            self._log.info("DWARF not read path=%s why=%s", self.path, refusal, extra=_ONCE)
+            return None
+        key = cache_key(self.build_id, identity)
+        store = self._store
+        t0 = time.perf_counter()
+        if store is not None:
+            cache, blob, corrupt = store.load(key)
+            if corrupt:
+                self._count("symcache_corrupt")
+            if cache is not None:
+                self._count("symcache_disk_hits")
+                self._table = LineTable(cache, image_base(elf), len(blob))
+                return self._table
+        # A fresh reader: the binary's own budget went on its symbols.
+        try:
+            fresh = ElfReader(elf.fd, Limits(max_read_bytes=self.config.dwarf_max_bytes))
+            cache, blob = build_symcache(fresh)
+        except Exception as e:  # symbolic on hostile bytes: its error class is counted
+            self._count(error_name(e))
+            self._log.warning(
+                "bad DWARF path=%s error=%s: %s (names only for this binary)",
+                self.path,
+                type(e).__name__,
+                str(e).splitlines()[0] if str(e) else "",
+                extra=_ONCE,
+            )
+            return None
+        seconds = time.perf_counter() - t0
+        self._count("symcache_builds")
+        if seconds > self.config.dwarf_max_seconds:
             self._count("dwarf_budget_exceeded")
             self._log.warning(
-                "DWARF over its time budget path=%s seconds=%.2f (names only from now on)",
+                "DWARF took longer than its budget path=%s seconds=%.2f (kept; cached on disk)",
                 self.path,
-                self._dwarf_seconds,
+                seconds,
                 extra=_ONCE,
             )
-            self._dwarf.close()
-            self._dwarf = None
+        if store is not None:
+            store.save(key, blob)
+        self._table = LineTable(cache, image_base(elf), len(blob))
+        return self._table
 
-    def _dwarf_error(self, name: str, exc: BaseException) -> None:
-        self._count(name)
-        if not self._dwarf_logged:
-            self._dwarf_logged = True
-            self._log.warning(
-                "bad DWARF path=%s error=%s: %s (that unit is skipped; later errors counted as "
-                "dwarf_*_error only)",
-                self.path,
-                type(exc).__name__,
-                exc,
-                extra=_ONCE,
-            )
 
-    def _dwarf_for(self) -> DwarfLines | None:
-        if not self._dwarf_loaded:
-            self._dwarf_loaded = True
-            if self._fd < 0 or self._elf is None:
-                return None
-            if dwarf_refusal(self._elf, self.config.dwarf_max_bytes):
-                self._count("dwarf_skipped")
-                return None
-            t0 = time.perf_counter()
-            try:
-                d = DwarfLines(
-                    os.dup(self._fd),
-                    self.config.inline,
-                    self.config.dwarf_max_bytes,
-                    self._dwarf_error,
-                )
-            except OSError:
-                return None
-            self._dwarf = d if d.available else None
-            self._spent(time.perf_counter() - t0)
-        return self._dwarf
+def _identity(fd: int) -> tuple[int, int, int, int]:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -9,13 +9,20 @@ from collector.component import ComponentConfig
 
 class SymbolizeConfig(ComponentConfig):
     kernel: bool = True  # resolve kernel frames from /proc/kallsyms (else drop them)
-    # file:line from DWARF. Off by default: pyelftools is pure Python, and a large binary costs
-    # seconds and hundreds of MB (measured in README.md). dwarf_max_bytes skips big ones.
-    dwarf_lines: bool = False
-    dwarf_max_bytes: int = Field(default=8 << 20, ge=0)  # .debug_info + .debug_line size cap
-    # DWARF decoding time per binary; past it DWARF is turned off for that binary.
+    # file:line and inlined calls from DWARF through symbolic's SymCache (lines.py): 0.25 s
+    # once per binary, then cached on disk; measured in README.md.
+    dwarf_lines: bool = True
+    # Largest object file (binary or debug file) handed to symbolic, read whole into memory.
+    dwarf_max_bytes: int = Field(default=256 << 20, ge=0)
+    # A SymCache build that takes longer is counted dwarf_budget_exceeded (one build cannot be
+    # interrupted: its cost is bounded by dwarf_max_bytes; the result is kept and cached).
     dwarf_max_seconds: float = Field(default=5.0, ge=0)
-    inline: bool = False  # expand inlined calls from DWARF DIEs (needs dwarf_lines; costly)
+    inline: bool = True  # show inlined calls as frames of their own (needs dwarf_lines)
+    # Separate debug files: /usr/lib/debug/.build-id, then .gnu_debuglink (README.md).
+    debug_files: bool = True
+    # SymCaches on disk ("" = default_dir(): /var/cache/... as root, else $XDG_CACHE_HOME).
+    symcache_dir: str = ""
+    symcache_max_bytes: int = Field(default=512 << 20, ge=0)  # 0: keep them in memory only
     demangle: bool = True  # C++ (Itanium), Rust legacy and Rust v0 names
     # Per-binary budgets for the ELF symbol tables (every binary a user maps is read as root):
     # bytes read for headers, notes, symbol and string tables; symbol entries walked; seconds

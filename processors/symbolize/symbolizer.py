@@ -34,6 +34,15 @@ from collector.telemetry import Counters
 from processors.symbolize.binary import Binary
 from processors.symbolize.config import SymbolizeConfig
 from processors.symbolize.kernel import load_kallsyms
+from processors.symbolize.markers import (
+    LONE_LEAF,
+    MISSING_KERNEL,
+    MISSING_USER,
+    TRUNCATED,
+    TRUNCATION_COUNTERS,
+    is_lone_leaf,
+)
+from processors.symbolize.symcache_store import SymCacheStore, default_dir
 
 KERNEL_MAPPING_NAME = "[kernel.kallsyms]"
 _RETRY_OBSERVE_S = 1.0
@@ -41,18 +50,6 @@ _RETRY_OBSERVE_S = 1.0
 # so a hostile copy could claim a good binary's id and blind it). Bounded like every cache.
 _MAX_BAD = 16384
 _MAX_LOGGED = 1000  # distinct bad binaries logged; past it they are only counted
-
-
-def _marker(name: str, frame_type: str) -> Location:
-    return Location(None, 0, (Line(Function(name, name)),), frame_type)
-
-
-MISSING_USER = _marker("[missing user stack]", FRAME_NATIVE)
-MISSING_KERNEL = _marker("[missing kernel stack]", FRAME_KERNEL)
-# A caller address outside every mapping of a known process: the frame-pointer chain left
-# real code (usually a function built without frame pointers). What follows is stack noise,
-# which would make each sample's stack unique, so the stack ends with this marker.
-TRUNCATED = _marker("[stack truncated: no frame pointer]", FRAME_NATIVE)
 
 
 class _Proc:
@@ -95,6 +92,8 @@ class Symbolizer:
         self._bad: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
         self._logged = 0
         self._stack_failure_logged = False
+        directory = config.symcache_dir or default_dir()
+        self._store = SymCacheStore(directory, config.symcache_max_bytes, self.log)
 
     # ---- public ------------------------------------------------------------------------
     def symbolize(self, batch: RawBatch) -> SymbolizedBatch:
@@ -116,6 +115,11 @@ class Symbolizer:
                     stack = self._new_stack(proc, s.user_stack, s.kernel_stack)
                 except Exception:  # a bug on hostile input costs this stack its names only
                     stack = self._unnamed_stack(proc, s.user_stack, s.kernel_stack)
+            frames = stack.frames
+            if frames and (frames[-1] is TRUNCATED or frames[-1] is LONE_LEAF):
+                # Per sample: the cached stack is reused by every later sample of it.
+                self.counters.add(self.component_id, "stack_truncated")
+                self.counters.add(self.component_id, TRUNCATION_COUNTERS[id(frames[-1])])
             out.append(
                 Sample(
                     stack,
@@ -219,10 +223,11 @@ class Symbolizer:
                     and proc.snap is not None
                     and loc is not MISSING_USER
                 ):
-                    self.counters.add(self.component_id, "stack_truncated")
                     frames.append(TRUNCATED)
                     break
                 frames.append(loc)
+            if len(user) == 1 and frames and proc.snap is not None and is_lone_leaf(frames[-1]):
+                frames.append(LONE_LEAF)
         stack = Stack(tuple(frames))
         if len(proc.stacks) >= self.config.max_stacks_per_process:
             proc.stacks.clear()
@@ -324,7 +329,9 @@ class Symbolizer:
             self._binaries.move_to_end(key)
             return b
         known_bad = self._bad.get(key, "")
-        b = Binary(pinned, self._functions, self.config, self._count, self.log, known_bad)
+        b = Binary(
+            pinned, self._functions, self.config, self._count, self.log, known_bad, self._store
+        )
         if not known_bad:
             self._report(key, b)
         self._binaries[key] = b

@@ -1,9 +1,10 @@
 """Fuzz targets: every parser of bytes a user of the profiled host controls.
 
 Each target takes one input and returns normally, or lets an exception escape: that is a bug.
-The parsers' only allowed failure is ``ElfError`` (the ELF reader's "malformed"); the DWARF
-wrapper, the symbolizer's Binary, the /proc parsers and the demanglers must not raise at all.
-Inputs reach the ELF code as a real file (a memfd), the way a pinned binary does.
+The parsers' only allowed failure is ``ElfError`` (the ELF reader's "malformed"); symbolic's
+SymCache may also refuse an object with its own ``SymbolicError``; the symbolizer's Binary,
+the /proc parsers and the demanglers must not raise at all. Inputs reach the ELF code as a
+real file (a memfd), the way a pinned binary does.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import contextlib
 import os
 from collections.abc import Callable
 
+from symbolic import SymbolicError
+
 from collector.elf import ElfError, ElfReader, Limits, dynamic_symbols, load_function_symbols
+from collector.elf.debuglink import parse_debuglink, read_debuglink
 from collector.proc import PinnedFile
 from collector.proc.procfs import container_id_from_cgroup, parse_maps, parse_stat
 from collector.unwind.breakpad import CfiError, build_rows
@@ -20,7 +24,7 @@ from collector.unwind.table import TableError, build_table
 from processors.symbolize.binary import Binary
 from processors.symbolize.config import SymbolizeConfig
 from processors.symbolize.demangle import demangle
-from processors.symbolize.dwarf import DwarfLines, dwarf_refusal
+from processors.symbolize.lines import build_symcache, image_base, object_refusal
 
 # Small budgets keep executions fast and make the budget paths part of what is fuzzed.
 LIMITS = Limits(max_read_bytes=4 << 20, max_symbols=4096, max_seconds=10.0)
@@ -100,21 +104,32 @@ def elf_dynamic(data: bytes) -> None:
 
 
 def dwarf_lines(data: bytes) -> None:
+    """A hostile ELF through symbolic's SymCache: its SymbolicError (or ElfError) is the only
+    failure; lookups of every symbol must not raise at all."""
     elf = _reader(data)
-    if elf is None or dwarf_refusal(elf, DWARF_BYTES):
+    if elf is None or object_refusal(elf, DWARF_BYTES):
         return
     try:
         table = load_function_symbols(elf).table
-    except ElfError:
+        cache, _blob = build_symcache(ElfReader(elf.fd, Limits(max_read_bytes=DWARF_BYTES)))
+    except (ElfError, SymbolicError):
         return
-    d = DwarfLines(os.dup(elf.fd), inline=True, max_bytes=DWARF_BYTES)
-    try:
-        n = len(table)
-        for i in range(0, n, max(1, n // 8)):
-            d.lookup(table.starts[i])
-            d.lookup(table.starts[i] + 4)
-    finally:
-        d.close()
+    base = image_base(elf)
+    n = len(table)
+    for i in range(0, n, max(1, n // 8)):
+        for addr in (table.starts[i], table.starts[i] + 4):
+            for loc in cache.lookup(max(0, addr - base)):
+                _ = (loc.symbol, loc.full_path, loc.line)
+
+
+def gnu_debuglink(data: bytes) -> None:
+    """.gnu_debuglink bytes alone, and inside an ELF: ElfError is the only failure."""
+    with contextlib.suppress(ElfError):
+        parse_debuglink(data)
+    elf = _reader(data)
+    if elf is not None:
+        with contextlib.suppress(ElfError):
+            read_debuglink(elf)
 
 
 def symbolize_binary(data: bytes) -> None:
@@ -169,6 +184,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "elf_symbols": elf_symbols,
     "elf_dynamic": elf_dynamic,
     "dwarf_lines": dwarf_lines,
+    "gnu_debuglink": gnu_debuglink,
     "symbolize_binary": symbolize_binary,
     "proc_maps": proc_maps,
     "proc_stat": proc_stat,
@@ -182,6 +198,7 @@ ELF_TARGETS = (
     "elf_symbols",
     "elf_dynamic",
     "dwarf_lines",
+    "gnu_debuglink",
     "symbolize_binary",
     "unwind_table",
 )

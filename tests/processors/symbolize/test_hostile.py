@@ -215,23 +215,49 @@ def _patch_sibling_loop(src: Path, dst: Path) -> None:
     raise AssertionError("no DW_AT_sibling to patch")
 
 
-def test_dwarf_sibling_loop_is_bounded_counted_and_names_survive(
-    tmp_path: Path, stopped: list[subprocess.Popen[bytes]], caplog: pytest.LogCaptureFixture
+def test_dwarf_sibling_loop_keeps_names_and_lines(
+    tmp_path: Path, stopped: list[subprocess.Popen[bytes]]
 ) -> None:
+    """symbolic never follows DW_AT_sibling (it walks DIEs in order), so a self-loop costs
+    nothing: the function keeps its name and its line."""
     normal = build("cpu_shares")
     looped = tmp_path / "looped"
     _patch_sibling_loop(normal, looped)
     pid = _start(stopped, looped, "30")
     addr = runtime_address(pid, looped, _nm(normal)["burn_b"]) + 1
     sym, counters = _symbolizer(dwarf_lines=True, inline=True)
+    [s] = sym.symbolize(_batch((pid, (addr,)))).samples
+    assert s.stack.frames[0].label() == "burn_b"
+    assert s.stack.frames[0].lines[-1].line > 0
+    assert not [k for k in counters.snapshot().get("symbolize", {}) if k.startswith("dwarf_")]
+
+
+def test_corrupt_dwarf_is_counted_logged_and_names_survive(
+    tmp_path: Path, stopped: list[subprocess.Popen[bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A compile unit claiming DWARF version 99: symbolic refuses the whole object; the
+    refusal is counted by its kind and logged once, and the names from .symtab stay."""
+    normal = build("cpu_shares")
+    data = bytearray(normal.read_bytes())
+    with normal.open("rb") as f:
+        info = ELFFile(f).get_section_by_name(".debug_info")["sh_offset"]
+    data[info + 4 : info + 6] = (99).to_bytes(2, "little")  # after the 4-byte unit_length
+    bad = tmp_path / "badversion"
+    bad.write_bytes(bytes(data))
+    bad.chmod(0o755)
+    pid = _start(stopped, bad, "30")
+    addr = runtime_address(pid, bad, _nm(normal)["burn_b"]) + 1
+    sym, counters = _symbolizer(dwarf_lines=True)
     with caplog.at_level(logging.WARNING):
         [s] = sym.symbolize(_batch((pid, (addr,)))).samples
-    assert s.stack.frames[0].label() == "burn_b"
-    assert counters.get("symbolize", "dwarf_dwarf_error") == 1
-    assert any("bad DWARF" in r.getMessage() for r in caplog.records)
+        [t] = sym.symbolize(_batch((pid, (addr + 1,)))).samples
+    assert s.stack.frames[0].label() == t.stack.frames[0].label() == "burn_b"
+    assert s.stack.frames[0].lines[-1].line == 0
+    assert counters.get("symbolize", "dwarf_bad_debug_file") == 1
+    assert sum("bad DWARF" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_dwarf_claiming_a_terabyte_is_never_handed_to_pyelftools(
+def test_dwarf_claiming_a_terabyte_is_never_handed_to_symbolic(
     tmp_path: Path, stopped: list[subprocess.Popen[bytes]]
 ) -> None:
     normal = build("cpu_shares")

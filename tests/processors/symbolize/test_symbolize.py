@@ -157,7 +157,9 @@ def test_kernel_frames_come_before_user_frames_and_markers_stay(
         sym, _ = _symbolizer()
         sym.table.observe(run.pid)
         [s] = _run(sym, _sample(run.pid, (run.addrs["leaf_work"] + 1,), (addr + 1,)))
-        assert [f.label() for f in s.stack.frames] == ["vfs_read", "leaf_work"]
+        # One user frame that is not an outermost function: marked, not passed off as whole.
+        labels = ["vfs_read", "leaf_work", "[stack truncated: lone leaf]"]
+        assert [f.label() for f in s.stack.frames] == labels
         [m] = _run(sym, _sample(run.pid, (MISSING_USER_STACK,), (addr + 1,)))
         assert [f.label() for f in m.stack.frames] == ["vfs_read", "[missing user stack]"]
     finally:
@@ -174,7 +176,8 @@ def test_unresolvable_address_keeps_module_and_offset(fixture_bins: dict[str, Pa
         m = snap.find(addr)
         assert m is not None
         [s] = _run(sym, _sample(run.pid, (addr,)))
-        [frame] = s.stack.frames
+        frame, marker = s.stack.frames
+        assert marker.label() == "[stack truncated: lone leaf]"
         assert frame.lines == ()
         assert frame.label() == f"fixture_stripped+{addr - m.start + m.offset:#x}"
         assert counters.get("symbolize", "symbol_unresolved") == 1
