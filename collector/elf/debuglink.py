@@ -13,9 +13,10 @@ The binary (and so its build id and debuglink) is the target's, and the director
 the path in /proc/PID/maps, which the target can choose. So a candidate is opened with
 ``O_NOFOLLOW | O_NONBLOCK`` (no symlink at the last step, no FIFO that blocks), must be a
 regular file, and the two lookups next to the binary are tried only in a directory that is
-root-owned and not writable by group or others (a user's own directory is never searched as
-root). The CRC (or build id) must match, and the file is then parsed like any binary: with
-the same budgets, by the same hardened reader.
+root-owned and not writable by group or others, below directories that are the same or
+sticky (a user's own directory is never searched as root). The CRC (or build id) must
+match, and the file is then parsed like any binary: with the same budgets, by the same
+hardened reader.
 """
 
 from __future__ import annotations
@@ -108,13 +109,18 @@ def _open_regular(path: str) -> tuple[int, os.stat_result] | None:
 
 
 def _trusted_dir(path: str) -> bool:
-    """Root-owned and not writable by group or others (nor any directory above it)."""
+    """Root-owned and not writable by group or others, nor is any directory above it unless
+    that one is sticky (as /tmp: others cannot rename or replace what root made in it)."""
     try:
         path = os.path.realpath(path)
+        leaf = True
         while True:
             st = os.stat(path)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
                 return False
+            if st.st_mode & 0o022 and (leaf or not st.st_mode & stat.S_ISVTX):
+                return False
+            leaf = False
             if path == "/":
                 return True
             path = os.path.dirname(path)
