@@ -39,6 +39,9 @@ apt_install python3-bpfcc libbpfcc
 # a copied interpreter file capabilities as the image does, python3.11 is Debian's own
 # (reachable by a non-root user, unlike a venv under /root).
 [ "$MODE" = test ] && apt_install systemd libcap2-bin python3.11
+# libc6-dbg: libc's detached .symtab and DWARF (/usr/lib/debug/.build-id), so the symbolize
+# tests can name libc's internal functions (__libc_start_call_main) as users with it get.
+[ "$MODE" = test ] && apt_install libc6-dbg
 
 # --- kernel headers: matching ones when the distribution has them, else the nearest. ---
 KREL=$(uname -r)
