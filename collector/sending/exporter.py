@@ -164,19 +164,28 @@ class BatchingProfileExporter:
         """Send the windows of batches handed to ``export`` directly."""
         await self._batches.flush()
 
+    def encode_requests(self, ps: ProfileSet) -> list[tuple[Any, int]]:
+        """One window's requests as (payload, samples); runs in a worker thread. The default
+        is one request per window; a backend that takes a window as several requests
+        (pyroscope: one series per service, split at its size limits) overrides this."""
+        return [(self._encode(ps), ps.sample_count)]
+
     async def _send_set(self, ps: ProfileSet) -> None:
-        pt = ps.profile_type
         self._count("dropped_samples_window_full", ps.dropped_samples)
         n = ps.sample_count
         try:
             # Encoding is CPU work on an immutable ProfileSet: keep it off the event loop.
-            payload = await asyncio.to_thread(self._encode, ps)
+            requests = await asyncio.to_thread(self.encode_requests, ps)
         except Exception:  # a bug in an encoder: count the window, keep the exporter
             self._count("dropped_samples_encode", n)
             self.log.exception("%s: encoding failed samples=%d", self.id, n)
             return
+        for payload, samples in requests:
+            await self._enqueue(payload, samples, ps.profile_type.name)
+
+    async def _enqueue(self, payload: Any, n: int, type_name: str) -> None:
         try:
-            queued = await self._queue.put(QueueItem(payload, n, pt.name))
+            queued = await self._queue.put(QueueItem(payload, n, type_name))
         except OSError as e:  # the persistent queue could not write (disk full, ...)
             self._count("dropped_requests_storage_error")
             self._count("dropped_samples_storage_error", n)

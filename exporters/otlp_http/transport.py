@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import ssl
-import time
 
 import aiohttp
 from google.protobuf.message import DecodeError
@@ -15,25 +12,12 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
 
 from collector.sending import PermanentError, RetryableError
 from collector.sending.exporter import SendResult
+from collector.sending.http import client_ssl, parse_retry_after
 from collector.sending.rpc_status import Status
 from collector.telemetry import Counters
 from exporters.otlp_http.config import OtlpHttpExporterConfig
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as delay-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
 def _reason(body: bytes) -> str:
@@ -75,21 +59,9 @@ class HttpTransport:
                 "%s: " + msg + " (logged once; counted as %s)", self._id, *args, counter
             )
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        t = self.config.tls
-        if not self.config.uses_tls():
-            return False
-        ctx = ssl.create_default_context(cafile=str(t.ca_file) if t.ca_file else None)
-        if t.cert_file is not None and t.key_file is not None:
-            ctx.load_cert_chain(str(t.cert_file), str(t.key_file))
-        if t.insecure_skip_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._ssl()),
+            connector=aiohttp.TCPConnector(ssl=client_ssl(self.config.tls, self.url)),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
         )
 

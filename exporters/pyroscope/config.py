@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from collector.sending import ProfilesExporterConfig
+from collector.sending.http import check_url_and_tls, uses_tls
 
 # Pyroscope validates series labels with Prometheus' legacy rules (pkg/validation/validate.go):
 # names [a-zA-Z_][a-zA-Z0-9_]*, at most 30 per series, names <= 1024 and values <= 2048 bytes.
@@ -80,25 +80,11 @@ class PyroscopeConfig(ProfilesExporterConfig):
         return self.endpoint.rstrip("/")
 
     def uses_tls(self) -> bool:
-        return urlsplit(self.base_url()).scheme.lower() == "https"
+        return uses_tls(self.base_url())
 
     @model_validator(mode="after")
     def _consistent(self) -> PyroscopeConfig:
-        parts = urlsplit(self.base_url())
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"endpoint {self.endpoint!r} is not an http:// or https:// URL with a host, "
-                "e.g. http://pyroscope:4040"
-            )
-        # As in otlp_http: the URL's scheme decides; a tls setting it makes meaningless is
-        # refused, never accepted and ignored.
-        if self.uses_tls() and self.tls.insecure:
-            raise ValueError("tls.insecure: true asks for plain text but the endpoint is https://")
-        if not self.uses_tls() and self.tls.tls_options():
-            raise ValueError(
-                f"{', '.join(self.tls.tls_options())} need an https:// endpoint; "
-                f"{self.endpoint} is plain http"
-            )
+        check_url_and_tls(self.base_url(), self.endpoint, self.tls, "http://pyroscope:4040")
         if "timestamps" in self.model_fields_set:
             raise ValueError("timestamps is not used by pyroscope: pprof has no sample times")
         if self.basic_auth is not None and self.bearer_token is not None:

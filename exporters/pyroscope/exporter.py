@@ -3,31 +3,16 @@ becoming several requests (series packed per request, split at Pyroscope's limit
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-
 from collector.component import CreateSettings
-from collector.model import ProfileSet, ProfileType
+from collector.model import ProfileSet
 from collector.sending.exporter import BatchingProfileExporter
 from exporters.pyroscope.config import PyroscopeConfig
-from exporters.pyroscope.encode import Encoded, PyroscopeEncoder
+from exporters.pyroscope.encode import PyroscopeEncoder
 from exporters.pyroscope.transport import PyroscopeTransport
 
 
-@dataclass(frozen=True, slots=True)
-class OneRequest:
-    """One of a window's requests, already encoded. The base class's per-window path takes
-    it like a window (it reads only these fields), so queueing, persistence, retries, drops
-    and their counters stay the base class's, counted per request."""
-
-    profile_type: ProfileType
-    payload: bytes
-    sample_count: int
-    dropped_samples: int = 0
-
-
-def _payload(one: OneRequest) -> bytes:
-    return one.payload
+def _unused(ps: ProfileSet) -> bytes:  # encode_requests below replaces the one-request path
+    raise AssertionError("pyroscope encodes windows with encode_requests")
 
 
 class PyroscopeExporter(BatchingProfileExporter):
@@ -40,17 +25,12 @@ class PyroscopeExporter(BatchingProfileExporter):
     def __init__(self, settings: CreateSettings, config: PyroscopeConfig) -> None:
         self.encoder = PyroscopeEncoder(config)
         self.max_bytes = config.max_bytes
-        super().__init__(settings, config, PyroscopeTransport(config), _payload)
+        super().__init__(settings, config, PyroscopeTransport(config), _unused)
 
-    async def _send_set(self, ps: ProfileSet) -> None:
-        n = ps.sample_count
-        self._count("dropped_samples_window_full", ps.dropped_samples)
-        try:
-            enc: Encoded = await asyncio.to_thread(self.encoder.encode, ps)
-        except Exception:  # a bug in the encoder: count the window, keep the exporter
-            self._count("dropped_samples_encode", n)
-            self.log.exception("%s: encoding failed samples=%d", self.id, n)
-            return
+    def encode_requests(self, ps: ProfileSet) -> list[tuple[bytes, int]]:
+        """Runs in a worker thread (the base class's): queueing, persistence, retries, drops
+        and their counters stay the base class's, counted per request."""
+        enc = self.encoder.encode(ps)
         s = enc.stats
         self._count("profiles_encoded", enc.profiles)
         self._count("profiles_split", s.split_profiles)
@@ -66,6 +46,4 @@ class PyroscopeExporter(BatchingProfileExporter):
                 self.max_bytes,
                 s.too_large_samples,
             )
-        for req in enc.requests:
-            one = OneRequest(ps.profile_type, req.body, req.samples)
-            await super()._send_set(one)  # type: ignore[arg-type]
+        return [(req.body, req.samples) for req in enc.requests]

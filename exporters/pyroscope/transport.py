@@ -10,36 +10,20 @@ error is a non-200 status with a JSON body ``{"code": "unauthenticated", "messag
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
-import ssl
-import time
 
 import aiohttp
 from yarl import URL
 
 from collector.sending import PermanentError, RetryableError
 from collector.sending.exporter import SendResult
+from collector.sending.http import client_ssl, parse_retry_after
 from exporters.pyroscope.config import PyroscopeConfig
 from exporters.pyroscope.encode import split_ingest
 from exporters.pyroscope.proto import PUSH_PATH
 
 INGEST_PATH = "/ingest"
 USER_AGENT = "ebpf-profile-collector/0.1.0"
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as delay-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
 def error_reason(body: bytes) -> tuple[str, str]:
@@ -59,7 +43,7 @@ def classify(status: int, body: bytes, retry_after: str | None) -> Exception:
     if status in (401, 403):
         return PermanentError(msg + " (check basic_auth, bearer_token and tenant_id)")
     if status in (408, 429) or (500 <= status <= 599 and status != 501):
-        return RetryableError(msg, retry_after_seconds(retry_after))
+        return RetryableError(msg, parse_retry_after(retry_after))
     return PermanentError(msg)
 
 
@@ -93,21 +77,9 @@ class PyroscopeTransport:
             h["X-Scope-OrgID"] = c.tenant_id
         return h
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        t = self.config.tls
-        if not self.config.uses_tls():
-            return False
-        ctx = ssl.create_default_context(cafile=str(t.ca_file) if t.ca_file else None)
-        if t.cert_file is not None and t.key_file is not None:
-            ctx.load_cert_chain(str(t.cert_file), str(t.key_file))
-        if t.insecure_skip_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._ssl()),
+            connector=aiohttp.TCPConnector(ssl=client_ssl(self.config.tls, self.url)),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
         )
 
