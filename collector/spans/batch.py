@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -13,8 +14,7 @@ ATTR_PID = "process.pid"
 ATTR_TID = "thread.id"
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+class Span(NamedTuple):
     pid: int
     tid: int  # NO_THREAD when the span carries no thread.id
     start_ns: int

@@ -162,3 +162,14 @@ def test_decode_refuses_garbage() -> None:
 
     with pytest.raises(DecodeError):
         decode_traces(b"\xff\xff\xff")
+
+
+def test_indexed_spans_are_not_walked_by_the_cyclic_gc() -> None:
+    import gc
+
+    idx, _, _ = index()
+    idx.add([span(1, t % 4, 9, 9.5, 1) for t in range(100)])
+    gc.collect()
+    gc.collect()  # a tuple is untracked once what it holds is: nested ones take two passes
+    assert not any(gc.is_tracked(e) for lst in idx._threads.values() for e in lst)
+    assert not any(gc.is_tracked(x) for x in idx._fifo)
