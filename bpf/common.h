@@ -23,6 +23,14 @@
 #define EVENT_F_KERNEL_MODE 2  /* the sample interrupted kernel code */
 #define EVENT_F_USER_SPILL 4   /* user_stack_id is an id of stacks_spill, not of stacks */
 #define EVENT_F_KERNEL_SPILL 8 /* kernel_stack_id is an id of stacks_spill */
+#define EVENT_F_USER_FRAMES 16 /* the user stack follows the event (tables, bpf/unwind.h):
+                                * user_stack_id = EVENT_USER_FRAMES(nframes, reason) */
+
+/* With EVENT_F_USER_FRAMES the record is the 64-byte event then nframes u64 user addresses,
+ * leaf first; user_stack_id holds nframes (bits 0-7) and why the walk ended (bits 8-15, enum
+ * unwind_reason). Frames per record: at most EVENT_FRAME_SLOTS - 1. */
+#define EVENT_FRAME_SLOTS 128
+#define EVENT_USER_FRAMES(n, reason) ((s32)((((u32)(reason)&0xff) << 8) | ((u32)(n)&0xff)))
 
 /* event.weight_threshold of an event that was not sampled (value taken as is) */
 #define SAMPLE_UNSAMPLED 0xffffffffu

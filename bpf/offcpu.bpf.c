@@ -17,8 +17,10 @@
  * MIN_BLOCK_NS, MAX_BLOCK_NS, SAMPLE_THRESHOLD (record a switch-out when bpf_get_prandom_u32()
  * is below it; 0 = all), MAX_RATE (recorded switch-outs per second per CPU before adaptive
  * sampling starts; 0 = unlimited), USER_STACKS, KERNEL_STACKS, KERNEL_SKIP (frames of the raw
- * tracepoint's own call path to drop from kernel stacks), and those of common.h
- * (FILTER_PIDS, STACK_MAP_SIZE, RINGBUF_PAGES, KNOWN_PIDS_SIZE, WAKE_EVERY). */
+ * tracepoint's own call path to drop from kernel stacks), UNWIND_TABLES (user stacks from
+ * .eh_frame tables, bpf/unwind.h: walked at switch-out into the task's storage, sent after the
+ * event), and those of common.h (FILTER_PIDS, STACK_MAP_SIZE, RINGBUF_PAGES, KNOWN_PIDS_SIZE,
+ * WAKE_EVERY). */
 #include <uapi/linux/ptrace.h>
 
 #define PROGRAM_COUNTERS 3
@@ -51,6 +53,13 @@
 #ifndef KERNEL_SKIP
 #define KERNEL_SKIP 0
 #endif
+#ifndef UNWIND_TABLES
+#define UNWIND_TABLES 0
+#endif
+#define WITH_TABLES (UNWIND_TABLES && USER_STACKS)
+#if WITH_TABLES
+#include "unwind.h"
+#endif
 
 #if SAMPLE_THRESHOLD
 #define STATIC_THRESHOLD ((u32)SAMPLE_THRESHOLD)
@@ -73,6 +82,12 @@ struct wait_t {
     s32 kernel_stack_id;
     u32 stack_flags; /* EVENT_F_*_SPILL: which map the ids are in */
     char comm[TASK_COMM_LEN];
+#if WITH_TABLES
+    /* The user frames walked at switch-out; ev is filled when the wait ends and sent with the
+     * frames that follow it as one record (so no second copy of the stack is needed). */
+    struct event ev;
+    u64 frames[EVENT_FRAME_SLOTS];
+#endif
 };
 
 BPF_TASK_STORAGE(waits, struct wait_t);
@@ -100,11 +115,15 @@ static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
     u32 pid = w->pid;
     u32 flags = w->stack_flags;
     u64 wake = note_pid(pid, &flags, periodic_wake());
+#if WITH_TABLES
+    struct event *e = &w->ev;
+#else
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
         event_lost(pid, flags);
         return;
     }
+#endif
     e->time_ns = t_in;
     e->value = delta;
     e->kind = EVENT_SAMPLE;
@@ -116,7 +135,15 @@ static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
     e->kernel_stack_id = w->kernel_stack_id;
     e->weight_threshold = w->threshold;
     __builtin_memcpy(e->comm, w->comm, sizeof(e->comm));
+#if WITH_TABLES
+    u32 size = sizeof(struct event) + ((u32)w->user_stack_id & (EVENT_FRAME_SLOTS - 1)) * 8;
+    if (events.ringbuf_output(e, size, wake) != 0) {
+        event_lost(pid, flags);
+        return;
+    }
+#else
     events.ringbuf_submit(e, wake);
+#endif
     count(C_EVENTS);
     /* counted per emitted event, so the counters describe what user space receives */
     count_stack_error(w->user_stack_id, C_USER_STACK_EFAULT);
@@ -181,7 +208,18 @@ static __always_inline void on_switch(void *ctx, u32 sleeping) {
     w->pid = tgid;
     w->threshold = threshold;
     u32 stack_flags = 0;
-#if USER_STACKS
+#if WITH_TABLES
+    /* current is the task switching out: its user registers are those saved at kernel entry */
+    struct unwind_regs regs = {};
+    u32 reason = UNWIND_NO_REGS;
+    u32 nframes = 0;
+    if (unwind_regs_from(0, &regs))
+        nframes = unwind_user(&regs, w->frames, UNWIND_MAX_FRAMES, &reason);
+    else
+        unwind_count(reason);
+    w->user_stack_id = EVENT_USER_FRAMES(nframes, reason);
+    stack_flags |= EVENT_F_USER_FRAMES;
+#elif USER_STACKS
     w->user_stack_id = walk_stack(ctx, BPF_F_USER_STACK, &stack_flags, EVENT_F_USER_SPILL);
 #else
     w->user_stack_id = -ENOENT;

@@ -16,6 +16,10 @@ F_NEW_PID = 1
 F_KERNEL_MODE = 2
 F_USER_SPILL = 4  # the user stack id is an id of the "stacks_spill" map (after a collision)
 F_KERNEL_SPILL = 8
+# The user stack follows the event (unwound from tables): user_stack_id is nframes (bits 0-7)
+# and the walk's end reason (bits 8-15, collector/unwind/layout.py); a frame is a u64.
+F_USER_FRAMES = 16
+FRAME_SLOTS = 128  # EVENT_FRAME_SLOTS: at most 127 frames per record
 UNSAMPLED = 0xFFFFFFFF
 
 NEG_EFAULT = -errno.EFAULT

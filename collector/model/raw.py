@@ -35,6 +35,35 @@ def cpu_profile_type(frequency_hz: int) -> ProfileType:
 # into frames named like bcc's "[Missed User Stack]" so lost stacks stay visible, never dropped.
 MISSING_USER_STACK = -1
 MISSING_KERNEL_STACK = -2
+# The last user frame of a stack unwound from tables (bpf/unwind.h) that stopped before its
+# outermost frame: UNWIND_STOP_BASE - reason, reason as in collector/unwind/layout.py. The
+# symbolizer shows it as "[unwind stopped: <name>]"; a whole stack ("end") carries none.
+UNWIND_STOP_BASE = -16
+UNWIND_STOP_NAMES: dict[int, str] = {
+    UNWIND_STOP_BASE - reason: name
+    for reason, name in enumerate(
+        (
+            "end",
+            "no_process",
+            "no_mapping",
+            "no_row",
+            "table_stop",
+            "plt",
+            "signal_frame",
+            "bad_cfa",
+            "read_fault",
+            "depth_limit",
+            "frame_pointer_end",
+            "no_user_regs",
+        )
+    )
+    if reason
+}
+
+
+def unwind_stop_sentinel(reason: int) -> int:
+    """The marker address for a walk that ended for ``reason`` (not 0, "end")."""
+    return UNWIND_STOP_BASE - reason
 
 
 @dataclass(slots=True)
