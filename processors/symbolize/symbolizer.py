@@ -92,8 +92,10 @@ class Symbolizer:
         self._bad: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
         self._logged = 0
         self._stack_failure_logged = False
-        directory = config.symcache_dir or default_dir()
-        self._store = SymCacheStore(directory, config.symcache_max_bytes, self.log)
+        self._store: SymCacheStore | None = None
+        if config.dwarf_lines and config.symcache_max_bytes:
+            directory = config.symcache_dir or default_dir()
+            self._store = SymCacheStore(directory, config.symcache_max_bytes, self.log)
 
     # ---- public ------------------------------------------------------------------------
     def symbolize(self, batch: RawBatch) -> SymbolizedBatch:

@@ -28,6 +28,11 @@ _MAGIC_LEN = 4  # "SYMC"
 
 
 def default_dir() -> str:
+    # systemd's CacheDirectory= sets CACHE_DIRECTORY (the only writable place under
+    # ProtectSystem=strict); then root's /var/cache, else the user's XDG cache.
+    systemd = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return os.path.join(systemd, "symcache")
     xdg = os.environ.get("XDG_CACHE_HOME")
     if os.geteuid() != 0 and xdg:
         return os.path.join(xdg, "ebpf-profile-collector", "symcache")
