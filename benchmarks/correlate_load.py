@@ -3,13 +3,14 @@ receiver profiles the whole machine through symbolize -> correlate -> folded.
 
 Two runs of the real collector with the same config, side by side in one invocation (modes
 alternate over --rounds): "idle" (no spans sent) and "spans" (a sender in this process posts
-TraceService/Export requests of 100 spans, 20 a second, each span 1 ms on the sender's
-own threads). Printed per mode: the collector's CPU seconds per wall second over the
-steady-state window (from /proc/PID/stat), its peak RSS, the span index's peak size (the
-spans_peak counter), and whether any sample was lost to correlation (samples entering
-correlate == samples leaving it; samples_held_over_limit; pipeline drops). Then the index's
-memory for that peak, measured with tracemalloc on the real SpanIndex fed the same
-requests, and at its max_spans bound.
+TraceService/Export requests, each span 1 ms on the sender's own threads). Requests carry
+512 spans by default, what the OTel SDKs' BatchSpanProcessor sends (max_export_batch_size),
+so 2,000 spans/s are ~4 requests/s; --per-request 100 sends 20 smaller ones a second.
+Printed per mode: the collector's CPU seconds per wall second over the steady-state window
+(/proc/PID/stat), its peak RSS, the span index's peak size (the spans_peak counter), and
+whether any sample was lost to correlation (samples entering correlate == samples leaving
+it; samples_held_over_limit; pipeline drops). Then the index's memory at that peak,
+measured with tracemalloc on the real SpanIndex fed the same requests, and at max_spans.
 
 Run as root after `make test`:
     .venv/bin/python benchmarks/correlate_load.py [--seconds 60] [--rate 2000] [--rounds 1]
@@ -42,7 +43,7 @@ from collector.spans import SpanIndex, decode_traces  # noqa: E402
 COLLECTOR = ROOT / ".venv" / "bin" / "collector"
 TICK = os.sysconf("SC_CLK_TCK")
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-PER_REQUEST = 100
+PER_REQUEST = 512
 MAX_SPANS = 100_000
 
 CONFIG = """
@@ -64,36 +65,36 @@ service:
 """
 
 
-def request(now_ns: int, seq: int) -> bytes:
+def request(now_ns: int, seq: int, per_request: int = PER_REQUEST) -> bytes:
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     kv = rs.resource.attributes.add()
     kv.key, kv.value.int_value = "process.pid", os.getpid()
     ss = rs.scope_spans.add()
     tid = threading.get_native_id()
-    for i in range(PER_REQUEST):
+    for i in range(per_request):
         sp = ss.spans.add()
-        n = seq * PER_REQUEST + i
+        n = seq * per_request + i
         sp.trace_id = n.to_bytes(16, "big")
         sp.span_id = (n + 1).to_bytes(8, "big")
         sp.name = "GET /checkout"
-        sp.start_time_unix_nano = now_ns - (PER_REQUEST - i) * 1_000_000
+        sp.start_time_unix_nano = now_ns - (per_request - i) * 1_000_000
         sp.end_time_unix_nano = sp.start_time_unix_nano + 1_000_000
         a = sp.attributes.add()
         a.key, a.value.int_value = "thread.id", tid + i % 4
     return req.SerializeToString()
 
 
-def send(port: int, rate: int, stop: threading.Event, sent: list[int]) -> None:
-    per_s = rate / PER_REQUEST
+def send(port: int, rate: int, stop: threading.Event, sent: list[int], per: int) -> None:
+    per_s = rate / per
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         call = ch.unary_unary(TRACES, request_serializer=None, response_deserializer=None)
         t0 = time.monotonic()
         seq = 0
         while not stop.is_set():
-            call(request(time.time_ns(), seq), timeout=10)
+            call(request(time.time_ns(), seq, per), timeout=10)
             seq += 1
-            sent[0] += PER_REQUEST
+            sent[0] += per
             delay = t0 + seq / per_s - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -116,7 +117,7 @@ def totals(log: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def run(mode: str, seconds: float, rate: int) -> dict[str, float]:
+def run(mode: str, seconds: float, rate: int, per: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         with __import__("socket").socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -131,7 +132,7 @@ def run(mode: str, seconds: float, rate: int) -> dict[str, float]:
                     raise SystemExit(log.read_text())
                 time.sleep(0.2)
             stop, sent = threading.Event(), [0]
-            sender = threading.Thread(target=send, args=(port, rate, stop, sent))
+            sender = threading.Thread(target=send, args=(port, rate, stop, sent, per))
             if mode == "spans":
                 sender.start()
             time.sleep(15)  # past the first windows, index filled to its steady size
@@ -184,11 +185,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--per-request", type=int, default=PER_REQUEST)
     a = ap.parse_args()
     res: dict[str, list[dict[str, float]]] = {"idle": [], "spans": []}
     for _ in range(a.rounds):
         for mode in ("idle", "spans"):
-            r = run(mode, a.seconds, a.rate)
+            r = run(mode, a.seconds, a.rate, a.per_request)
             res[mode].append(r)
             print(mode, {k: round(v, 4) for k, v in r.items() if not k.startswith("_")})
     med = {m: statistics.median(r["cpu"] for r in rs) for m, rs in res.items()}
