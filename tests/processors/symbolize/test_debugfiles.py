@@ -77,7 +77,9 @@ def _run(procs: list[subprocess.Popen[bytes]], *cmd: str) -> int:
     return p.pid
 
 
-def _build_split(d: Path, crc_ok: bool = True) -> tuple[Path, Path, dict[str, int]]:
+def _build_split(
+    d: Path, crc_ok: bool = True, pie: str = "-pie"
+) -> tuple[Path, Path, dict[str, int]]:
     """prog built -O2 -g, its DWARF and .symtab moved to prog.debug, prog stripped of both
     and linked to it; returns (prog, debug file, nm of the unstripped build)."""
     if shutil.which("gcc") is None or shutil.which("objcopy") is None:
@@ -85,7 +87,8 @@ def _build_split(d: Path, crc_ok: bool = True) -> tuple[Path, Path, dict[str, in
     src = d / "prog.c"
     src.write_text(SRC)
     prog, dbg = d / "prog", d / "prog.debug"
-    subprocess.run(["gcc", "-O2", "-g", str(src), "-o", str(prog)], check=True)
+    pic = "-fPIE" if pie == "-pie" else "-fno-pie"
+    subprocess.run(["gcc", "-O2", "-g", pic, pie, str(src), "-o", str(prog)], check=True)
     truth = _nm(prog)
     subprocess.run(["objcopy", "--only-keep-debug", str(prog), str(dbg)], check=True)
     subprocess.run(["strip", "--strip-all", str(prog)], check=True)
@@ -98,10 +101,11 @@ def _build_split(d: Path, crc_ok: bool = True) -> tuple[Path, Path, dict[str, in
     return prog, dbg, truth
 
 
+@pytest.mark.parametrize("pie", ["-pie", "-no-pie"])
 def test_debuglink_gives_names_lines_and_inlined_calls(
-    tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+    tmp_path: Path, procs: list[subprocess.Popen[bytes]], pie: str
 ) -> None:
-    prog, _dbg, truth = _build_split(tmp_path)
+    prog, _dbg, truth = _build_split(tmp_path, pie=pie)
     pid = _run(procs, str(prog))
     sym, counters = _symbolizer(tmp_path / "cache")
     start = runtime_address(pid, prog, truth["hot_loop"])
