@@ -66,8 +66,10 @@ def decode_traces(body: bytes, receiver_id: str = "") -> SpanBatch:
             if pid is None:
                 without_pid += n
                 continue
+            append = spans.append
             for sp in ss.spans:
-                if len(sp.trace_id) != 16 or len(sp.span_id) != 8:
+                trace_id, span_id = sp.trace_id, sp.span_id
+                if len(trace_id) != 16 or len(span_id) != 8:
                     without_pid += 1  # unusable for a link: counted with the pid-less ones
                     continue
                 tid = NO_THREAD
@@ -75,16 +77,10 @@ def decode_traces(body: bytes, receiver_id: str = "") -> SpanBatch:
                     if kv.key == ATTR_TID:
                         t = _int(kv.value)
                         tid = NO_THREAD if t is None else t
-                end = sp.end_time_unix_nano or sp.start_time_unix_nano
-                spans.append(
+                start = sp.start_time_unix_nano
+                append(
                     Span(
-                        pid,
-                        tid,
-                        sp.start_time_unix_nano,
-                        end,
-                        bytes(sp.trace_id),
-                        bytes(sp.span_id),
-                        sp.name,
+                        pid, tid, start, sp.end_time_unix_nano or start, trace_id, span_id, sp.name
                     )
                 )
     return SpanBatch(body, tuple(spans), total, without_pid, receiver_id)
