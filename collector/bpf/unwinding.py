@@ -14,7 +14,9 @@ A stack receiver whose program was built with UNWIND_TABLES owns one ``TableUnwi
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from collector.unwind import layout as L
 from collector.unwind.maps import UnwindMaps
 
 QUEUE_SIZE = 1024  # process loads waiting for the worker
+MAX_INTERNED = 65536  # distinct user stacks kept for sharing their tuples
 _ADD, _REMOVE, _STOP = 0, 1, 2
 _NO_FRAMES: tuple[int, ...] = ()
 # Counted from the store and the maps (user space), as unwind_<name>; gauges are left out.
@@ -59,6 +62,7 @@ class TableUnwinding:
         self._kernel_prev: dict[str, int] = {}
         self._user_prev: dict[str, int] = {}
         self._failure_logged = False
+        self._interned: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self._thread = threading.Thread(target=self._work, name=f"{name}-unwind", daemon=True)
         self._thread.start()
 
@@ -81,19 +85,25 @@ class TableUnwinding:
         except queue.Full:
             self._count("unwind_queue_full", 1)
 
-    @staticmethod
-    def frames(view: memoryview, user_stack_id: int) -> tuple[int, ...]:
+    def frames(self, view: memoryview, user_stack_id: int) -> tuple[int, ...]:
         """The user frames after the event, leaf first, then the stop sentinel unless the
-        walk reached the outermost frame (or had no user registers: a kernel thread)."""
-        n = user_stack_id & 0xFF
-        reason = (user_stack_id >> 8) & 0xFF
-        n = min(n, (len(view) - EVENT.size) // 8)
+        walk reached the outermost frame (or had no user registers: a kernel thread). Equal
+        stacks share one tuple (interned by their bytes), as stack-map stacks do."""
+        n = min(user_stack_id & 0xFF, (len(view) - EVENT.size) // 8)
         if n <= 0:
             return _NO_FRAMES
-        frames = tuple(view[EVENT.size : EVENT.size + 8 * n].cast("Q"))
-        if reason == L.END or reason == L.NO_REGS:
-            return frames
-        return (*frames, unwind_stop_sentinel(reason))
+        key = (user_stack_id, bytes(view[EVENT.size : EVENT.size + 8 * n]))
+        stack = self._interned.get(key)
+        if stack is not None:
+            return stack
+        frames = tuple(memoryview(key[1]).cast("Q"))
+        reason = (user_stack_id >> 8) & 0xFF
+        if reason != L.END and reason != L.NO_REGS:
+            frames = (*frames, unwind_stop_sentinel(reason))
+        if len(self._interned) >= MAX_INTERNED:
+            self._interned.clear()  # bounded: a burst of distinct stacks costs a rebuild
+        self._interned[key] = frames
+        return frames
 
     def read_counters(self) -> None:
         """Add the growth of the walk reasons and the worker's counters."""
@@ -111,6 +121,11 @@ class TableUnwinding:
 
     def _work(self) -> None:
         name_thread(self._thread.name)
+        # Table builds are background work (0.1-0.3 s of CPU per binary, a burst when the
+        # collector starts on a busy machine): at nice 19 they never take CPU from the
+        # programs being profiled, whose samples meanwhile fall back to frame pointers.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         while True:
             op, pid = self._queue.get()
             if op == _STOP:
