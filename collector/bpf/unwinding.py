@@ -30,7 +30,8 @@ from collector.unwind.maps import UnwindMaps
 
 QUEUE_SIZE = 1024  # process loads waiting for the worker
 MAX_INTERNED = 65536  # distinct user stacks kept for sharing their tuples
-_ADD, _REMOVE, _STOP = 0, 1, 2
+_ADD, _REMOVE, _STOP, _MARK = 0, 1, 2, 3
+PRELOAD_TIMEOUT_S = 5.0  # start() waits at most this long for the configured pids' tables
 _NO_FRAMES: tuple[int, ...] = ()
 # Counted from the store and the maps (user space), as unwind_<name>; gauges are left out.
 _USER_COUNTERS = (
@@ -63,6 +64,7 @@ class TableUnwinding:
         self._user_prev: dict[str, int] = {}
         self._failure_logged = False
         self._interned: dict[tuple[int, bytes], tuple[int, ...]] = {}
+        self._marked = threading.Event()
         self._thread = threading.Thread(target=self._work, name=f"{name}-unwind", daemon=True)
         self._thread.start()
 
@@ -78,6 +80,16 @@ class TableUnwinding:
 
     def process_exit(self, pid: int) -> None:
         self._enqueue(_REMOVE, pid)
+
+    def preload(self, pids: list[int], timeout: float = PRELOAD_TIMEOUT_S) -> bool:
+        """Load ``pids`` now and wait (bounded) until done: with a ``pids`` setting their
+        libraries' tables are built before their first sample, not 0.1-0.3 s after it.
+        False when the wait timed out (the loads go on in the background)."""
+        for pid in pids:
+            self._enqueue(_ADD, pid)
+        self._marked.clear()
+        self._enqueue(_MARK, 0)
+        return self._marked.wait(timeout)
 
     def _enqueue(self, op: int, pid: int) -> None:
         try:
@@ -130,6 +142,9 @@ class TableUnwinding:
             op, pid = self._queue.get()
             if op == _STOP:
                 return
+            if op == _MARK:
+                self._marked.set()
+                continue
             try:
                 if op == _ADD:
                     self.maps.add_process(pid)

@@ -123,17 +123,21 @@ class UnwindMaps:
     def _file_entry(self, fd: int, ln: MapLine, offset: int) -> Entry:
         none = Entry(ln.start, ln.end, 0, 0, 0, ln.path, "")
         try:
-            vaddr = ElfReader(fd).file_offset_to_vaddr(offset)
+            elf = ElfReader(fd)
+            vaddr = elf.file_offset_to_vaddr(offset)
         except (ElfError, OSError, ValueError):
             return none
-        if vaddr is None:
+        if vaddr is None or not elf.loads:
             return none
+        # Breakpad addresses are relative to the image's load address (the first PT_LOAD's
+        # page): 0 for PIE and shared objects, 0x400000 for a classic -no-pie executable.
+        image_base = min(s.vaddr for s in elf.loads) & ~(mmap.PAGESIZE - 1)
         key = binary_key(fd)
         loaded = self.store.acquire(key, lambda: build_table(fd, ln.path))
         if loaded is None:
             return none
-        # address - bias = vaddr - table base, the row pc.
-        bias = ln.start - vaddr + loaded.base
+        # address - bias = (vaddr - image base) - table base, the row pc.
+        bias = ln.start - (vaddr - image_base) + loaded.base
         return Entry(ln.start, ln.end, bias, loaded.first, loaded.count, ln.path, key)
 
     def _vdso_entry(self, pid: int, ln: MapLine) -> Entry | None:
