@@ -51,7 +51,10 @@ def test_adding_and_removing_a_traces_pipeline(tmp_path: Path) -> None:
             summary = await svc.reload(with_traces)
             assert "receivers/otlp" in summary["kept"] and "pipelines/traces" in summary["added"]
             assert (await grpc_call(port, TRACES, request(2)))[0] == grpc.StatusCode.OK
-            await asyncio.sleep(0.1)
+            for _ in range(600):  # until the pipeline loop took the batch (a hang guard)
+                if svc.host.counters.get("pipelines/traces", "spans_received"):
+                    break
+                await asyncio.sleep(0.05)
             c = svc.host.counters.snapshot()
             assert c["pipelines/traces"]["spans_received"] == 2
             assert c["processors/correlate"]["spans_indexed"] == 2
