@@ -11,7 +11,8 @@ libLLVM-15 (117 MB, no DWARF: symbolic names only) when installed. For each:
 - pyelftools (processors/symbolize/dwarf.py as of commit 971b834, loaded from git): the same
   lookups, given at most --pyelftools-seconds.
 
-    .venv/bin/python benchmarks/symbolize_lines.py [--functions 20000] [--lookups 200]
+    .venv/bin/python benchmarks/symbolize_lines.py [--functions 20000] [--lookups 200] \
+        [--extra ~/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/bin/cargo]
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ def main() -> None:
     ap.add_argument("--functions", type=int, default=20000)
     ap.add_argument("--lookups", type=int, default=200)
     ap.add_argument("--pyelftools-seconds", type=float, default=60.0)
+    ap.add_argument("--extra", nargs="*", default=[], help="more binaries (e.g. a Rust cargo)")
     ap.add_argument("--child", nargs="*")
     args = ap.parse_args()
     if args.child:
@@ -178,9 +180,12 @@ def main() -> None:
     targets = {
         "libc (libc6-dbg debug file)": build_id_path(libc_id) or "",
         "libpython3.11 (-O3 -g)": LIBPYTHON,
-        f"generated, {args.functions} functions (-O2 -g)": _big_binary(args.functions),
-        "libLLVM-15 (no DWARF)": LLVM,
     }
+    if args.functions:
+        targets[f"generated, {args.functions} functions (-O2 -g)"] = _big_binary(args.functions)
+    targets["libLLVM-15 (no DWARF)"] = LLVM
+    for path in args.extra:
+        targets[os.path.basename(path)] = path
     cache_dir = tempfile.mkdtemp(prefix="symcache-bench-")
     for name, path in targets.items():
         if not path or not os.path.exists(path):
