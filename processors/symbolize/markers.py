@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collector.model import FRAME_KERNEL, FRAME_NATIVE, Function, Line, Location
+from collector.model.raw import UNWIND_STOP_NAMES
 
 
 def marker(name: str, frame_type: str) -> Location:
@@ -25,6 +26,14 @@ TRUNCATION_COUNTERS = {
     id(TRUNCATED): "stack_truncated_no_frame_pointer",
     id(LONE_LEAF): "stack_truncated_lone_leaf",
 }
+# The table unwinder's stop sentinels (collector/model/raw.py: the last "address" of a walk
+# that ended early, with its reason) -> one marker frame each, counted the same way.
+STOP_MARKERS: dict[int, Location] = {
+    sentinel: marker(f"[unwind stopped: {name}]", FRAME_NATIVE)
+    for sentinel, name in UNWIND_STOP_NAMES.items()
+}
+for _sentinel, _loc in STOP_MARKERS.items():
+    TRUNCATION_COUNTERS[id(_loc)] = f"stack_truncated_{UNWIND_STOP_NAMES[_sentinel]}"
 # Functions a stack legitimately ends in (the outermost frame of a program or a thread).
 OUTERMOST = frozenset(
     {

@@ -38,6 +38,7 @@ from processors.symbolize.markers import (
     LONE_LEAF,
     MISSING_KERNEL,
     MISSING_USER,
+    STOP_MARKERS,
     TRUNCATED,
     TRUNCATION_COUNTERS,
     is_lone_leaf,
@@ -118,10 +119,11 @@ class Symbolizer:
                 except Exception:  # a bug on hostile input costs this stack its names only
                     stack = self._unnamed_stack(proc, s.user_stack, s.kernel_stack)
             frames = stack.frames
-            if frames and (frames[-1] is TRUNCATED or frames[-1] is LONE_LEAF):
+            why = TRUNCATION_COUNTERS.get(id(frames[-1])) if frames else None
+            if why is not None:
                 # Per sample: the cached stack is reused by every later sample of it.
                 self.counters.add(self.component_id, "stack_truncated")
-                self.counters.add(self.component_id, TRUNCATION_COUNTERS[id(frames[-1])])
+                self.counters.add(self.component_id, why)
             out.append(
                 Sample(
                     stack,
@@ -218,6 +220,10 @@ class Symbolizer:
             if proc.snap is None and user[0] != MISSING_USER_STACK:
                 self.counters.add(self.component_id, "process_unknown")
             for i, addr in enumerate(user):
+                stop = STOP_MARKERS.get(addr) if addr < 0 else None
+                if stop is not None:  # the table unwinder says where and why it stopped
+                    frames.append(stop)
+                    break
                 loc = self._user_frame(proc, addr, i > 0)
                 if (
                     i > 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from collector.model import RawBatch, RawSample, cpu_profile_type
+from collector.model.raw import UNWIND_STOP_NAMES, unwind_stop_sentinel
 from collector.proc import ProcessTable
 from collector.telemetry import Counters
 from processors.symbolize import SymbolizeConfig, Symbolizer
@@ -71,3 +72,23 @@ def test_a_lone_main_is_still_truncated(
     sym = Symbolizer(ProcessTable(counters), cfg, counters)
     [s] = _symbolize(sym, pid, (runtime_address(pid, prog, _nm(prog)[name]) + 1,))
     assert [f.label() for f in s.stack.frames] == [name, "[stack truncated: lone leaf]"]
+
+
+def test_table_unwinder_stop_reason_is_shown_and_counted(
+    tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """A walk that ended early (the sentinel after its last frame) says why, per sample."""
+    prog = _o2(tmp_path)
+    pid = _run(procs, str(prog))
+    counters = Counters()
+    cfg = SymbolizeConfig(kernel=False, symcache_dir=str(tmp_path / "cache"))
+    sym = Symbolizer(ProcessTable(counters), cfg, counters)
+    leaf = runtime_address(pid, prog, _nm(prog)["hot_loop"]) + 3
+    no_row = unwind_stop_sentinel(3)
+    assert UNWIND_STOP_NAMES[no_row] == "no_row"
+    out = _symbolize(sym, pid, *[(leaf, no_row)] * 3)
+    for s in out:
+        assert [f.label() for f in s.stack.frames] == ["hot_loop", "[unwind stopped: no_row]"]
+    assert counters.get("symbolize", "stack_truncated") == 3
+    assert counters.get("symbolize", "stack_truncated_no_row") == 3
+    assert counters.get("symbolize", "stack_truncated_lone_leaf") == 0
