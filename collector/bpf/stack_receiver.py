@@ -28,6 +28,7 @@ from collector.bpf.events import (
     F_KERNEL_MODE,
     F_KERNEL_SPILL,
     F_NEW_PID,
+    F_USER_FRAMES,
     F_USER_SPILL,
     NEG_EFAULT,
     NEG_ENOENT,
@@ -37,7 +38,9 @@ from collector.bpf.ringbuf import HEADER_SIZE, RingBuffer
 from collector.bpf.stack_config import StackReceiverConfig
 from collector.bpf.stacks import STAMP_BEFORE_WALK, StackReader
 from collector.bpf.syscall import name_thread
+from collector.bpf.unwinding import TableUnwinding
 from collector.component import CreateSettings
+from collector.errors import RuntimeFailure
 from collector.model import (
     MISSING_KERNEL_STACK,
     MISSING_USER_STACK,
@@ -54,7 +57,9 @@ _RECORD_BYTES = EVENT.size + HEADER_SIZE
 # What StackReader (lost, clears) and RingBuffer (discarded, failed) count, reported as:
 _READER_COUNTS = ("stack_lost", "stack_map_clears", "ringbuf_discarded", "events_failed")
 COLLISION_CLEAR_S = 10.0
-COSTLY_COLLISIONS = 0.01  # of the samples since the last clear: clear within a second
+COSTLY_COLLISIONS = 0.01  # of the samples since the last clear: clear sooner
+COSTLY_CLEAR_S = 1.0
+CLEAR_STEP_S = 0.005  # between steps of a clear
 MAX_FAILED_DRAINS = 5  # in a row: then the receiver has failed
 RETRY_DELAY_S = 0.1  # doubles per failed drain: 0.1 + 0.2 + 0.4 + 0.8 s before the fifth
 _MISSING_USER = (MISSING_USER_STACK,)
@@ -97,6 +102,7 @@ class StackReceiver:
         self._ringbuf: RingBuffer | None = None
         self._stacks: StackReader | None = None
         self._spill: StackReader | None = None  # stacks that collided in self._stacks
+        self._unwind: TableUnwinding | None = None  # user stacks from tables (bpf/unwind.h)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pending: list[RawSample] = []
@@ -110,6 +116,7 @@ class StackReceiver:
         self._closed = False
         self._failure: BaseException | None = None
         self._transient_logged = False
+        self._fallback = False  # unwind: auto fell back to frame pointers at load
 
     # -- what a subclass provides ----------------------------------------------------------
 
@@ -138,8 +145,12 @@ class StackReceiver:
     async def start(self, host: Host) -> None:
         self._host = host
         self._loop = asyncio.get_running_loop()
-        self._prog = await asyncio.to_thread(load, self.program, self.defines(), self.attachments())
+        self._prog = await asyncio.to_thread(self._load)
         try:
+            if "unwind_rows" in self._prog.maps:  # built with UNWIND_TABLES
+                self._unwind = TableUnwinding(self._prog, self._id, self._log, self._count)
+                if self._config.pids:  # known now: their tables need not wait
+                    await asyncio.to_thread(self._unwind.preload, self._config.pids)
             if self._config.pids:
                 pid_filter = self._prog.map("pid_filter")
                 for pid in self._config.pids:
@@ -148,6 +159,8 @@ class StackReceiver:
             self._stacks = StackReader(self._prog.map("stacks"), walk_window=self.walk_window)
             self._spill = StackReader(self._prog.map("stacks_spill"), walk_window=self.walk_window)
         except BaseException:
+            if self._unwind is not None:
+                self._unwind.close()
             self._prog.close()
             raise
         self._thread = threading.Thread(target=self._run, name=f"{self._id}-reader", daemon=True)
@@ -159,6 +172,25 @@ class StackReceiver:
             self.describe(),
             self._prog.load_seconds,
         )
+
+    def _load(self) -> LoadedProgram:
+        """Load the program; with ``unwind: auto``, a kernel that refuses the table walker
+        (verifier, missing helper) gets the frame-pointer build instead (logged, counted)."""
+        defines = self.defines()
+        try:
+            return load(self.program, defines, self.attachments())
+        except RuntimeFailure as exc:
+            if not defines.get("UNWIND_TABLES") or self._config.unwind != "auto":
+                raise
+            self._log.warning(
+                "%s receiver: table unwinding unavailable id=%s, using frame pointers: %s",
+                self.program,
+                self._id,
+                exc,
+            )
+            self._count("unwind_unavailable")
+            self._fallback = True
+            return load(self.program, {**defines, "UNWIND_TABLES": 0}, self.attachments())
 
     async def shutdown(self) -> None:
         if self._closed:
@@ -189,6 +221,9 @@ class StackReceiver:
                 self._count("events_unread", self._ringbuf.pending() // _RECORD_BYTES)
             hand_on(self._take_batch())
             self._ringbuf.close()
+        if self._unwind is not None:
+            self._unwind.close()
+            self._unwind = None
         if self._prog is not None:
             self._prog.close()
 
@@ -207,7 +242,8 @@ class StackReceiver:
         next_emit = time.monotonic() + interval
         failures = 0
         while not self._stop.is_set():
-            self._ringbuf.poll(max(0.0, next_emit - time.monotonic()))
+            wait = max(0.0, next_emit - time.monotonic())
+            self._ringbuf.poll(min(wait, CLEAR_STEP_S) if self.clearing else wait)
             if self._stop.is_set():
                 return
             try:
@@ -293,26 +329,44 @@ class StackReceiver:
             self._peak_pending = pending
         self._events_since_clear += self._ringbuf.drain(self._on_event)
         self._collisions_since_clear += self._read_counters()
+        if self._unwind is not None:
+            self._unwind.read_counters()
         # A stack that collides in both maps stays unrecordable until its buckets are freed,
-        # so collisions trigger a clear too: within a second when they cost more than 1 % of
-        # the samples (a hot stack lost), else at most every COLLISION_CLEAR_S. Both maps
-        # are emptied together: the spill map only holds what collided with the main one's
+        # so collisions trigger a clear too: after COSTLY_CLEAR_S when they cost more than
+        # 1 % of the samples (a hot stack lost), else at most every COLLISION_CLEAR_S (a clear
+        # costs 2-3 bpf(2) calls per id, and as many lookups again after it). Both maps are
+        # emptied together: the spill map only holds what collided with the main one's
         # current stacks.
         assert self._spill is not None
         now = time.monotonic()
         since = now - self._last_clear
         collided = self._collisions_since_clear
-        if (
+        if self.clearing:
+            pass
+        elif (
             self._stacks.full()
             or self._spill.full()
             or (collided and since >= COLLISION_CLEAR_S)
-            or (collided > COSTLY_COLLISIONS * self._events_since_clear and since >= 1.0)
+            or (collided > COSTLY_COLLISIONS * self._events_since_clear and since >= COSTLY_CLEAR_S)
         ):
-            self._stacks.clear()
-            self._spill.clear()
+            self._stacks.start_clear()
+            self._spill.start_clear()
             self._last_clear = now
             self._events_since_clear = self._collisions_since_clear = 0
+        # A step at a time, the ring read in between: a whole clear of thousands of ids
+        # would leave it unread for 25-200 ms (more when the machine is busy).
+        if self._stacks.clear_step():
+            self._spill.clear_step()
         self._count_reader()
+
+    @property
+    def clearing(self) -> bool:
+        """The stack maps are being emptied, a step per drain."""
+        return (
+            self._stacks is not None
+            and self._spill is not None
+            and (self._stacks.clearing or self._spill.clearing)
+        )
 
     def _count_reader(self) -> None:
         """Add the growth of what the ring and stack readers counted (no syscalls)."""
@@ -339,15 +393,20 @@ class StackReceiver:
 
     def _on_event(self, view: memoryview) -> None:
         time_ns, value, kind, flags, pid, tid, cpu, ustack, kstack, threshold, raw_comm = (
-            EVENT.unpack(view)
+            EVENT.unpack_from(view)
         )
         host = self._host
         assert host is not None
+        unwind = self._unwind
         if kind == EVENT_EXEC:
             host.processes.exec(pid)
+            if unwind is not None:
+                unwind.process_exec(pid)
             return
         if kind == EVENT_EXIT:
             host.processes.exit(pid)
+            if unwind is not None:
+                unwind.process_exit(pid)
             return
         comm = self._comm_ok.get(raw_comm, "")
         if comm == "":
@@ -357,7 +416,13 @@ class StackReceiver:
             return  # the comm regex runs here: BPF cannot match regular expressions
         if flags & F_NEW_PID:
             host.processes.observe(pid)
+            if unwind is not None:
+                unwind.process_seen(pid)
         walked = self.walk_stamp_ns(time_ns, value)
+        if flags & F_USER_FRAMES and unwind is not None:
+            user = unwind.frames(view, ustack)
+        else:
+            user = self._user_stack(ustack, flags, walked)
         self._pending.append(
             RawSample(
                 pid,
@@ -366,7 +431,7 @@ class StackReceiver:
                 comm,
                 time_ns + self._boot_offset,
                 self.value(value, threshold),
-                self._user_stack(ustack, flags, walked),
+                user,
                 self._kernel_stack(kstack, flags, walked),
             )
         )

@@ -28,9 +28,11 @@ from collector.bpf.syscall import MAP_TYPE_STACK_TRACE, Map
 
 _KEY = struct.Struct("<I")
 _NEVER = -(1 << 63)
+_NEVER_AFTER = 1 << 63
 # The walks take a few microseconds in the same run of the program as the stamp; the bound
 # leaves room for a short interrupt between them (see the README's caveats).
 MARGIN_NS = 20_000
+CLEAR_STEP = 256  # fewest ids clear_step() deletes
 STAMP_BEFORE_WALK = (0, MARGIN_NS)  # walked at most MARGIN_NS after the stamp
 STAMP_AFTER_WALK = (-MARGIN_NS, 0)
 
@@ -65,6 +67,9 @@ class StackReader:
         self._deleted: dict[int, _Deleted] = {}
         self._walk_lo, self._walk_hi = walk_window
         self._current_from = _NEVER  # walks after this found only ids made since the clear
+        self._to_delete: list[bytes] | None = None  # ids a clear in progress has yet to delete
+        self._step = CLEAR_STEP
+        self._old_cache: dict[int, tuple[int, ...]] = {}  # the cache when that clear began
         self._threshold = max(1, int(stack_map.max_entries * clear_fraction))
         self.clears = 0  # how many times the map was emptied
         self.lost = 0  # ids whose stack could not be known when we looked them up
@@ -102,6 +107,9 @@ class StackReader:
     def _current(self, stack_id: int) -> tuple[int, ...] | None:
         stack = self._cache.get(stack_id)
         if stack is None:
+            stack = self._old_cache.get(stack_id)  # a clear has yet to delete it
+            if stack is not None:
+                return stack
             raw = self._map.lookup(_KEY.pack(stack_id))
             if raw is None:
                 return None
@@ -125,6 +133,11 @@ class StackReader:
         """The cache holds ``clear_fraction`` of the map's capacity: time to clear."""
         return len(self._cache) >= self._threshold
 
+    @property
+    def clearing(self) -> bool:
+        """A clear was started and not finished (see ``clear_step``)."""
+        return self._to_delete is not None
+
     def maybe_clear(self) -> bool:
         """Empty the map and the cache when ``full()``. Call right after a drain. Returns
         True when cleared."""
@@ -134,14 +147,41 @@ class StackReader:
         return True
 
     def clear(self) -> None:
-        deleted = self._deleted
-        keys = self._map.keys()  # a snapshot: ids made while we delete stay
-        for key in keys:
+        """Empty the map now (``start_clear`` and every step at once)."""
+        self.start_clear()
+        while not self.clear_step(1 << 30):
+            pass
+
+    def start_clear(self) -> None:
+        """Begin emptying the map; ``clear_step`` deletes it id by id, so that a caller can
+        keep reading events in between (a clear of thousands of ids takes 25-200 ms). Until
+        it is done every lookup goes by its id's deletion time."""
+        if self._to_delete is not None:
+            return
+        self._to_delete = self._map.keys()  # a snapshot: ids made while we delete stay
+        self._step = max(CLEAR_STEP, len(self._to_delete) // 8 + 1)
+        self._old_cache, self._cache = self._cache, {}
+        self._current_from = _NEVER_AFTER
+
+    def clear_step(self, limit: int = 0) -> bool:
+        """Delete up to ``limit`` more ids (0: an eighth of the clear's ids, at least
+        CLEAR_STEP), so a clear is done in at most 8 steps; True when it is done."""
+        keys = self._to_delete
+        if keys is None:
+            return True
+        limit = limit or self._step
+        deleted, old = self._deleted, self._old_cache
+        while keys and limit > 0:
+            limit -= 1
+            key = keys.pop()
             stack_id = _KEY.unpack(key)[0]
-            stack = self._current(stack_id)  # ids not read yet are looked up first
+            stack = old.pop(stack_id, None)
+            if stack is None:
+                stack = self._current(stack_id)  # not read yet: looked up first
             before = _boot_ns()
             self._map.delete(key)
             after = _boot_ns()
+            self._cache.pop(stack_id, None)  # looked up during the clear, before this delete
             if stack is not None:
                 prev = deleted.get(stack_id)
                 if prev is None:
@@ -149,6 +189,10 @@ class StackReader:
                 else:  # the same stack on both sides of the last deletion: still valid
                     since = prev.since if prev.stack == stack else prev.after
                 deleted[stack_id] = _Deleted(since, before, after, stack)
-        self._cache = {}
+        if keys:
+            return False
+        self._to_delete = None
+        self._old_cache = {}
         self._current_from = _boot_ns()
         self.clears += 1
+        return True
