@@ -5,6 +5,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -14,12 +15,21 @@ from collector.component import ComponentConfig
 from collector.config.duration import Duration
 
 PAGE_SIZE = mmap.PAGESIZE  # BPF_RINGBUF_OUTPUT counts pages of the kernel's size
+# With tables a record carries its user frames: sized for this many (deep Python stacks) when
+# deciding how often BPF wakes the reader, so deep stacks cannot fill the buffer unseen.
+TYPICAL_FRAMES = 32
 
 
 class StackReceiverConfig(ComponentConfig):
     pids: list[int] = Field(default_factory=list, description="only these tgids; [] = all")
     comm: str | None = Field(None, description="regex searched in the 15-char comm (user space)")
     user_stacks: bool = True
+    unwind: Literal["auto", "frame_pointers", "tables"] = Field(
+        "auto",
+        description="user stacks: tables (.eh_frame, unwound in BPF) where a binary has one, "
+        "frame pointers elsewhere; auto = tables, or frame pointers if the kernel refuses "
+        "the walker; frame_pointers = the kernel's walker only",
+    )
     kernel_stacks: bool = True
     stack_map_size: int = Field(16384, ge=64, le=1 << 20)
     ringbuf_pages: int = Field(256, ge=1, le=1 << 16, description="power of two; 4 KiB pages")
@@ -60,7 +70,12 @@ class StackReceiverConfig(ComponentConfig):
 
     def ringbuf_events(self) -> int:
         """How many events the ring buffer holds (each record: the event and its header)."""
-        return self.ringbuf_pages * PAGE_SIZE // (EVENT.size + HEADER_SIZE)
+        record = EVENT.size + HEADER_SIZE + (8 * TYPICAL_FRAMES if self.tables() else 0)
+        return self.ringbuf_pages * PAGE_SIZE // record
+
+    def tables(self) -> bool:
+        """User stacks are unwound from tables (unless auto falls back at load)."""
+        return self.user_stacks and self.unwind != "frame_pointers"
 
     def common_defines(self, ncpus: int | None = None) -> dict[str, int]:
         """The -D defines bpf/common.h and the stack walks read."""
@@ -72,6 +87,7 @@ class StackReceiverConfig(ComponentConfig):
             "FILTER_PIDS": int(bool(self.pids)),
             "USER_STACKS": int(self.user_stacks),
             "KERNEL_STACKS": int(self.kernel_stacks),
+            "UNWIND_TABLES": int(self.tables()),
             # wake the reader when every CPU together may have filled a quarter of the buffer
             "WAKE_EVERY": max(1, self.ringbuf_events() // (4 * ncpus)),
         }
