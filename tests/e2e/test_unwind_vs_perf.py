@@ -1,0 +1,175 @@
+"""Table unwinding against perf on programs nobody here wrote: Debian's xz and python3.11.
+
+The collector (cpu receiver, ``unwind: auto``, symbolize, folded) and
+``perf record --call-graph dwarf`` profile the same process in the same run: perf starts the
+workload, the collector picks it out by comm. Compared: the median stack depth (frames, kernel
+ones included on both sides) and the inclusive share of perf's 10 most frequent named
+functions. perf copies 8 KiB of user stack per sample and unwinds it with libdw afterwards,
+the reference every eBPF profiler is held to.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.support.collector_run import start_collector
+
+pytestmark = [pytest.mark.bpf, pytest.mark.slow]
+
+SECONDS = 4
+CONFIG = """
+receivers:
+  cpu:
+    frequency: 99
+    comm: "%(comm)s"
+processors:
+  symbolize: {}
+exporters:
+  folded:
+    directory: %(out)s
+    interval: 600
+service:
+  telemetry:
+    metrics:
+      address: none
+  pipelines:
+    profiles:
+      receivers: [cpu]
+      processors: [symbolize]
+      exporters: [folded]
+"""
+PY_LOOP = (
+    "import sys, time\n"
+    "def leaf(i):\n    return i * i % 7\n"
+    "def mid(n):\n    return sum(leaf(i) for i in range(n))\n"
+    "end = time.time() + float(sys.argv[1])\n"
+    "while time.time() < end:\n    mid(10000)\n"
+)
+
+
+def _perf_stacks(data: Path) -> list[list[str]]:
+    """Each sample's function names, leaf first ("?" where perf has none)."""
+    out = subprocess.run(
+        ["perf", "script", "-i", str(data), "-F", "ip,sym"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    stacks: list[list[str]] = []
+    cur: list[str] = []
+    for line in out.splitlines():
+        parts = line.split(None, 1)
+        if not parts:
+            if cur:
+                stacks.append(cur)
+            cur = []
+            continue
+        name = parts[1].strip() if len(parts) > 1 else "?"
+        if name.endswith("(inlined)"):
+            continue  # libdw's inline expansion: our symbolizer names the function itself
+        cur.append("?" if name == "[unknown]" else _plain(name.split("+0x")[0]))
+    if cur:
+        stacks.append(cur)
+    return stacks
+
+
+def _plain(name: str) -> str:
+    """Without a symbol version (``__libc_start_main@@GLIBC_2.34``): perf shows none."""
+    return name.split("@", 1)[0]
+
+
+def _our_stacks(out: Path, comm: str) -> list[list[str]]:
+    stacks: list[list[str]] = []
+    for f in out.glob("*.folded"):
+        for line in f.read_text().splitlines():
+            stack, count = line.rsplit(" ", 1)
+            frames = stack.split(";")
+            if frames[0] != comm:
+                continue
+            names = [_plain(fr) for fr in reversed(frames[1:]) if not fr.startswith("[")]
+            stacks.extend([names] * int(count))
+    return stacks
+
+
+def _inclusive(stacks: list[list[str]]) -> Counter[str]:
+    c: Counter[str] = Counter()
+    for s in stacks:
+        for name in set(s):
+            if name != "?" and "+0x" not in name:
+                c[name] += 1
+    return c
+
+
+def _compare(
+    tmp: Path, argv: list[str], comm: str, warm: list[str], stdin: Path | None = None
+) -> None:
+    """``warm`` runs first, through a symlink named "warm" (another comm, left out of the
+    comparison): a long-running collector has the tables of common binaries loaded, so the
+    comparison is of the steady state, not of the first 0.1-0.7 s while they are built."""
+    if shutil.which("perf") is None or not Path(argv[0]).exists():
+        pytest.skip("perf or the workload is not installed")
+    out = tmp / "profiles"
+    cfg = tmp / "c.yaml"
+    cfg.write_text(CONFIG % {"out": out, "comm": f"^({comm}|warm)$"})
+    data = tmp / "perf.data"
+    link = tmp / "warm"
+    link.symlink_to(argv[0])
+    col = start_collector(cfg)
+    try:
+        with open(stdin or "/dev/null", "rb") as f:
+            subprocess.run([str(link), *warm], stdin=f, stdout=subprocess.DEVNULL, check=True)
+        time.sleep(1.0)
+        with open(stdin or "/dev/null", "rb") as f:
+            subprocess.run(
+                [
+                    "perf",
+                    "record",
+                    "-q",
+                    "-F",
+                    "99",
+                    "--call-graph",
+                    "dwarf",
+                    "-o",
+                    str(data),
+                    *argv,
+                ],
+                stdin=f,
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+    finally:
+        rc = col.stop()
+    assert rc == 0, col.logs()
+    theirs = _perf_stacks(data)
+    ours = _our_stacks(out, comm)
+    assert len(theirs) >= 100 and len(ours) >= 100, (len(theirs), len(ours))
+    d_theirs = statistics.median(len(s) for s in theirs)
+    d_ours = statistics.median(len(s) for s in ours)
+    inc_t, inc_o = _inclusive(theirs), _inclusive(ours)
+    top = [n for n, _ in inc_t.most_common(10)]
+    diffs = {n: round(100 * inc_o[n] / len(ours) - 100 * inc_t[n] / len(theirs), 1) for n in top}
+    print(f"{comm}: depth ours={d_ours} perf={d_theirs}; share diffs (points) {diffs}")
+    assert abs(d_ours - d_theirs) <= 0.10 * d_theirs, (d_ours, d_theirs)
+    assert all(abs(d) <= 5.0 for d in diffs.values()), diffs
+
+
+def test_xz_against_perf(tmp_path: Path) -> None:
+    data = tmp_path / "input"
+    # Compressible but not trivial: text with a random walk through a vocabulary.
+    words = [f"w{i}" for i in range(5000)]
+    rnd = random.Random(1)
+    data.write_text(" ".join(rnd.choice(words) for _ in range(3_000_000)))
+    _compare(tmp_path, ["/usr/bin/xz", "-9e", "-T1", "-c"], "xz", ["-1", "-c"], stdin=data)
+
+
+def test_python_against_perf(tmp_path: Path) -> None:
+    argv = ["/usr/bin/python3.11", "-c", PY_LOOP, str(SECONDS)]
+    _compare(tmp_path, argv, "python3.11", ["-c", PY_LOOP, "0.5"])
