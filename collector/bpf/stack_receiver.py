@@ -258,12 +258,14 @@ class StackReceiver:
                 if failures >= MAX_FAILED_DRAINS:
                     raise ReaderFailed(failures) from exc
                 if failures == 1 and not self._transient_logged:
+                    # One line, the first time: the traceback goes with the failure, if any.
                     self._transient_logged = True
                     self._log.warning(
-                        "%s receiver drain failed id=%s (retrying)",
+                        "%s receiver drain failed id=%s error=%r (retrying; counted as "
+                        "reader_errors)",
                         self.program,
                         self._id,
-                        exc_info=True,
+                        exc,
                     )
                 # Back off briefly: the buffer holds seconds of events, so a few retries
                 # cannot overflow it, and a broken reader is known within about 2 s.

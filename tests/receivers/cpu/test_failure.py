@@ -146,7 +146,10 @@ def test_drains_failing_in_a_row_are_a_failure(caplog: pytest.LogCaptureFixture)
     assert run.counters()["receiver_failed"] == 1
     assert len(_failure_logs(caplog)) == 1
     retrying = [r for r in caplog.records if "retrying" in r.getMessage()]
-    assert len(retrying) == 1  # the first transient error, logged once
+    assert len(retrying) == 1  # the first transient error, one line
+    assert "injected drain failure 4" in retrying[0].getMessage()
+    # The cause's traceback is logged once, with the failure.
+    assert sum(r.exc_info is not None for r in caplog.records) == 1
 
 
 def test_a_transient_drain_error_only_counts(caplog: pytest.LogCaptureFixture) -> None:
