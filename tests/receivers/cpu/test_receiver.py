@@ -208,7 +208,15 @@ def test_stack_map_clears_lose_no_stacks(
     # (a window of microseconds) when another stack has taken the bucket since: rare here,
     # about 1 in 5 runs, and it is counted, not guessed.
     monkeypatch.setattr(stack_receiver, "COLLISION_CLEAR_S", 0.3)
-    config = CpuConfig(frequency=4999, include_idle=True, stack_map_size=4096, drain_interval=0.1)
+    # User stacks in the stack map (with tables they travel in the event and only kernel
+    # stacks would fill it).
+    config = CpuConfig(
+        frequency=4999,
+        include_idle=True,
+        stack_map_size=4096,
+        drain_interval=0.1,
+        unwind="frame_pointers",
+    )
     consumer, host, pid, _, _ = asyncio.run(_run(config, [str(shares_binary), "3"], 3))
     counters = host.counters.snapshot()["cpu"]
     print({k: v for k, v in counters.items() if "stack" in k})
