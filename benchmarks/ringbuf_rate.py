@@ -16,6 +16,7 @@ prints, per rate:
 
 Run as root after `make test`:
     .venv/bin/python benchmarks/ringbuf_rate.py [--seconds 20] [--rates 99 999 1999]
+        [--unwind frame_pointers]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ READER = "cpu-reader"
 CONFIG = """
 receivers:
   cpu:
-    frequency: %(freq)d
+    frequency: %(freq)d%(unwind)s
 processors:
   symbolize: {}
 exporters:
@@ -88,11 +89,12 @@ def folded_samples(out: Path) -> int:
     return n
 
 
-def run_rate(freq: int, seconds: float, work: Path) -> dict[str, float]:
+def run_rate(freq: int, seconds: float, work: Path, unwind: str | None) -> dict[str, float]:
     out = work / f"profiles-{freq}"
     cfg = work / f"rate-{freq}.yaml"
     log_path = work / f"rate-{freq}.log"
-    cfg.write_text(CONFIG % {"freq": freq, "out": out})
+    extra = f"\n    unwind: {unwind}" if unwind else ""
+    cfg.write_text(CONFIG % {"freq": freq, "out": out, "unwind": extra})
     with log_path.open("w") as log_f:
         proc = subprocess.Popen(
             [*COLLECTOR, "--config", str(cfg)], stderr=log_f, stdout=log_f, cwd=ROOT
@@ -136,6 +138,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rates", type=int, nargs="+", default=[99, 999, 1999])
     ap.add_argument("--keep", type=Path, help="write configs, logs and profiles here")
+    ap.add_argument(
+        "--unwind",
+        choices=["auto", "tables", "frame_pointers"],
+        help="the cpu receiver's unwind setting (default: its own default)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (BPF)")
@@ -152,12 +159,13 @@ def main() -> None:
                 for _ in range(ncpu)
             ]
             try:
-                rows.append((freq, run_rate(freq, args.seconds, work)))
+                rows.append((freq, run_rate(freq, args.seconds, work, args.unwind)))
             finally:
                 for s in spinners:
                     s.kill()
                     s.wait()
-    print(f"{ncpu} CPUs busy, {args.seconds:g} s per rate, ring buffer 256 pages (1 MiB)")
+    unwind = args.unwind or "default"
+    print(f"{ncpu} CPUs busy, {args.seconds:g} s per rate, ring buffer 256 pages, unwind {unwind}")
     head = (
         f"{'Hz':>5} {'events/s':>9} {'ringbuf_full':>12} {'stack_lost':>10} "
         f"{'reader CPU %':>12} {'collector CPU %':>15} {'received/perf':>13} "
