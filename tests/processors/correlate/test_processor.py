@@ -8,6 +8,8 @@ import asyncio
 import logging
 import time
 
+import pytest
+
 from collector.component import CreateSettings
 from collector.host import Host
 from collector.model import ProcessInfo, Sample, Stack, SymbolizedBatch, cpu_profile_type
@@ -17,6 +19,15 @@ from processors.correlate import CorrelateConfig, CorrelateProcessor
 T0 = time.time_ns()
 MS = 1_000_000
 PROC = ProcessInfo(4242, "app")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_t0() -> None:
+    """Times are near "now" for each test: a module-level stamp taken at collection is
+    minutes old by the time a full suite reaches these tests, and the index expires spans
+    older than its retention (the tests failed that way in a whole-suite run)."""
+    global T0
+    T0 = time.time_ns()
 
 
 def sample(tid: int, t_ms: int) -> Sample:
