@@ -36,28 +36,27 @@ def cpu_profile_type(frequency_hz: int) -> ProfileType:
 MISSING_USER_STACK = -1
 MISSING_KERNEL_STACK = -2
 # The last user frame of a stack unwound from tables (bpf/unwind.h) that stopped before its
-# outermost frame: UNWIND_STOP_BASE - reason, reason as in collector/unwind/layout.py. The
+# outermost frame: UNWIND_STOP_BASE - reason, with the reason codes of UNWIND_REASONS. The
 # symbolizer shows it as "[unwind stopped: <name>]"; a whole stack ("end") carries none.
 UNWIND_STOP_BASE = -16
+# Why a table walk ended, by the reason code bpf/unwind.h reports (collector.unwind uses the
+# same tuple); 0, "end", is a whole stack.
+UNWIND_REASONS: tuple[str, ...] = (
+    "end",
+    "no_process",
+    "no_mapping",
+    "no_row",
+    "table_stop",
+    "plt",
+    "signal_frame",
+    "bad_cfa",
+    "read_fault",
+    "depth_limit",
+    "frame_pointer_end",
+    "no_user_regs",
+)
 UNWIND_STOP_NAMES: dict[int, str] = {
-    UNWIND_STOP_BASE - reason: name
-    for reason, name in enumerate(
-        (
-            "end",
-            "no_process",
-            "no_mapping",
-            "no_row",
-            "table_stop",
-            "plt",
-            "signal_frame",
-            "bad_cfa",
-            "read_fault",
-            "depth_limit",
-            "frame_pointer_end",
-            "no_user_regs",
-        )
-    )
-    if reason
+    UNWIND_STOP_BASE - reason: name for reason, name in enumerate(UNWIND_REASONS) if reason
 }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+from collector.model.raw import UNWIND_REASONS
+
 # struct unwind_row: pc (vaddr - table base), cfa_off (x8), rbp_off (x8), kind.
 ROW = struct.Struct("<IHBB")
 # struct unwind_mapping: start, end, bias, row_first, row_count.
@@ -38,20 +40,7 @@ READ_FAULT = 8
 DEPTH = 9
 FP_END = 10
 NO_REGS = 11
-REASONS: tuple[str, ...] = (
-    "end",  # the outermost frame was reached: a whole stack
-    "no_process",
-    "no_mapping",
-    "no_row",
-    "table_stop",
-    "plt",
-    "signal_frame",
-    "bad_cfa",
-    "read_fault",
-    "depth_limit",
-    "frame_pointer_end",
-    "no_user_regs",
-)
+REASONS = UNWIND_REASONS  # one list for the walker's codes, shared with the raw model
 
 
 def kind(cfa: int, rbp: int = RBP_SAME, reason: int = 0) -> int:
