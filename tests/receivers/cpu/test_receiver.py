@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.bpf import stack_receiver
+from collector.bpf import StackReader, stack_receiver
 from collector.component import CreateSettings
 from collector.host import Host
 from collector.model import MISSING_KERNEL_STACK, MISSING_USER_STACK, RawBatch
@@ -201,13 +201,16 @@ def test_short_lived_process_is_announced_while_alive() -> None:
 def test_stack_map_clears_lose_no_stacks(
     shares_binary: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Collisions empty the stack map (here every 0.3 s instead of 10 s) while ~10 000
-    # samples/s come in: events walked before each clear are read after it and must still
-    # get their own stacks. Reading the map after the clear, as before, lost 12-17 stacks
-    # here. What remains unknowable is a walk that overlapped its own id's delete syscall
-    # (a window of microseconds) when another stack has taken the bucket since: rare here,
-    # about 1 in 5 runs, and it is counted, not guessed.
-    monkeypatch.setattr(stack_receiver, "COLLISION_CLEAR_S", 0.3)
+    # The stack maps are emptied every 200 stacks read while ~10 000 samples/s come in:
+    # events walked before each clear are read after it and must still get their own stacks.
+    # Reading the map after the clear, as before, lost 12-17 stacks in 11 such clears. What remains
+    # unknowable is a walk that overlapped its own id's delete syscall (a window of
+    # microseconds) when another stack has taken the bucket since: rare, and counted.
+    class EagerReader(StackReader):
+        def full(self) -> bool:  # a clear every 200 stacks read, not at 75 % of the map
+            return len(self) >= 200
+
+    monkeypatch.setattr(stack_receiver, "StackReader", EagerReader)
     # User stacks in the stack map (with tables they travel in the event and only kernel
     # stacks would fill it).
     config = CpuConfig(
