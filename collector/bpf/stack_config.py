@@ -24,8 +24,10 @@ class StackReceiverConfig(ComponentConfig):
     pids: list[int] = Field(default_factory=list, description="only these tgids; [] = all")
     comm: str | None = Field(None, description="regex searched in the 15-char comm (user space)")
     user_stacks: bool = True
+    # frame_pointers stays the default until table builds stop costing a burst of CPU at
+    # every start (a core for seconds on a host with many binaries: collector/unwind/README.md).
     unwind: Literal["auto", "frame_pointers", "tables"] = Field(
-        "auto",
+        "frame_pointers",
         description="user stacks: tables (.eh_frame, unwound in BPF) where a binary has one, "
         "frame pointers elsewhere; auto = tables, or frame pointers if the kernel refuses "
         "the walker; frame_pointers = the kernel's walker only",

@@ -30,6 +30,7 @@ CONFIG = """
 receivers:
   cpu:
     frequency: 99
+    unwind: auto
     comm: "%(comm)s"
 processors:
   symbolize: {}
