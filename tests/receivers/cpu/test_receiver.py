@@ -201,14 +201,14 @@ def test_short_lived_process_is_announced_while_alive() -> None:
 def test_stack_map_clears_lose_no_stacks(
     shares_binary: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The stack maps are emptied every 200 stacks read while ~10 000 samples/s come in:
+    # The stack maps are emptied every 50 stacks read while ~10 000 samples/s come in:
     # events walked before each clear are read after it and must still get their own stacks.
     # Reading the map after the clear, as before, lost 12-17 stacks in 11 such clears. What remains
     # unknowable is a walk that overlapped its own id's delete syscall (a window of
     # microseconds) when another stack has taken the bucket since: rare, and counted.
     class EagerReader(StackReader):
-        def full(self) -> bool:  # a clear every 200 stacks read, not at 75 % of the map
-            return len(self) >= 200
+        def full(self) -> bool:  # a clear every 50 stacks read, not at 75 % of the map
+            return len(self) >= 50
 
     monkeypatch.setattr(stack_receiver, "StackReader", EagerReader)
     # User stacks in the stack map (with tables they travel in the event and only kernel
@@ -223,7 +223,7 @@ def test_stack_map_clears_lose_no_stacks(
     consumer, host, pid, _, _ = asyncio.run(_run(config, [str(shares_binary), "3"], 3))
     counters = host.counters.snapshot()["cpu"]
     print({k: v for k, v in counters.items() if "stack" in k})
-    assert counters.get("stack_map_clears", 0) >= 5
+    assert counters.get("stack_map_clears", 0) >= 3  # a quiet machine: few distinct stacks
     assert counters.get("stack_lost", 0) <= 2
     ranges = symbol_ranges(shares_binary)
     burn = [ranges[n] for n in ("burn_a", "burn_b", "burn_c")]
