@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-AttachKind = Literal["perf_event", "tracepoint", "raw_tracepoint", "uprobe", "uretprobe"]
+AttachKind = Literal["perf_event", "tracepoint", "raw_tracepoint", "uprobe", "uretprobe", "program"]
 
 # Perf events a perf_event attachment may name: (perf type, config).
 PERF_EVENTS: dict[str, tuple[int, int]] = {
@@ -22,6 +22,8 @@ class AttachSpec:
     - tracepoint: target is ``category:event`` (needs tracefs).
     - raw_tracepoint: target is the event name (``sched_switch``).
     - uprobe / uretprobe: target is a binary path, ``symbol`` the function, ``pid`` -1 for all.
+    - program: load ``fn_name`` as a kprobe-type program and hand back its fd unattached (the
+      parent attaches it to uprobes per process, collector/bpf/uprobe.py); target is unused.
     """
 
     kind: AttachKind

@@ -110,6 +110,8 @@ def _attach(bpf: Any, spec: AttachSpec) -> list[tuple[int, dict[str, Any]]]:
             pid=spec.pid,
         )
         return [(bpf.uprobe_fds[k], meta) for k in set(bpf.uprobe_fds) - before]
+    if spec.kind == "program":  # attached later by the parent (collector/bpf/uprobe.py)
+        return [(bpf.load_func(spec.fn_name.encode(), bpf.KPROBE).fd, meta)]
     raise ChildError("runtime", f"unknown attach kind {spec.kind!r}")
 
 
