@@ -410,16 +410,19 @@ class StackReceiver:
             if unwind is not None:
                 unwind.process_exit(pid)
             return
+        # A new pid is observed before the comm filter: its first event may carry the comm
+        # it had before exec (`nice`, a shell) and BPF announces each pid only once, so a
+        # process filtered here would never be snapshotted under its later, matching comm.
+        if flags & F_NEW_PID:
+            host.processes.observe(pid)
+            if unwind is not None:
+                unwind.process_seen(pid)
         comm = self._comm_ok.get(raw_comm, "")
         if comm == "":
             comm = self._decode_comm(raw_comm)
         if comm is None:
             self._count("comm_filtered")
             return  # the comm regex runs here: BPF cannot match regular expressions
-        if flags & F_NEW_PID:
-            host.processes.observe(pid)
-            if unwind is not None:
-                unwind.process_seen(pid)
         walked = self.walk_stamp_ns(time_ns, value)
         if flags & F_USER_FRAMES and unwind is not None:
             user = unwind.frames(view, ustack)

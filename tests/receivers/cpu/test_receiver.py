@@ -242,3 +242,31 @@ def test_stack_map_clears_lose_no_stacks(
     lo, hi = ranges["main"]
     assert sum(any(lo <= a < hi for a in st) for st in walked) >= 0.99 * len(walked)
     assert sum(any(a <= st[0] < b for a, b in burn) for st in walked) >= 0.97 * len(walked)
+
+
+_RENAME_AFTER_BURN = """
+import ctypes, time
+def burn(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+burn(0.6)  # sampled under the interpreter's comm first: BPF announces the pid now
+ctypes.CDLL(None).prctl(15, b"renamed_7c1d", 0, 0, 0)  # PR_SET_NAME: no exec, no re-announce
+burn(1.0)
+"""
+
+
+def test_new_pid_is_observed_even_when_its_first_comm_is_filtered() -> None:
+    # BPF announces a pid once (F_NEW_PID on its first event). A process first seen under
+    # another comm (before exec, or before it names itself) must still be snapshotted, or
+    # its later, matching samples have no mappings to be symbolized with.
+    import sys
+
+    config = CpuConfig(frequency=199, comm="^renamed_7c1d$", drain_interval=0.2)
+    consumer, host, pid, _, _ = asyncio.run(
+        _run(config, [sys.executable, "-c", _RENAME_AFTER_BURN], 2)
+    )
+    mine = [s for s in consumer.samples if s.pid == pid]
+    assert len(mine) >= 50 and {s.comm for s in mine} == {"renamed_7c1d"}
+    assert host.counters.snapshot()["cpu"].get("comm_filtered", 0) >= 20
+    assert pid in host._processes.observed  # type: ignore[attr-defined]
