@@ -20,7 +20,8 @@ def _clean(name: str) -> str:
 
 
 def folded_totals(ps: ProfileSet, span_names: bool = False) -> dict[str, int]:
-    """Rendered stack -> summed value (sample count for CPU, nanoseconds for off-CPU).
+    """Rendered stack -> summed value (sample count for CPU, nanoseconds for off-CPU; the
+    default sample type's value of a profile with several).
 
     ``span_names``: a sample linked to a span (correlate) starts with the span's name, so a
     flame graph groups the code by the request it ran for: ``span;process;caller;...;leaf``.
@@ -32,9 +33,14 @@ def folded_totals(ps: ProfileSet, span_names: bool = False) -> dict[str, int]:
     stack_text: dict[int, str] = {}
     thread_names: dict[tuple[int, ...], str] = {}
     totals: dict[str, int] = {}
+    column = ps.profile_type.default_index  # a heap window folds its inuse_space
+    several = bool(ps.profile_type.extra_values)
     for proc in ps.processes:
         exe = _clean(proc.process.executable_name)
         for rec in proc.samples:
+            amount = sum(rec.column(column))
+            if several and not amount:
+                continue  # e.g. an allocation freed within the window: no inuse_space
             root = exe
             if not root:
                 attrs = rec.attribute_indices
@@ -59,7 +65,7 @@ def folded_totals(ps: ProfileSet, span_names: bool = False) -> dict[str, int]:
             if span_names and rec.link_index:
                 name = d.link_names[rec.link_index] if rec.link_index < len(d.link_names) else ""
                 line = f"{_clean(name) or '[span]'};{line}"
-            totals[line] = totals.get(line, 0) + sum(rec.values)
+            totals[line] = totals.get(line, 0) + amount
     return totals
 
 

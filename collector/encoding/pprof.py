@@ -42,10 +42,17 @@ class _Strings:
 
 
 def sample_types(pt: ProfileType) -> list[tuple[str, str]]:
-    """Value types of each pprof sample: the profile's own, plus count * period in the
-    period's unit when the values are counts of a known period (CPU: cpu/nanoseconds)."""
-    types = [(pt.sample_type, pt.sample_unit)]
-    if pt.sample_unit == "count" and pt.period > 0 and pt.period_type and pt.period_unit:
+    """Value types of each pprof sample: the profile's own (all of them when it has several),
+    plus count * period in the period's unit when a one-valued profile counts a known period
+    (CPU: samples/count and cpu/nanoseconds)."""
+    types = list(pt.value_types)
+    if (
+        not pt.extra_values
+        and pt.sample_unit == "count"
+        and pt.period > 0
+        and pt.period_type
+        and pt.period_unit
+    ):
         types.append((pt.period_type, pt.period_unit))
     return types
 
@@ -134,6 +141,7 @@ def _process_labels(s: _Strings, proc: ProcessInfo, strings: bool) -> bytes:
 def _samples(ps: ProfileSet, s: _Strings, with_period: bool, process_labels: bool) -> bytes:
     d = ps.dictionary
     period = ps.profile_type.period
+    extra = len(ps.profile_type.extra_values)
     out = bytearray()
     stack_bytes: dict[int, bytes] = {}
     location_ids = [uvarint(i) for i in range(len(d.locations))]
@@ -158,10 +166,13 @@ def _samples(ps: ProfileSet, s: _Strings, with_period: bool, process_labels: boo
                     parts.append(_label(s, "trace_id", trace_id.hex()))
                     parts.append(_label(s, "span_id", span_id.hex()))
                 labels = label_bytes[lkey] = b"".join(parts)
-            total = sum(rec.values)
-            values = uvarint(total)
-            if with_period:
-                values += uvarint(total * period)
+            if extra:
+                values = b"".join(uvarint(v) for v in rec.totals(extra + 1))
+            else:
+                total = sum(rec.values)
+                values = uvarint(total)
+                if with_period:
+                    values += uvarint(total * period)
             body = locs + b"\x12" + uvarint(len(values)) + values + labels
             out += _SAMPLE_TAG
             out += uvarint(len(body))
@@ -179,13 +190,15 @@ def pprof_message(ps: ProfileSet, process_labels: bool = False) -> bytes:
     s = _Strings(ps.dictionary.strings)
     types = sample_types(pt)
     head = b"".join(_value_type(1, s, t) for t in types)
-    samples = _samples(ps, s, len(types) > 1, process_labels)
+    samples = _samples(ps, s, len(types) > len(pt.value_types), process_labels)
     tables = _tables(ps, s)
     tail = varint_field(9, ps.start_ns) + varint_field(10, max(ps.end_ns - ps.start_ns, 0))
     if pt.period_type or pt.period_unit:
         tail += _value_type(11, s, (pt.period_type, pt.period_unit))
     tail += varint_field(12, pt.period)
     tail += packed_field(13, [s(n) for n in pt.notes])
+    if pt.default_sample_type:
+        tail += varint_field(14, s(pt.default_sample_type))
     strings = b"".join(bytes_field(6, x.encode("utf-8", "replace")) for x in s.table)
     return head + samples + tables + strings + tail
 

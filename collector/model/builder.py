@@ -42,18 +42,29 @@ class _Interner:
 class _Record:
     """A SampleRecord while its window is open (lists grow; build freezes them)."""
 
-    __slots__ = ("attrs", "link", "stack", "timestamps", "values")
+    __slots__ = ("attrs", "link", "more", "stack", "timestamps", "values")
 
-    def __init__(self, stack: int, attrs: tuple[int, ...], link: int) -> None:
+    def __init__(self, stack: int, attrs: tuple[int, ...], link: int, extra: int) -> None:
         self.stack = stack
         self.attrs = attrs
         self.link = link
         self.values: list[int] = []
         self.timestamps: list[int] = []
+        self.more: list[list[int]] = [[] for _ in range(extra)]
+
+    def add_more(self, more: tuple[int, ...]) -> None:
+        n = len(more)
+        for k, column in enumerate(self.more):
+            column.append(more[k] if k < n else 0)
 
     def freeze(self) -> SampleRecord:
         return SampleRecord(
-            self.stack, self.attrs, self.link, tuple(self.values), tuple(self.timestamps)
+            self.stack,
+            self.attrs,
+            self.link,
+            tuple(self.values),
+            tuple(self.timestamps),
+            tuple(tuple(c) for c in self.more),
         )
 
 
@@ -68,6 +79,7 @@ class ProfileBuilder:
     def __init__(self, profile_type: ProfileType, max_samples: int = 1_000_000) -> None:
         self.profile_type = profile_type
         self.max_samples = max_samples
+        self._extra = len(profile_type.extra_values)
         self._reset()
 
     def _reset(self) -> None:
@@ -125,8 +137,10 @@ class ProfileBuilder:
         key = (stack_idx, attrs, link)
         rec = records.get(key)
         if rec is None:
-            rec = records[key] = _Record(stack_idx, attrs, link)
+            rec = records[key] = _Record(stack_idx, attrs, link, self._extra)
         rec.values.append(s.value)
+        if self._extra:
+            rec.add_more(s.more)
         rec.timestamps.append(s.time_ns)
         t = s.time_ns
         if not self.start_ns or t < self.start_ns:

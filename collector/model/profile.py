@@ -43,17 +43,34 @@ class Dictionary:
 
 @dataclass(frozen=True, slots=True)
 class SampleRecord:
-    """Samples merged on (stack, attributes, link): one value and one timestamp each."""
+    """Samples merged on (stack, attributes, link): one value and one timestamp each.
+
+    ``values`` are the first value type's, one per occurrence; ``more[k]`` is the column of
+    the profile type's extra value k, parallel to ``values`` (empty for one-valued types).
+    """
 
     stack_index: int
     attribute_indices: tuple[int, ...]
     link_index: int
     values: tuple[int, ...] = ()
     timestamps: tuple[int, ...] = ()
+    more: tuple[tuple[int, ...], ...] = ()
 
     @property
     def total(self) -> int:
         return sum(self.values)
+
+    def column(self, k: int) -> tuple[int, ...]:
+        """Value type ``k``'s value of every occurrence (0: ``values``)."""
+        if k == 0:
+            return self.values
+        if k <= len(self.more):
+            return self.more[k - 1]
+        return (0,) * len(self.values)
+
+    def totals(self, n: int) -> list[int]:
+        """The sum of each of the first ``n`` value types over the occurrences."""
+        return [sum(self.column(k)) for k in range(n)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,29 @@ class ProfileType:
     # Free-form notes carried into output metadata (pprof comments, OTLP attributes),
     # e.g. "values scaled by 1/sample_ratio".
     notes: tuple[str, ...] = ()
+    # Further (type, unit) values of every sample, after (sample_type, sample_unit): a heap
+    # sample carries alloc_objects, alloc_space, inuse_objects and inuse_space at once.
+    extra_values: tuple[tuple[str, str], ...] = ()
+    # The value type tools show first (pprof default_sample_type); "" means the first one.
+    default_sample_type: str = ""
+
+    @property
+    def value_types(self) -> tuple[tuple[str, str], ...]:
+        """Every value type of a sample, in order: the first, then ``extra_values``."""
+        return ((self.sample_type, self.sample_unit), *self.extra_values)
+
+    @property
+    def default_value_type(self) -> tuple[str, str]:
+        """The (type, unit) tools show first."""
+        return self.value_types[self.default_index]
+
+    @property
+    def default_index(self) -> int:
+        """Which of ``value_types`` is the default (0 unless default_sample_type names another)."""
+        for i, (t, _) in enumerate(self.value_types):
+            if t == self.default_sample_type:
+                return i
+        return 0
 
 
 def cpu_profile_type(frequency_hz: int) -> ProfileType:
@@ -70,8 +93,9 @@ class RawSample:
     """One observation. Addresses are leaf first.
 
     ``time_ns`` is wall-clock Unix nanoseconds. ``value`` is in the batch's profile type's
-    unit (1 per CPU sample, nanoseconds for off-CPU). The stack tuples are shared between
-    samples with the same stack (receivers cache them), so they cost nothing per sample.
+    unit (1 per CPU sample, nanoseconds for off-CPU); ``more`` holds the values of the type's
+    ``extra_values``, in order (missing trailing ones count as 0). The stack tuples are shared
+    between samples with the same stack (receivers cache them), so they cost nothing per sample.
     """
 
     pid: int
@@ -85,6 +109,7 @@ class RawSample:
     # Optional span context (16-byte trace id, 8-byte span id) when known.
     trace_id: bytes = b""
     span_id: bytes = b""
+    more: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)

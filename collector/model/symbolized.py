@@ -21,6 +21,7 @@ class Sample:
     span_id: bytes = b""
     span_name: str = ""  # the linked span's name (correlate), for encoders that show it
     thread_name: str = ""  # defaults to comm when empty
+    more: tuple[int, ...] = ()  # the values of the profile type's extra_values (RawSample.more)
 
 
 @dataclass(slots=True)

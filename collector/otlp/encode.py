@@ -148,17 +148,22 @@ def encode_profile_set(
     new_profile_id: Callable[[], bytes] = lambda: os.urandom(16),
     timestamps: bool = True,
 ) -> ExportProfilesServiceRequest:
-    """One request for one ProfileSet: a ResourceProfiles per process, one Profile each.
+    """One request for one ProfileSet: a ResourceProfiles per process, one Profile per value
+    type in it (OTLP carries one sample type per profile; a heap window's four profiles share
+    the request's one dictionary).
 
     With ``timestamps=False`` each merged sample carries one summed value and no timestamps
-    (pprof-like size; the per-sample times are lost).
+    (pprof-like size; the per-sample times are lost). In a profile of several value types, a
+    sample whose value of that type is 0 throughout is left out of that type's profile.
     """
     req = ExportProfilesServiceRequest()
     t = encode_dictionary(ps, req.dictionary)
     pt = ps.profile_type
-    sample_type = pb.ValueType(
-        type_strindex=t.string(pt.sample_type), unit_strindex=t.string(pt.sample_unit)
-    )
+    sample_types = [
+        pb.ValueType(type_strindex=t.string(st), unit_strindex=t.string(su))
+        for st, su in pt.value_types
+    ]
+    several = len(sample_types) > 1
     period_type = None
     if pt.period_type or pt.period_unit:
         period_type = pb.ValueType(
@@ -173,21 +178,26 @@ def encode_profile_set(
         rp.resource.attributes.extend(resource_attributes(pp.process, service_name))
         sp = rp.scope_profiles.add()
         sp.scope.CopyFrom(scope)
-        prof = sp.profiles.add()
-        prof.sample_type.CopyFrom(sample_type)
-        if period_type is not None:
-            prof.period_type.CopyFrom(period_type)
-            prof.period = pt.period
-        prof.time_unix_nano = start
-        prof.duration_nano = duration
-        prof.profile_id = new_profile_id()
-        prof.attribute_indices.extend(profile_attrs)
-        for rec in pp.samples:
-            prof.samples.add(
-                stack_index=rec.stack_index,
-                attribute_indices=rec.attribute_indices,
-                link_index=rec.link_index,
-                values=rec.values if timestamps else (rec.total,),
-                timestamps_unix_nano=rec.timestamps if timestamps else (),
-            )
+        for k, sample_type in enumerate(sample_types):
+            prof = sp.profiles.add()
+            prof.sample_type.CopyFrom(sample_type)
+            if period_type is not None:
+                prof.period_type.CopyFrom(period_type)
+                prof.period = pt.period
+            prof.time_unix_nano = start
+            prof.duration_nano = duration
+            prof.profile_id = new_profile_id()
+            prof.attribute_indices.extend(profile_attrs)
+            for rec in pp.samples:
+                values = rec.column(k)
+                total = sum(values)
+                if several and not total and not any(values):
+                    continue
+                prof.samples.add(
+                    stack_index=rec.stack_index,
+                    attribute_indices=rec.attribute_indices,
+                    link_index=rec.link_index,
+                    values=values if timestamps else (total,),
+                    timestamps_unix_nano=rec.timestamps if timestamps else (),
+                )
     return req

@@ -27,6 +27,27 @@ KNOWN_TYPES: dict[tuple[str, str, str, str], str] = {
     ("samples", "count", "cpu", "nanoseconds"): "cpu",
     ("off_cpu", "nanoseconds", "", ""): "off_cpu",
 }
+# Further (sample type, unit) pairs the receivers write, with no period: the heap receiver's
+# (Go's heap profile names) and page faults, the go_runtime receiver's. A profile of several
+# values (heap) becomes one OTLP profile per pair.
+VALUE_TYPES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("alloc_objects", "count"),
+        ("alloc_space", "bytes"),
+        ("inuse_objects", "count"),
+        ("inuse_space", "bytes"),
+        ("leak_objects", "count"),
+        ("leak_space", "bytes"),
+        ("page_faults", "count"),
+        ("goroutines", "count"),
+        ("sched_waits", "count"),
+        ("sched_latency", "nanoseconds"),
+        ("gc_pauses", "count"),
+        ("gc_pause", "nanoseconds"),
+        ("chan_blocks", "count"),
+        ("chan_block", "nanoseconds"),
+    }
+)
 
 
 def default_service_name(executable_name: str) -> str:

@@ -131,7 +131,8 @@ def _check_profile(
                 st[prof.period_type.unit_strindex] if len(st) else "",
             )
             off_cpu = key[:2] == ("off_cpu", "nanoseconds")
-            if key not in names.KNOWN_TYPES and not off_cpu:
+            plain = key[2:] == ("", "") and key[:2] in names.VALUE_TYPES
+            if key not in names.KNOWN_TYPES and not off_cpu and not plain:
                 p.add(f"{w}: unexpected sample/period type {key}")
         if len(prof.profile_id) != 16 or not any(prof.profile_id):
             p.add(f"{w}: profile_id must be 16 bytes, not all zero")

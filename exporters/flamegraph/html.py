@@ -38,6 +38,11 @@ def _when(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _unit(sample_type: str, unit: str) -> str:
+    """What the values count: the unit, or for counts the thing counted (samples, objects)."""
+    return unit if unit != "count" else sample_type
+
+
 def title(ps: ProfileSet) -> str:
     return f"{ps.profile_type.name} {_when(ps.start_ns)} - {_when(ps.end_ns)[11:]}"
 
@@ -48,7 +53,7 @@ def meta(ps: ProfileSet, tree: Tree, source: str, previous: str) -> dict:
         "title": title(ps),
         "source": source,
         "type": pt.name,
-        "unit": pt.sample_unit if pt.sample_unit != "count" else pt.sample_type,
+        "unit": _unit(*pt.default_value_type),
         "samples": ps.sample_count,
         "total": tree.total,
         "processes": len(ps.processes),

@@ -49,8 +49,8 @@ def render(ps: ProfileSet, tree: Tree, source: str) -> bytes:
     shown = [w >= MIN_WIDTH for w in widths]
     rows = max((d for d, ok in zip(tree.depth, shown, strict=True) if ok), default=0) + 1
     height = PAD_TOP + rows * FRAME + PAD_BOTTOM
-    unit = ps.profile_type.sample_unit
-    unit = _text(ps.profile_type.sample_type if unit == "count" else unit)
+    sample_type, unit = ps.profile_type.default_value_type
+    unit = _text(sample_type if unit == "count" else unit)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
         f'viewBox="0 0 {WIDTH} {height}" font-family="Verdana, sans-serif" font-size="12">',

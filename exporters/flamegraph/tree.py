@@ -85,10 +85,11 @@ def _paths(ps: ProfileSet) -> tuple[dict[tuple[str, ...], int], set[str]]:
     loc_names: dict[int, tuple[str, ...]] = {}
     stack_names: dict[int, tuple[str, ...]] = {}
     totals: dict[tuple[str, ...], int] = {}
+    column = ps.profile_type.default_index  # a heap window shows its inuse_space
     for pp in ps.processes:
         exe = pp.process.executable_name
         for rec in pp.samples:
-            value = sum(rec.values)
+            value = sum(rec.column(column))
             if not value:
                 continue
             root = exe or _root_name(ps, rec.attribute_indices)

@@ -56,7 +56,7 @@ class Piece:
     samples: int  # samples of the window it carries
 
 
-# One process's samples merged by stack: stack index -> [summed value, sample count].
+# One process's samples merged by stack: stack index -> [samples, total of each value type].
 Merged = tuple[ProcessInfo, dict[int, list[int]]]
 
 
@@ -117,18 +117,20 @@ class _Tables:
         )
 
 
-def merge(processes: Sequence[ProcessProfile]) -> list[Merged]:
-    """Drop per-sample attributes and links; sum each process's samples by stack."""
+def merge(processes: Sequence[ProcessProfile], n_values: int = 1) -> list[Merged]:
+    """Drop per-sample attributes and links; sum each process's samples by stack.
+
+    Each stack's entry is [occurrences, total of value type 0, ..., of type n_values - 1]."""
     out: list[Merged] = []
     for pp in processes:
         by_stack: dict[int, list[int]] = {}
         for rec in pp.samples:
             acc = by_stack.get(rec.stack_index)
             if acc is None:
-                by_stack[rec.stack_index] = [sum(rec.values), len(rec.values)]
-            else:
-                acc[0] += sum(rec.values)
-                acc[1] += len(rec.values)
+                acc = by_stack[rec.stack_index] = [0] * (n_values + 1)
+            acc[0] += len(rec.values)
+            for k in range(n_values):
+                acc[k + 1] += sum(rec.column(k))
         out.append((pp.process, by_stack))
     return out
 
@@ -139,7 +141,8 @@ def subset(ps: ProfileSet, merged: Sequence[Merged], max_depth: int) -> tuple[Pr
     procs = []
     for proc, by_stack in merged:
         recs = tuple(
-            SampleRecord(t.stack(si, acc[1]), (), 0, (acc[0],)) for si, acc in by_stack.items()
+            SampleRecord(t.stack(si, acc[0]), (), 0, (acc[1],), more=tuple((v,) for v in acc[2:]))
+            for si, acc in by_stack.items()
         )
         procs.append(ProcessProfile(proc, recs))
     sub = ProfileSet(ps.profile_type, ps.start_ns, ps.end_ns, t.dictionary(), tuple(procs))
@@ -150,7 +153,7 @@ def _count(merged: Sequence[Merged]) -> tuple[int, int]:
     """(pprof samples, window samples) of ``merged``."""
     return (
         sum(len(b) for _, b in merged),
-        sum(acc[1] for _, b in merged for acc in b.values()),
+        sum(acc[0] for _, b in merged for acc in b.values()),
     )
 
 
@@ -180,7 +183,7 @@ def encode_series(
     stats: Stats,
 ) -> list[Piece]:
     """The pprof profiles of one series, each within ``max_bytes`` and ``max_samples``."""
-    merged = merge(processes)
+    merged = merge(processes, len(ps.profile_type.value_types))
     pieces: list[Piece] = []
     todo = [merged]
     while todo:

@@ -103,7 +103,9 @@ class K8sProcessor:
                         s.value,
                         s.trace_id,
                         s.span_id,
+                        s.span_name,
                         s.thread_name,
+                        s.more,
                     )
                 )
             elif out is not None:

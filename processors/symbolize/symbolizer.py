@@ -135,6 +135,7 @@ class Symbolizer:
                     s.value,
                     s.trace_id,
                     s.span_id,
+                    more=s.more,
                 )
             )
         return SymbolizedBatch(batch.profile_type, out, batch.receiver_id, dict(batch.counters))

@@ -39,6 +39,7 @@ _SCHEMA: dict[str, list[tuple]] = {
         ("period_type", 11, _MSG, False, "ValueType"),
         ("period", 12, _I64, False, ""),
         ("comment", 13, _I64, True, ""),
+        ("default_sample_type", 14, _I64, False, ""),
     ],
     "ValueType": [("type", 1, _I64, False, ""), ("unit", 2, _I64, False, "")],
     "Sample": [
