@@ -97,17 +97,27 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
 class PeriodicFileExporter:
     """An Exporter of ProfileSets into ``<type>-<time>-<seq><suffix>`` files.
 
-    ``export`` also takes SymbolizedBatches when the exporter runs outside a pipeline (then it
-    windows them itself with its ``interval``/``max_samples``; see BatchWindows).
+    A window becomes one file per suffix: ``encode`` gives the one file of a single-file
+    exporter (pprof, folded); a subclass with several (flame graphs: ``.html`` and ``.svg``)
+    passes ``suffixes`` and overrides ``files``. ``export`` also takes SymbolizedBatches when
+    the exporter runs outside a pipeline (then it windows them itself with its
+    ``interval``/``max_samples``; see BatchWindows).
     """
 
     def __init__(
-        self, settings: CreateSettings, config: FileExporterConfig, encode: Encoder, suffix: str
+        self,
+        settings: CreateSettings,
+        config: FileExporterConfig,
+        encode: Encoder | None = None,
+        suffix: str = "",
+        *,
+        suffixes: tuple[str, ...] = (),
     ) -> None:
         self.id = settings.id
         self.config = config
         self.encode = encode
         self.suffix = suffix
+        self.suffixes = suffixes or (suffix,)
         self.log = settings.logger or logging.getLogger(__name__)
         self.counters = Counters()
         self._batches = BatchWindows(self.id, config.window(), self._write_set)
@@ -118,7 +128,10 @@ class PeriodicFileExporter:
         self._warned_prune = False
         self.files_written = 0
         self.samples_written = 0
-        self._name_re = re.compile(rf"^[A-Za-z0-9_.-]+-\d{{8}}T\d{{6}}Z-\d+{re.escape(suffix)}$")
+        self._name_res = [
+            re.compile(rf"^[A-Za-z0-9_.-]+-\d{{8}}T\d{{6}}Z-\d+{re.escape(x)}$")
+            for x in self.suffixes
+        ]
 
     async def start(self, host: Host) -> None:
         prepare_directory(self.config.directory, self.id, dir_mode(self.config.file_mode))
@@ -144,26 +157,42 @@ class PeriodicFileExporter:
         """Close windows of batches handed to ``export`` directly; the files written."""
         return [p for paths in await self._batches.flush() for p in paths]
 
+    def files(self, ps: ProfileSet) -> dict[str, bytes | None]:
+        """A window's files by suffix (None: not written). Runs in a worker thread, one
+        window at a time and in order, so a subclass may keep state between windows."""
+        assert self.encode is not None, "a subclass without `encode` overrides files()"
+        return {self.suffix: self.encode(ps)}
+
+    def encoded(self, ps: ProfileSet, files: dict[str, bytes | None]) -> None:
+        """Called once a window is encoded, before it is written (worker thread)."""
+
     async def _write_set(self, ps: ProfileSet) -> list[Path]:
         async with self._lock:  # one writer: sequence numbers and pruning stay in order
             return await asyncio.to_thread(self._write_all, [ps])
 
     def _write_all(self, sets: list[ProfileSet]) -> list[Path]:
-        written = []
+        written: list[Path] = []
         for ps in sets:
             count = ps.sample_count
             self.counters.add(self.id, "samples_dropped", ps.dropped_samples)
             try:
-                data = self.encode(ps)
+                files = self.files(ps)
             except Exception:  # a bug in an encoder: count the window, keep the exporter
                 self.counters.add(self.id, "encode_errors")
                 self.counters.add(self.id, "samples_dropped", count)
                 self.log.exception("encoding failed id=%s samples=%d", self.id, count)
                 continue
+            self.encoded(ps, files)
+            paths: list[Path] = []
             try:
-                path = self._free_path(ps)
-                write_atomically(path, data, self.config.file_mode)
+                stem = self._free_stem(ps)
+                for suffix, data in files.items():
+                    if data is not None:
+                        path = stem.with_name(stem.name + suffix)
+                        write_atomically(path, data, self.config.file_mode)
+                        paths.append(path)
             except OSError as e:
+                written += paths
                 self.counters.add(self.id, "write_errors")
                 self.counters.add(self.id, "samples_dropped", count)
                 if not self._warned_write:
@@ -174,32 +203,33 @@ class PeriodicFileExporter:
                         e,
                     )
                 continue
-            written.append(path)
-            self.files_written += 1
+            written += paths
+            self.files_written += len(paths)
             self.samples_written += count
-            self.counters.add(self.id, "files_written")
+            self.counters.add(self.id, "files_written", len(paths))
             self.counters.add(self.id, "samples_written", count)
         if written and self.config.max_files:
             self._prune()
         return written
 
-    def _free_path(self, ps: ProfileSet) -> Path:
+    def _free_stem(self, ps: ProfileSet) -> Path:
+        """The next ``<type>-<time>-<seq>`` that no file of any suffix uses yet (a previous
+        run may have used it)."""
         while True:
             self._seq += 1
-            path = self.config.directory / file_name(
-                ps.profile_type, ps.start_ns, self._seq, self.suffix
-            )
-            if not path.exists():  # a previous run may have used this name
-                return path
+            stem = self.config.directory / file_name(ps.profile_type, ps.start_ns, self._seq, "")
+            if not any(stem.with_name(stem.name + x).exists() for x in self.suffixes):
+                return stem
 
     def _prune(self) -> None:
         d = self.config.directory
         try:
-            ours = [e for e in os.scandir(d) if e.is_file() and self._name_re.match(e.name)]
-            ours.sort(key=lambda e: (e.stat().st_mtime_ns, e.name))
-            for e in ours[: max(len(ours) - self.config.max_files, 0)]:
-                os.unlink(e.path)
-                self.counters.add(self.id, "files_deleted")
+            for name_re in self._name_res:  # max_files counts the files of each suffix
+                ours = [e for e in os.scandir(d) if e.is_file() and name_re.match(e.name)]
+                ours.sort(key=lambda e: (e.stat().st_mtime_ns, e.name))
+                for e in ours[: max(len(ours) - self.config.max_files, 0)]:
+                    os.unlink(e.path)
+                    self.counters.add(self.id, "files_deleted")
         except OSError as e:
             self.counters.add(self.id, "prune_errors")
             if not self._warned_prune:
