@@ -34,6 +34,7 @@ from collector.elf import (
     load_function_symbols,
     read_debuglink,
 )
+from collector.gosym import GoBinary
 from collector.model import Function, Line
 from collector.proc import PinnedFile
 from processors.symbolize.config import SymbolizeConfig
@@ -63,6 +64,7 @@ class Binary:
         "_elf",
         "_fd",
         "_functions",
+        "_go",
         "_lines",
         "_log",
         "_store",
@@ -110,7 +112,8 @@ class Binary:
         self.malformed = False  # some bytes failed a check (fatal or not)
         self.problems: tuple[str, ...] = ()
         self.truncated = ""  # which budget cut the symbol table short
-        self.source = ""  # .symtab, .dynsym or PT_DYNAMIC
+        self.source = ""  # .symtab, .dynsym, PT_DYNAMIC or .gopclntab
+        self._go: GoBinary | None = None
         if known_bad:  # failed before (this very file): not read again
             self.error, self.malformed = known_bad, True
             return
@@ -129,7 +132,8 @@ class Binary:
                 loaded.truncated,
             )
             self._elf = elf
-            if config.debug_files:
+            self._open_go(elf)
+            if self._go is None and config.debug_files:
                 self._open_debug_file(elf, pinned.path, limits)
         except BudgetExceeded as e:
             self.error = self.truncated = str(e)
@@ -147,8 +151,28 @@ class Binary:
         if self.error:
             self.close()
 
+    @property
+    def is_go(self) -> bool:
+        """Named from its own .gopclntab (frames are tagged go)."""
+        return self._go is not None
+
+    def _open_go(self, elf: ElfReader) -> None:
+        """Go binaries are named from .gopclntab, stripped or not: the same names, lines,
+        inlined calls and start lines either way (DWARF would differ from the stripped build).
+        A Go table that fails its checks costs only that: the ELF symbols stay."""
+        try:
+            self._go = GoBinary.from_elf(elf)
+        except ElfError as e:  # BudgetExceeded included: counted, logged once per binary
+            elf.problems.append(f"Go tables: {e}")
+            self._count("go_tables_malformed")
+            return
+        if self._go is not None:
+            self.source = ".gopclntab"
+            self._count("go_binaries")
+
     def close(self) -> None:
         self._table = None
+        self._go = None
         if self._debug is not None:
             os.close(self._debug.fd)
             self._debug = self._debug_elf = None
@@ -227,10 +251,14 @@ class Binary:
 
     # ---- lines ------------------------------------------------------------------------
     def _resolve(self, file_offset: int) -> tuple[Line, ...]:
-        if self._elf is None or self.symbols is None:
+        if self._elf is None:
             return ()
         vaddr = self._elf.file_offset_to_vaddr(file_offset)
         if vaddr is None:
+            return ()
+        if self._go is not None:
+            return self._resolve_go(vaddr)
+        if self.symbols is None:
             return ()
         hit = self.symbols.lookup(vaddr)
         if hit is None:
@@ -252,6 +280,26 @@ class Binary:
         out = [Line(self._function(sym, file, 0), line) for sym, file, line in frames[:-1]]
         out.append(Line(self._function(name, fn_file or frames[-1][1], fn_line), outer_line))
         return tuple(out)
+
+    def _resolve_go(self, vaddr: int) -> tuple[Line, ...]:
+        frames = self._go.frames(vaddr) if self._go is not None else []
+        if not frames:
+            return ()
+        if not self.config.inline:
+            frames = frames[-1:]
+        # Lines come from .gopclntab, not DWARF, so dwarf_lines does not turn them off. A
+        # frame's file is the one its line is in, i.e. its own function's; Go names are not
+        # mangled.
+        return tuple(
+            Line(self._go_function(f.function, f.file, f.start_line), f.line) for f in frames
+        )
+
+    def _go_function(self, name: str, filename: str, start_line: int) -> Function:
+        key = (name, name, filename, start_line)
+        fn = self._functions.get(key)
+        if fn is None:
+            fn = self._functions[key] = Function(name, name, filename, start_line)
+        return fn
 
     def _line_table(self) -> LineTable | None:
         if self._table_loaded:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from collector.elf import SymbolTable
 from collector.model import (
+    FRAME_GO,
     FRAME_KERNEL,
     FRAME_NATIVE,
     MISSING_KERNEL_STACK,
@@ -318,7 +319,7 @@ class Symbolizer:
         lines = binary.lines_at(lookup - m.start + m.offset)
         if not lines:
             self.counters.add(self.component_id, "symbol_unresolved")
-        return self._intern(mapping, addr, lines)
+        return self._intern(mapping, addr, lines, FRAME_GO if binary.is_go else FRAME_NATIVE)
 
     def _mapping(self, m: MappedRange, binary: Binary | None) -> Mapping:
         name = m.path or "[anon]"

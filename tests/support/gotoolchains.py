@@ -12,6 +12,7 @@ gcc), a writable GOCACHE shared by all versions (its keys include the toolchain)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "go"
 GOCACHE = Path(os.environ.get("COLLECTOR_GOCACHE", "/tmp/collector-gocache"))
+WORKLOADS = ROOT / "tests" / "workloads" / "go"
+BUILDS = Path(os.environ.get("COLLECTOR_WORKLOAD_CACHE", "/tmp/collector-workloads")) / "go"
 
 OLD = "1.21.13"  # 1.20+ pclntab (0xfffffff1), goid at 152
 MID = "1.24.11"  # goid at 160
@@ -130,4 +133,23 @@ def build(
         go(version, "build", "-o", str(out), *flags, *extra_flags, ".", cwd=src)
     else:
         go(version, "build", "-o", str(out), *flags, *extra_flags, src.name, cwd=src.parent)
+    return out
+
+
+def workload(
+    name: str, version: str, stripped: bool = False, extra_flags: Sequence[str] = ()
+) -> Path:
+    """tests/workloads/go/<name> built with ``version``, cached by its sources and flags."""
+    src = WORKLOADS / name
+    digest = hashlib.sha256("\0".join((version, str(stripped), *extra_flags)).encode())
+    for f in sorted(src.rglob("*")):
+        if f.is_file():
+            digest.update(f.relative_to(src).as_posix().encode() + b"\0" + f.read_bytes())
+    tag = "stripped" if stripped else "full"
+    out = BUILDS / f"{name}-{version}-{tag}-{digest.hexdigest()[:12]}" / name
+    if out.is_file():
+        return out
+    tmp = out.with_name(f".{name}.{os.getpid()}")
+    build(src, tmp, version, stripped, extra_flags)
+    os.replace(tmp, out)  # a reader never sees a half-written binary
     return out

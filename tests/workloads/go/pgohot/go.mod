@@ -1,0 +1,3 @@
+module example.com/pgohot
+
+go 1.21
