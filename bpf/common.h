@@ -5,11 +5,14 @@
  * A program defines PROGRAM_COUNTERS (how many counters of its own follow C_COMMON) before
  * including this file. Optional defines: RINGBUF_PAGES, STACK_MAP_SIZE, SPILL_MAP_SIZE,
  * KNOWN_PIDS_SIZE, FILTER_PIDS (1: only tgids in pid_filter, filled by user space after load),
- * WAKE_EVERY. */
+ * WAKE_EVERY, and pidns.h's (PIDNS_TRANSLATE, PIDNS_DEV, PIDNS_INO: pids as the collector's
+ * /proc numbers them; every pid a program reports comes from pidns_pid_tgid()). */
 #ifndef COLLECTOR_COMMON_H
 #define COLLECTOR_COMMON_H
 
 #include <uapi/asm-generic/errno-base.h>
+
+#include "pidns.h"
 
 #define TASK_COMM_LEN 16
 
@@ -65,7 +68,8 @@ struct event {
 #define C_KERNEL_STACK_OTHER 7
 #define C_RINGBUF_FULL 8 /* event lost: bpf_ringbuf_reserve failed */
 #define C_EVENTS 9       /* events handed to user space (after every filter) */
-#define C_COMMON 10
+#define C_PIDNS_OUTSIDE 10 /* a task the collector's PID namespace cannot see: skipped */
+#define C_COMMON 11
 
 #ifndef PROGRAM_COUNTERS
 #define PROGRAM_COUNTERS 0
@@ -167,7 +171,9 @@ static __always_inline void event_lost(u32 tgid, u32 flags) {
 
 /* Tell user space that a process it has seen execs or exits (a thread's exit is ignored). */
 static __always_inline void lifecycle_event(u32 kind) {
-    u64 id = bpf_get_current_pid_tgid();
+    u64 id;
+    if (!pidns_pid_tgid(&id))
+        return; /* outside the collector's namespace: never reported, so never known */
     u32 tgid = id >> 32;
     if (kind == EVENT_EXIT && tgid != (u32)id)
         return;

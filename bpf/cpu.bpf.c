@@ -43,6 +43,14 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     count(C_PERF_SAMPLES);
     if (tgid == 0 && !INCLUDE_IDLE)
         return 0;
+    /* Idle (pid 0 everywhere) is told by its host pid; the rest by the collector's pids. */
+    if (tgid != 0) {
+        if (!pidns_pid_tgid(&id)) {
+            count(C_PIDNS_OUTSIDE);
+            return 0;
+        }
+        tgid = id >> 32;
+    }
     if (!pid_selected(tgid))
         return 0;
 #if WITH_TABLES

@@ -162,9 +162,13 @@ static __always_inline void on_switch(void *ctx, u32 sleeping) {
     u64 t_in = cs->last_switch;
     cs->last_switch = now;
     u64 id = bpf_get_current_pid_tgid();
-    u32 tid = (u32)id;
-    if (tid == 0)
+    if ((u32)id == 0)
         return; /* idle */
+    if (!pidns_pid_tgid(&id)) {
+        count(C_PIDNS_OUTSIDE); /* never recorded, so it has no wait to finish either */
+        return;
+    }
+    u32 tid = (u32)id;
     struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
     struct wait_t *w = waits.task_storage_get(task, 0, 0);
     if (w && w->time_ns)
@@ -275,7 +279,9 @@ int on_switch_tp(struct sched_switch_tp *ctx) {
 /* An exiting thread's last wait would otherwise be reported at its next switch-out, which
  * never comes: report it now. It has run since the last switch on this CPU. */
 int on_exit(void *ctx) {
-    u64 id = bpf_get_current_pid_tgid();
+    u64 id;
+    if (!pidns_pid_tgid(&id))
+        return 0; /* outside the collector's namespace: nothing was recorded for it */
     struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
     struct wait_t *w = waits.task_storage_get(task, 0, 0);
     u32 zero = 0;

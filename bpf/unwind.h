@@ -21,6 +21,8 @@
 
 #include <uapi/linux/ptrace.h>
 
+#include "pidns.h"
+
 #ifndef UNWIND_ROWS
 #define UNWIND_ROWS (1 << 21)
 #endif
@@ -196,7 +198,9 @@ static __always_inline int unwind_fp_step(struct unwind_regs *r) {
 static __always_inline u32 unwind_user(const struct unwind_regs *regs, u64 *out, u32 max_frames,
                                        u32 *reason) {
     struct unwind_regs r = *regs;
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    u64 id;
+    pidns_pid_tgid(&id); /* unwind_procs is keyed by the pids user space reads /proc with */
+    u32 tgid = id >> 32;
     struct unwind_proc *proc = unwind_procs.lookup(&tgid);
     u32 n = 0;
     int why = UNWIND_DEPTH;

@@ -38,4 +38,5 @@ COMMON_COUNTERS: tuple[str, ...] = (
     "kernel_stack_error",
     "ringbuf_full",  # events lost because user space fell behind
     "bpf_events",  # events handed to user space, after every filter
+    "pidns_outside",  # tasks the collector's PID namespace cannot see: skipped (bpf/pidns.h)
 )

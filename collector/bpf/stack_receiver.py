@@ -48,6 +48,7 @@ from collector.model import (
     RawBatch,
     RawSample,
 )
+from collector.proc.pidns import pidns_defines
 
 if TYPE_CHECKING:
     from collector.host import Host
@@ -60,6 +61,7 @@ COLLISION_CLEAR_S = 10.0
 COSTLY_COLLISIONS = 0.01  # of the samples since the last clear: clear sooner
 COSTLY_CLEAR_S = 1.0
 CLEAR_STEP_S = 0.005  # between steps of a clear
+MAX_DEFERRED = 65536  # filtered new pids awaiting unwind tables (exits remove them)
 MAX_FAILED_DRAINS = 5  # in a row: then the receiver has failed
 RETRY_DELAY_S = 0.1  # doubles per failed drain: 0.1 + 0.2 + 0.4 + 0.8 s before the fifth
 _MISSING_USER = (MISSING_USER_STACK,)
@@ -117,6 +119,10 @@ class StackReceiver:
         self._failure: BaseException | None = None
         self._transient_logged = False
         self._fallback = False  # unwind: auto fell back to frame pointers at load
+        # New pids whose first events the comm filter dropped: their unwind tables wait
+        # until a sample of theirs passes it (building them for every filtered process would
+        # delay the wanted ones' by seconds).
+        self._unwind_deferred: set[int] = set()
 
     # -- what a subclass provides ----------------------------------------------------------
 
@@ -145,7 +151,10 @@ class StackReceiver:
     async def start(self, host: Host) -> None:
         self._host = host
         self._loop = asyncio.get_running_loop()
-        self._prog = await asyncio.to_thread(self._load)
+        # Pids as this collector's /proc numbers them (bpf/pidns.h): inside a PID namespace
+        # (a sidecar) BPF would otherwise hand over host pids that /proc here cannot read.
+        defines = {**self.defines(), **pidns_defines()}
+        self._prog = await asyncio.to_thread(self._load, defines)
         try:
             if "unwind_rows" in self._prog.maps:  # built with UNWIND_TABLES
                 self._unwind = TableUnwinding(self._prog, self._id, self._log, self._count)
@@ -173,10 +182,9 @@ class StackReceiver:
             self._prog.load_seconds,
         )
 
-    def _load(self) -> LoadedProgram:
+    def _load(self, defines: dict[str, int]) -> LoadedProgram:
         """Load the program; with ``unwind: auto``, a kernel that refuses the table walker
         (verifier, missing helper) gets the frame-pointer build instead (logged, counted)."""
-        defines = self.defines()
         try:
             return load(self.program, defines, self.attachments())
         except RuntimeFailure as exc:
@@ -403,26 +411,36 @@ class StackReceiver:
         if kind == EVENT_EXEC:
             host.processes.exec(pid)
             if unwind is not None:
+                self._unwind_deferred.discard(pid)
                 unwind.process_exec(pid)
             return
         if kind == EVENT_EXIT:
             host.processes.exit(pid)
             if unwind is not None:
+                self._unwind_deferred.discard(pid)
                 unwind.process_exit(pid)
             return
+        comm = self._comm_ok.get(raw_comm, "")
+        if comm == "":
+            comm = self._decode_comm(raw_comm)
         # A new pid is observed before the comm filter: its first event may carry the comm
         # it had before exec (`nice`, a shell) and BPF announces each pid only once, so a
         # process filtered here would never be snapshotted under its later, matching comm.
         if flags & F_NEW_PID:
             host.processes.observe(pid)
             if unwind is not None:
-                unwind.process_seen(pid)
-        comm = self._comm_ok.get(raw_comm, "")
-        if comm == "":
-            comm = self._decode_comm(raw_comm)
+                if comm is not None:
+                    unwind.process_seen(pid)
+                elif len(self._unwind_deferred) < MAX_DEFERRED:
+                    self._unwind_deferred.add(pid)
+                else:
+                    self._count("unwind_deferred_full")
         if comm is None:
             self._count("comm_filtered")
             return  # the comm regex runs here: BPF cannot match regular expressions
+        if self._unwind_deferred and pid in self._unwind_deferred:
+            self._unwind_deferred.discard(pid)  # its first sample past the filter: load it
+            unwind.process_seen(pid)  # type: ignore[union-attr]
         walked = self.walk_stamp_ns(time_ns, value)
         if flags & F_USER_FRAMES and unwind is not None:
             user = unwind.frames(view, ustack)

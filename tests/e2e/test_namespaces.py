@@ -5,9 +5,8 @@ Ground truth: cpu_shares burns 60/30/10 % of its CPU in burn_a/burn_b/burn_c.
 - Sidecar: the collector and cpu_shares both run inside ``unshare --pid --fork --mount-proc``
   (what a pod with shareProcessNamespace is). The profile must name cpu_shares by its pid in
   there, with its functions at the right shares, and hold nothing from outside (host tasks
-  are skipped and counted). This needs the receivers' BPF programs to report pids through
-  bpf/pidns.h: until cpu.bpf.c is wired, BPF hands over host pids, /proc in the namespace has
-  no such processes, and the test fails (xfail, strict: it flips when wired).
+  are skipped and counted). The receivers' BPF programs report pids through bpf/pidns.h:
+  without it BPF would hand over host pids, which /proc in the namespace does not have.
 - DaemonSet: the collector on the host profiles cpu_shares inside such a namespace and in a
   cgroup named as docker names its containers: each sample carries the host pid, the pid
   inside (1: it is that namespace's init) and the container id; with the k8s processor and
@@ -99,7 +98,6 @@ def total(logs: str, component: str, name: str) -> int:
 # ---- sidecar ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="needs pidns wiring in cpu.bpf.c")
 def test_sidecar_profile_names_the_namespace_pid(tmp_path: Path) -> None:
     cfg, out = write_config(tmp_path)
     workload = build("cpu_shares")
