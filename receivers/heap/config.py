@@ -1,0 +1,70 @@
+"""Settings of the heap receiver (defaults live here only)."""
+
+from __future__ import annotations
+
+import mmap
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from collector.component import ComponentConfig
+from collector.config.duration import Duration
+
+
+class HeapConfig(ComponentConfig):
+    mode: Literal["sampled", "page_faults"] = Field(
+        "sampled",
+        description="sampled: allocator uprobes sampled by bytes; page_faults: no allocator "
+        "probes, user page faults and brk/mmap growth of the targets",
+    )
+    pids: list[int] = Field(default_factory=list, description="target processes (tgids)")
+    binary: str | None = Field(
+        None, description="target every process running this executable, also ones started later"
+    )
+    allocator: str = Field(
+        "libc.so.6",
+        description="the allocator library, found by file name in each target's maps; a path "
+        "names it exactly; 'exe' is the target's own executable (a static allocator)",
+    )
+    sample_bytes: int = Field(
+        524288, ge=1, le=1 << 40, description="mean bytes allocated between two samples"
+    )
+    min_age: Duration | None = Field(
+        30.0, ge=0, description="outstanding for longer: also reported as leak_*; null = off"
+    )
+    interval: Duration = Field(
+        10.0, gt=0, le=3600, description="seconds per profile (window); match the exporters'"
+    )
+    drain_interval: Duration = Field(1.0, gt=0, le=60, description="seconds between ring reads")
+    outstanding_map_size: int = Field(65536, ge=64, le=1 << 22)
+    stack_map_size: int = Field(16384, ge=64, le=1 << 20)
+    ringbuf_pages: int = Field(64, ge=1, le=1 << 16, description="power of two; 4 KiB pages")
+    user_stacks: bool = True
+    optional: bool = Field(
+        False, description="if its reader fails, stop only this receiver (else exit code 4)"
+    )
+
+    @field_validator("pids")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(p <= 0 for p in value):
+            raise ValueError("pids must be positive process ids")
+        return value
+
+    @field_validator("ringbuf_pages")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"ringbuf_pages must be a power of two, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> HeapConfig:
+        if bool(self.pids) == bool(self.binary):
+            raise ValueError("set exactly one of pids (a list) or binary (a path)")
+        if self.binary is not None and not self.binary.startswith("/"):
+            raise ValueError(f"binary must be an absolute path, got {self.binary!r}")
+        return self
+
+    def ringbuf_records(self) -> int:
+        return self.ringbuf_pages * mmap.PAGESIZE // 80  # 72-byte record + 8-byte header

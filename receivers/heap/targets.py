@@ -1,0 +1,138 @@
+"""Which processes are profiled, where their allocator is, and their uprobes.
+
+A target's allocator is found in its own maps (by file name, e.g. ``libc.so.6``; a path names
+it exactly; ``exe`` is the executable itself). Its entry points get this receiver's programs
+through the uprobe PMU for that process only (collector/bpf/uprobe.py), so other processes
+never trap. Symbol offsets are read once per allocator file (by device and inode).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+
+from collector.bpf.uprobe import ElfError, UprobeError, open_uprobe, symbol_offsets
+
+# symbol, entry program, return program ("" = none)
+PROBES: tuple[tuple[str, str, str], ...] = (
+    ("malloc", "on_malloc", "on_alloc_return"),
+    ("calloc", "on_calloc", "on_alloc_return"),
+    ("realloc", "on_realloc", "on_alloc_return"),
+    ("free", "on_free", ""),
+    ("posix_memalign", "on_posix_memalign", "on_posix_memalign_return"),
+    ("aligned_alloc", "on_memalign", "on_alloc_return"),
+    ("memalign", "on_memalign", "on_alloc_return"),
+    ("valloc", "on_malloc", "on_alloc_return"),
+    ("pvalloc", "on_malloc", "on_alloc_return"),
+)
+PROGRAMS = tuple(sorted({p for _, entry, ret in PROBES for p in (entry, ret) if p}))
+# After this long a process that exec'd without its allocator mapped yet is given up.
+RESOLVE_WINDOW_S = 2.0
+
+
+class TargetProblem(Exception):
+    """This process cannot be profiled (one line saying why); the others go on."""
+
+
+def exe_id(pid: int) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def processes_running(binary: str) -> Iterator[int]:
+    """Pids whose executable is the file ``binary`` (same device and inode)."""
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return
+    want = (st.st_dev, st.st_ino)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and exe_id(int(entry)) == want:
+            yield int(entry)
+
+
+def allocator_path(pid: int, allocator: str) -> str | None:
+    """The allocator file of process ``pid`` as a path this process can open, None when it is
+    not mapped (yet)."""
+    if allocator == "exe":
+        return f"/proc/{pid}/exe"
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                parts = line.split(maxsplit=5)
+                if len(parts) < 6 or "x" not in parts[1]:
+                    continue
+                path = parts[5].rstrip("\n")
+                if path == allocator or os.path.basename(path) == allocator:
+                    # Through the target's root, so a container's library is the one opened.
+                    return f"/proc/{pid}/root{path}"
+    except OSError as exc:
+        raise TargetProblem(f"cannot read /proc/{pid}/maps: {exc.strerror}") from exc
+    return None
+
+
+class Probes:
+    """Uprobe fds per target process; ``prog_fds`` are the loaded, unattached programs."""
+
+    def __init__(
+        self,
+        prog_fds: dict[str, int],
+        log: logging.Logger,
+        count: Callable[[str, int], None],
+    ) -> None:
+        self._progs = prog_fds
+        self._log = log
+        self._count = count
+        self._fds: dict[int, list[int]] = {}
+        self._offsets: dict[tuple[int, int], dict[str, int]] = {}
+
+    def attach(self, pid: int, path: str) -> int:
+        """Attach every allocator entry point found in ``path`` for ``pid``; how many."""
+        self.detach(pid)
+        try:
+            st = os.stat(path)
+            key = (st.st_dev, st.st_ino)
+            offsets = self._offsets.get(key)
+            if offsets is None:
+                offsets = symbol_offsets(path, (name for name, _, _ in PROBES))
+                self._offsets[key] = offsets
+        except (OSError, ElfError) as exc:
+            raise TargetProblem(f"cannot read allocator {path}: {exc}") from exc
+        if "malloc" not in offsets or "free" not in offsets:
+            raise TargetProblem(f"{path} defines no malloc/free")
+        fds: list[int] = []
+        seen: set[int] = set()  # aliases (memalign = aligned_alloc) are probed once
+        try:
+            for name, entry, ret in PROBES:
+                off = offsets.get(name)
+                if off is None or off in seen:
+                    continue
+                seen.add(off)
+                fds.append(open_uprobe(self._progs[entry], path, off, pid))
+                if ret:
+                    fds.append(open_uprobe(self._progs[ret], path, off, pid, ret=True))
+        except UprobeError as exc:
+            for fd in fds:
+                os.close(fd)
+            raise TargetProblem(str(exc)) from exc
+        self._fds[pid] = fds
+        self._count("uprobes_attached", len(fds))
+        return len(fds)
+
+    def attached(self, pid: int) -> bool:
+        return pid in self._fds
+
+    def pids(self) -> list[int]:
+        return list(self._fds)
+
+    def detach(self, pid: int) -> None:
+        for fd in self._fds.pop(pid, ()):
+            os.close(fd)
+
+    def close(self) -> None:
+        for pid in list(self._fds):
+            self.detach(pid)
