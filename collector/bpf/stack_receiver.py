@@ -119,6 +119,11 @@ class StackReceiver:
         self._failure: BaseException | None = None
         self._transient_logged = False
         self._fallback = False  # unwind: auto fell back to frame pointers at load
+        # Host.pressure (memory_limiter): keep sampling_factor of the samples, evenly spread
+        # (a credit, not a coin: the kept share is exact), the rest counted per drain.
+        self._factor = 1.0
+        self._credit = 0.0
+        self._pressure_dropped = 0
         # New pids whose first events the comm filter dropped: their unwind tables wait
         # until a sample of theirs passes it (building them for every filtered process would
         # delay the wanted ones' by seconds).
@@ -337,7 +342,11 @@ class StackReceiver:
         if pending > self._peak_pending:
             self._count("ringbuf_peak_events", pending - self._peak_pending)
             self._peak_pending = pending
+        self._follow_pressure()
         self._events_since_clear += self._ringbuf.drain(self._on_event)
+        if self._pressure_dropped:
+            self._count("samples_dropped_memory_pressure", self._pressure_dropped)
+            self._pressure_dropped = 0
         self._collisions_since_clear += self._read_counters()
         if self._unwind is not None:
             self._unwind.read_counters()
@@ -368,6 +377,22 @@ class StackReceiver:
         if self._stacks.clear_step():
             self._spill.clear_step()
         self._count_reader()
+
+    def _follow_pressure(self) -> None:
+        """Take in less while the memory_limiter says the collector is above its limits."""
+        assert self._host is not None
+        factor = self._host.pressure.sampling_factor
+        if factor == self._factor:
+            return
+        self._log.warning(
+            "%s receiver keeps %.0f%% of samples id=%s (memory pressure level %d; the rest "
+            "are counted as samples_dropped_memory_pressure)",
+            self.program,
+            factor * 100,
+            self._id,
+            self._host.pressure.level,
+        )
+        self._factor, self._credit = factor, 0.0
 
     @property
     def clearing(self) -> bool:
@@ -441,6 +466,12 @@ class StackReceiver:
         if self._unwind_deferred and pid in self._unwind_deferred:
             self._unwind_deferred.discard(pid)  # its first sample past the filter: load it
             unwind.process_seen(pid)  # type: ignore[union-attr]
+        if self._factor < 1.0:  # before the stack look-ups: a dropped sample costs nothing
+            self._credit += self._factor
+            if self._credit < 1.0:
+                self._pressure_dropped += 1
+                return
+            self._credit -= 1.0
         walked = self.walk_stamp_ns(time_ns, value)
         if flags & F_USER_FRAMES and unwind is not None:
             user = unwind.frames(view, ustack)

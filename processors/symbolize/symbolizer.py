@@ -104,6 +104,7 @@ class Symbolizer:
         out: list[Sample] = []
         lookup = self.table.lookup
         procs = self._procs
+        misses = 0  # stacks not in their process's cache (counted once per batch)
         for s in batch.samples:
             snap = lookup(s.pid, s.time_ns)
             if snap is None:
@@ -115,6 +116,7 @@ class Symbolizer:
             skey = (s.user_stack, s.kernel_stack)
             stack = proc.stacks.get(skey)
             if stack is None:
+                misses += 1
                 try:
                     stack = self._new_stack(proc, s.user_stack, s.kernel_stack)
                 except Exception:  # a bug on hostile input costs this stack its names only
@@ -139,6 +141,9 @@ class Symbolizer:
                     more=s.more,
                 )
             )
+        if out:
+            self.counters.add(self.component_id, "stack_cache_hits", len(out) - misses)
+            self.counters.add(self.component_id, "stack_cache_misses", misses)
         return SymbolizedBatch(batch.profile_type, out, batch.receiver_id, dict(batch.counters))
 
     def close(self) -> None:
@@ -337,7 +342,9 @@ class Symbolizer:
         b = self._binaries.get(key)
         if b is not None:
             self._binaries.move_to_end(key)
+            self._count("binary_cache_hits")
             return b
+        self._count("binary_cache_misses")
         known_bad = self._bad.get(key, "")
         b = Binary(
             pinned, self._functions, self.config, self._count, self.log, known_bad, self._store
@@ -348,6 +355,7 @@ class Symbolizer:
         while len(self._binaries) > self.config.max_binaries:
             _, old = self._binaries.popitem(last=False)
             old.close()
+            self._count("binary_cache_evicted")
         return b
 
     def _count(self, name: str) -> None:

@@ -311,3 +311,22 @@ def test_caller_outside_every_mapping_truncates_the_stack(fixture_bins: dict[str
         assert counters.get("symbolize", "stack_truncated") == 2
     finally:
         run.stop()
+
+
+def test_cache_hits_and_misses_are_counted(fixture_bins: dict[str, Path]) -> None:
+    run = fx.start(fixture_bins["pie"])
+    try:
+        sym, counters = _symbolizer()
+        sym.table.observe(run.pid)
+        a = run.addrs
+        first = (a["leaf_work"] + 1, a["lib_compute"] + 4, a["caller_work"] + 4)
+        other = (a["leaf_work"] + 2, a["caller_work"] + 4)
+        _run(sym, _sample(run.pid, first), _sample(run.pid, first), _sample(run.pid, other))
+        _run(sym, _sample(run.pid, other))
+        get = lambda name: counters.get("symbolize", name)  # noqa: E731
+        assert (get("stack_cache_hits"), get("stack_cache_misses")) == (2, 2)
+        # Two files (the executable, libfix.so) read once each; every later frame hits.
+        assert get("binary_cache_misses") == 2
+        assert get("binary_cache_hits") >= 3
+    finally:
+        run.stop()

@@ -270,3 +270,34 @@ def test_new_pid_is_observed_even_when_its_first_comm_is_filtered() -> None:
     assert len(mine) >= 50 and {s.comm for s in mine} == {"renamed_7c1d"}
     assert host.counters.snapshot()["cpu"].get("comm_filtered", 0) >= 20
     assert pid in host._processes.observed  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_memory_pressure_samples_less_and_counts_it(shares_binary: Path, level: int) -> None:
+    # memory_limiter's verdict (Host.pressure): soft keeps half the samples, hard none; every
+    # sample left out is counted, and new processes are still snapshotted.
+    consumer, host = ListConsumer(), Host()
+    host._processes = procs = RecordingProcesses()  # type: ignore[assignment]
+    host.pressure.set(level, 1 << 30)
+
+    async def run() -> int:
+        receiver = factory.create(
+            CreateSettings(id="cpu", logger=logging.getLogger("test"), consumer=consumer),
+            CpuConfig(frequency=199, drain_interval=0.2),
+        )
+        await receiver.start(host)
+        proc = await asyncio.create_subprocess_exec(str(shares_binary), "1.5")
+        await proc.wait()
+        await receiver.shutdown()
+        return proc.pid
+
+    pid = asyncio.run(run())
+    counters = host.counters.snapshot()["cpu"]
+    kept, dropped = len(consumer.samples), counters.get("samples_dropped_memory_pressure", 0)
+    assert kept + dropped >= 250  # 1.5 s of one busy core at 199 Hz, at least
+    if level == 1:
+        assert abs(kept - dropped) <= 1, (kept, dropped)
+        assert any(s.pid == pid for s in consumer.samples)
+    else:
+        assert kept == 0
+    assert pid in procs.observed
