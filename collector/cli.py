@@ -25,6 +25,7 @@ from collector import __version__, logs
 from collector.config.load import SECTIONS, LoadedConfig, load_config
 from collector.config.redact import redact
 from collector.errors import CollectorError, RuntimeFailure
+from collector.pgo import command as pgo_command
 from collector.preflight import check_bpf
 from collector.registry import Registry
 
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("components", help="list every registered component and its origin")
     pc = sub.add_parser("print-config", help="print the effective config, secrets redacted")
     add_config(pc, True)
+    pgo_command.add_parser(sub)
     return p
 
 
@@ -188,6 +190,8 @@ def _runner() -> Callable[..., int]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "pgo":
+            return pgo_command.run(args)
         registry = Registry()
         if args.command == "components":
             return cmd_components(registry)
