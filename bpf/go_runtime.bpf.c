@@ -1,0 +1,378 @@
+/* Go runtime events from uprobes on unmodified Go binaries (receivers/go_runtime).
+ *
+ * Never a uretprobe: Go moves goroutine stacks, and a rewritten return address crashes the
+ * program. A function's return is seen by plain uprobes on each of its RET instructions
+ * (found by disassembly in user space). Arguments follow Go's register ABI (amd64: RAX, RBX,
+ * RCX, ...; the current g in R14). Goroutine stacks are walked here with frame pointers,
+ * which Go always keeps: at a function's entry the caller's return address is at [RSP] (its
+ * frame is not pushed yet), the rest follow RBP.
+ *
+ * Defines: ALLOC_RATE (bytes: an allocation of size s is recorded with probability
+ * min(1, s / ALLOC_RATE), and scaled back in user space), GSTATE_SIZE, GO_MAX_FRAMES, and
+ * those of common.h. */
+#include <uapi/linux/ptrace.h>
+
+#define PROGRAM_COUNTERS 7 /* C_GO_COUNTERS of go_runtime.h (common.h sizes the array first) */
+#ifndef STACK_MAP_SIZE
+#define STACK_MAP_SIZE 1 /* common.h's stack maps are unused: stacks travel in the record */
+#endif
+#ifndef SPILL_MAP_SIZE
+#define SPILL_MAP_SIZE 1
+#endif
+#include "common.h"
+#include "go_runtime.h"
+
+#ifndef ALLOC_RATE
+#define ALLOC_RATE (512 * 1024)
+#endif
+#ifndef GSTATE_SIZE
+#define GSTATE_SIZE 16384
+#endif
+
+BPF_HASH(go_procs, u32, struct go_proc, 4096);
+BPF_TABLE("lru_hash", struct go_gkey, struct go_gstate, gstate, GSTATE_SIZE);
+BPF_HASH(pending_create, u32, struct go_event, 4096); /* by tid: newproc -> newproc1 */
+BPF_HASH(gc_stack, u32, struct go_event, 4096);       /* by tgid: the last gcStart */
+BPF_HASH(stw_start, u32, u64, 4096);                  /* by tgid: a GC stop-the-world */
+BPF_PERCPU_ARRAY(ev_scratch, struct go_event, 1);
+BPF_PERCPU_ARRAY(g_scratch, struct go_gstate, 1);
+
+static __always_inline void go_count(u32 idx) { count(C_COMMON + idx); }
+
+/* The process's Go facts. Its uprobes are attached only after user space filled them in,
+ * so a miss is a process that is going away. */
+static __always_inline struct go_proc *go_proc_of(u32 tgid) {
+    struct go_proc *p = go_procs.lookup(&tgid);
+    if (!p)
+        go_count(C_GO_NOT_READY);
+    return p;
+}
+
+static __always_inline u64 goid_of(struct go_proc *p, u64 g) {
+    u64 goid = 0;
+    if (!g || bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + p->goid_offset)) != 0) {
+        go_count(C_GO_GOID_READ);
+        return 0;
+    }
+    return goid;
+}
+
+/* At a function's entry: the probed pc, the caller's return address at [RSP], then the
+ * frame-pointer chain. At most GO_MAX_FRAMES - 1 frames (the record's size is masked). */
+static __always_inline u32 walk_entry(struct pt_regs *ctx, u64 *frames) {
+    frames[0] = PT_REGS_IP(ctx);
+    u64 ret = 0;
+    if (bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx)) != 0 || !ret)
+        return 1;
+    frames[1] = ret;
+    u32 n = 2;
+    u64 bp = ctx->bp;
+    for (int i = 2; i < GO_MAX_FRAMES - 1; i++) {
+        u64 pair[2] = {};
+        if (!bp || bpf_probe_read_user(pair, sizeof(pair), (void *)bp) != 0 || !pair[1])
+            break;
+        frames[i] = pair[1];
+        n = i + 1;
+        if (pair[0] <= bp) /* frames grow towards higher addresses: a loop otherwise */
+            break;
+        bp = pair[0];
+    }
+    return n;
+}
+
+static __always_inline struct go_event *scratch_event(u32 kind, u32 tgid, u64 id) {
+    u32 zero = 0;
+    struct go_event *e = ev_scratch.lookup(&zero);
+    if (!e)
+        return 0;
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->value = 1;
+    e->goid = 0;
+    e->kind = kind;
+    e->flags = 0;
+    e->pid = tgid;
+    e->tid = (u32)id;
+    e->cpu = bpf_get_smp_processor_id();
+    e->nframes = 0;
+    e->weight_threshold = SAMPLE_UNSAMPLED;
+    e->pad = 0;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    return e;
+}
+
+static __always_inline void send(struct go_event *e) {
+    u32 size = GO_EVENT_HEADER + (e->nframes & (GO_MAX_FRAMES - 1)) * 8;
+    if (events.ringbuf_output(e, size, periodic_wake()) != 0) {
+        count(C_RINGBUF_FULL);
+        return;
+    }
+    count(C_EVENTS);
+}
+
+/* runtime.newproc(fn): on the goroutine that runs the `go` statement. */
+int on_newproc(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tid = (u32)id;
+    if (!go_proc_of(tgid))
+        return 0;
+    struct go_event *e = scratch_event(GO_EV_CREATE, tgid, id);
+    if (!e)
+        return 0;
+    e->nframes = walk_entry(ctx, e->frames);
+    pending_create.update(&tid, e);
+    return 0;
+}
+
+/* A RET of runtime.newproc1 (on the system stack, same thread): RAX is the new g. */
+int on_newproc1_ret(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32, tid = (u32)id;
+    struct go_proc *p = go_procs.lookup(&tgid);
+    if (!p)
+        return 0;
+    struct go_event *e = pending_create.lookup(&tid);
+    if (!e) {
+        go_count(C_GO_CREATE_UNPAIRED);
+        return 0;
+    }
+    u64 goid = goid_of(p, ctx->ax);
+    e->goid = goid;
+    e->time_ns = bpf_ktime_get_boot_ns();
+    send(e);
+    u32 zero = 0;
+    struct go_gstate *s = g_scratch.lookup(&zero);
+    if (s && goid) {
+        s->park_ns = 0;
+        s->runnable_ns = e->time_ns;
+        s->flags = G_RUNNABLE;
+        s->nframes = e->nframes;
+        __builtin_memcpy(s->frames, e->frames, sizeof(s->frames));
+        struct go_gkey k = {.tgid = tgid, .goid = goid};
+        gstate.update(&k, s);
+    }
+    pending_create.delete(&tid);
+    return 0;
+}
+
+/* runtime.goexit0(gp): a goroutine ended. */
+int on_goexit0(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    struct go_proc *p = go_procs.lookup(&tgid);
+    if (!p)
+        return 0;
+    u64 goid = goid_of(p, ctx->ax);
+    if (!goid)
+        return 0;
+    struct go_gkey k = {.tgid = tgid, .goid = goid};
+    gstate.delete(&k);
+    struct go_event *e = events.ringbuf_reserve(GO_EVENT_HEADER);
+    if (!e) {
+        count(C_RINGBUF_FULL);
+        return 0;
+    }
+    __builtin_memset(e, 0, GO_EVENT_HEADER);
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->kind = GO_EV_EXIT;
+    e->goid = goid;
+    e->pid = tgid;
+    e->tid = (u32)id;
+    events.ringbuf_submit(e, periodic_wake());
+    count(C_EVENTS);
+    return 0;
+}
+
+/* runtime.gopark: the current goroutine (R14) parks; remember when and where. */
+int on_gopark(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    struct go_proc *p = go_procs.lookup(&tgid);
+    if (!p)
+        return 0;
+    u64 goid = goid_of(p, ctx->r14);
+    u32 zero = 0;
+    struct go_gstate *s = g_scratch.lookup(&zero);
+    if (!goid || !s)
+        return 0;
+    s->nframes = walk_entry(ctx, s->frames);
+    s->park_ns = bpf_ktime_get_boot_ns();
+    s->runnable_ns = 0;
+    s->flags = 0;
+    u64 caller = s->nframes > 1 ? s->frames[1] : 0;
+#pragma unroll
+    for (int i = 0; i < GO_CHAN_RANGES; i++) {
+        if (caller >= p->chan_lo[i] && caller < p->chan_hi[i])
+            s->flags = G_PARKED_CHAN;
+    }
+    struct go_gkey k = {.tgid = tgid, .goid = goid};
+    gstate.update(&k, s);
+    return 0;
+}
+
+/* runtime.ready(gp, ...): a parked goroutine becomes runnable. */
+int on_ready(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    struct go_proc *p = go_procs.lookup(&tgid);
+    if (!p)
+        return 0;
+    struct go_gkey k = {.tgid = tgid, .goid = goid_of(p, ctx->ax)};
+    struct go_gstate *s = gstate.lookup(&k);
+    if (!s) {
+        go_count(C_GO_STATE_MISSING);
+        return 0;
+    }
+    u64 now = bpf_ktime_get_boot_ns();
+    if (s->flags & G_PARKED_CHAN) {
+        struct go_event *e = scratch_event(GO_EV_CHAN, tgid, id);
+        if (e) {
+            e->value = now - s->park_ns;
+            e->goid = k.goid;
+            e->nframes = s->nframes;
+            __builtin_memcpy(e->frames, s->frames, sizeof(e->frames));
+            send(e);
+        }
+    }
+    s->runnable_ns = now;
+    s->flags = G_RUNNABLE;
+    return 0;
+}
+
+/* runtime.execute(gp, ...): the scheduler runs gp; it was runnable since runnable_ns. */
+int on_execute(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    struct go_proc *p = go_procs.lookup(&tgid);
+    if (!p)
+        return 0;
+    struct go_gkey k = {.tgid = tgid, .goid = goid_of(p, ctx->ax)};
+    struct go_gstate *s = gstate.lookup(&k);
+    if (!s || !(s->flags & G_RUNNABLE)) {
+        go_count(C_GO_SCHED_UNTRACKED); /* preempted, a GC worker, woken by netpoll */
+        return 0;
+    }
+    struct go_event *e = scratch_event(GO_EV_SCHED, tgid, id);
+    if (e) {
+        e->value = e->time_ns - s->runnable_ns;
+        e->goid = k.goid;
+        e->nframes = s->nframes;
+        __builtin_memcpy(e->frames, s->frames, sizeof(e->frames));
+        send(e);
+    }
+    gstate.delete(&k);
+    return 0;
+}
+
+/* runtime.gcStart(trigger): on the goroutine that starts the cycle (it may not start one). */
+int on_gcstart(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if (!go_proc_of(tgid))
+        return 0;
+    struct go_event *e = scratch_event(GO_EV_GC, tgid, id);
+    if (!e)
+        return 0;
+    e->nframes = walk_entry(ctx, e->frames);
+    gc_stack.update(&tgid, e);
+    return 0;
+}
+
+/* runtime.stopTheWorldWithSema(reason): stwGCMarkTerm (1) and stwGCSweepTerm (2) are GC's
+ * (the same values in Go 1.21 to 1.27). */
+int on_stw(struct pt_regs *ctx) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!go_procs.lookup(&tgid))
+        return 0;
+    u8 reason = (u8)ctx->ax;
+    if (reason != 1 && reason != 2)
+        return 0;
+    u64 now = bpf_ktime_get_boot_ns();
+    stw_start.update(&tgid, &now);
+    return 0;
+}
+
+/* A RET of runtime.startTheWorldWithSema: the world runs again. */
+int on_stw_end(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    u64 *start = stw_start.lookup(&tgid);
+    if (!start)
+        return 0; /* not a GC pause */
+    u64 pause = bpf_ktime_get_boot_ns() - *start;
+    stw_start.delete(&tgid);
+    struct go_event *e = gc_stack.lookup(&tgid);
+    if (!e) {
+        go_count(C_GO_STW_UNPAIRED);
+        e = scratch_event(GO_EV_GC, tgid, id);
+        if (!e)
+            return 0;
+    }
+    e->value = pause;
+    e->time_ns = bpf_ktime_get_boot_ns();
+    send(e);
+    return 0;
+}
+
+/* runtime.mallocgc(size, typ, needzero) and the size-specialised entry points of Go 1.26+
+ * (same first argument). Recorded with probability min(1, size / ALLOC_RATE). */
+int on_malloc(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    go_count(C_GO_ALLOC_SEEN);
+    u64 size = ctx->ax;
+    u32 threshold = SAMPLE_UNSAMPLED;
+    if (size < ALLOC_RATE) {
+        threshold = (u32)((size << 32) / ALLOC_RATE);
+        if (bpf_get_prandom_u32() >= threshold)
+            return 0;
+    }
+    if (!go_proc_of(tgid))
+        return 0;
+    struct go_event *e = scratch_event(GO_EV_ALLOC, tgid, id);
+    if (!e)
+        return 0;
+    e->value = size;
+    e->weight_threshold = threshold;
+    e->nframes = walk_entry(ctx, e->frames);
+    send(e);
+    return 0;
+}
+
+/* sched:sched_process_exit / exec: a traced process is gone (its uprobes went with its
+ * memory); with WATCH_EXEC every exec is reported, so user space can trace new processes of
+ * the configured binary. */
+#ifndef WATCH_EXEC
+#define WATCH_EXEC 0
+#endif
+static __always_inline void proc_event(u32 kind) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if (kind == GO_EV_PROC_EXIT && tgid != (u32)id)
+        return; /* a thread, not the process */
+    if (go_procs.lookup(&tgid))
+        go_procs.delete(&tgid);
+    else if (!(WATCH_EXEC && kind == GO_EV_PROC_EXEC))
+        return;
+    struct go_event *e = events.ringbuf_reserve(GO_EVENT_HEADER);
+    if (!e) {
+        count(C_RINGBUF_FULL);
+        return;
+    }
+    __builtin_memset(e, 0, GO_EVENT_HEADER);
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->kind = kind;
+    e->pid = tgid;
+    e->tid = (u32)id;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    events.ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
+int on_exit(void *ctx) {
+    proc_event(GO_EV_PROC_EXIT);
+    return 0;
+}
+
+int on_exec(void *ctx) {
+    proc_event(GO_EV_PROC_EXEC);
+    return 0;
+}

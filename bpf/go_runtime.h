@@ -1,0 +1,77 @@
+/* What bpf/go_runtime.bpf.c shares with its reader (receivers/go_runtime/events.py): the
+ * record layout, the record kinds, the per-process Go facts user space fills in, and the
+ * program's own counter indices (after C_COMMON of common.h). */
+#ifndef COLLECTOR_GO_RUNTIME_H
+#define COLLECTOR_GO_RUNTIME_H
+
+/* go_event.kind */
+#define GO_EV_CREATE 1 /* a `go` statement ran: value 1, goid of the new goroutine */
+#define GO_EV_EXIT 2   /* a goroutine ended (goexit0): goid, no frames */
+#define GO_EV_SCHED 3  /* runnable -> running: value = nanoseconds runnable */
+#define GO_EV_GC 4     /* a GC stop-the-world ended: value = nanoseconds stopped */
+#define GO_EV_ALLOC 5  /* an allocation, sampled: value = bytes, weight_threshold set */
+#define GO_EV_CHAN 6   /* a goroutine parked on a channel or select was readied: value = ns */
+#define GO_EV_PROC_EXIT 8 /* a traced process exited */
+#define GO_EV_PROC_EXEC 9 /* a traced process called exec */
+
+#ifndef GO_MAX_FRAMES
+#define GO_MAX_FRAMES 64 /* a power of two: the record's size is masked with it */
+#endif
+
+/* 72 bytes, then nframes u64 user addresses, leaf first ("<QQQIIIIIIII16s"). */
+struct go_event {
+    u64 time_ns; /* bpf_ktime_get_boot_ns() */
+    u64 value;
+    u64 goid;
+    u32 kind;
+    u32 flags; /* EVENT_F_NEW_PID of common.h */
+    u32 pid;   /* tgid */
+    u32 tid;
+    u32 cpu;
+    u32 nframes;
+    u32 weight_threshold; /* recorded with probability weight_threshold / 2^32 */
+    u32 pad;
+    char comm[16];
+    u64 frames[GO_MAX_FRAMES];
+};
+#define GO_EVENT_HEADER 72
+
+/* Per traced process, from its binary (user space fills it before attaching). Addresses are the
+ * process's (load bias added). A channel wait is a gopark whose caller lies in one of the
+ * chan ranges (chanrecv, chansend, selectgo): that holds for every Go version, unlike the
+ * numeric wait reasons. */
+#define GO_CHAN_RANGES 4
+struct go_proc {
+    u32 goid_offset; /* of runtime.g */
+    u32 pad;
+    u64 chan_lo[GO_CHAN_RANGES];
+    u64 chan_hi[GO_CHAN_RANGES];
+};
+
+/* What one goroutine left for later, keyed by (tgid, goid). */
+struct go_gkey {
+    u32 tgid;
+    u32 pad;
+    u64 goid;
+};
+#define G_PARKED_CHAN 1 /* parked on a channel or select */
+#define G_RUNNABLE 2    /* readied or created: runnable_ns is set */
+struct go_gstate {
+    u64 park_ns;
+    u64 runnable_ns;
+    u32 flags;
+    u32 nframes;
+    u64 frames[GO_MAX_FRAMES]; /* where it parked (or, new, the `go` statement's stack) */
+};
+
+/* counters after C_COMMON (names in receivers/go_runtime/events.py, same order) */
+#define C_GO_NOT_READY 0      /* a hit of a process without go_procs entry (exiting) */
+#define C_GO_STATE_MISSING 1  /* ready of a goroutine never seen parking (parked before attach) */
+#define C_GO_CREATE_UNPAIRED 2 /* newproc1 returned without a newproc entry on that thread */
+#define C_GO_GOID_READ 3      /* a g's goid could not be read */
+#define C_GO_STW_UNPAIRED 4   /* startTheWorld without a GC stopTheWorld */
+#define C_GO_ALLOC_SEEN 5     /* allocations seen (sampled or not) */
+#define C_GO_SCHED_UNTRACKED 6 /* execute of a goroutine not readied by ready() or newproc */
+#define C_GO_COUNTERS 7
+
+#endif

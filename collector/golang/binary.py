@@ -1,0 +1,135 @@
+"""A Go binary's facts for probing: version, the runtime functions' bounds and file offsets,
+the goid offset inside runtime.g.
+
+Version and function bounds come from the binary's own tables (collector.gosym: build info
+and .gopclntab), so a stripped (``-s -w``) build is probed exactly like an unstripped one.
+Every byte is read through collector.elf's bounded reader: the binary is the user's input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from collector.elf.reader import ElfError, ElfReader
+from collector.golang.rets import ret_addresses
+from collector.gosym import GoBinary, GoSymError, version_tuple
+
+MIN_VERSION = (1, 21)
+# runtime.g's goid offset on 64-bit targets, by Go version (the tests check it against the
+# DWARF of every toolchain they build with); the first entry whose bound is above wins.
+_GOID_OFFSETS = (((1, 23), 152), ((1, 25), 160), ((99, 0), 152))
+# Size-specialised malloc entry points (Go 1.26+, the sizespecializedmalloc experiment, on
+# by default in 1.27): compiled code calls them instead of mallocgc for small sizes.
+MALLOC_SPECIALISED = re.compile(r"^runtime\.mallocgc(?:Tiny|SmallNoScan|SmallScanNoHeader)SC\d+$")
+_MALLOC_PREFIXES = ("Tiny", "SmallNoScan", "SmallScanNoHeader")
+_SIZE_CLASSES = 68  # Go's small size classes (class 0 is unused)
+
+
+class NotGo(ValueError):
+    """The binary has no Go build info or line table."""
+
+
+class UnsupportedGo(ValueError):
+    """A Go binary of a version (or architecture) the receiver cannot probe."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeFunction:
+    name: str
+    start: int  # link-time virtual address
+    size: int
+    offset: int  # file offset of ``start`` (where a uprobe goes)
+
+
+@dataclass(slots=True)
+class ProbedBinary:
+    path: str
+    version: str  # "go1.24.11"
+    major_minor: tuple[int, int]
+    pie: bool
+    goid_offset: int
+    functions: dict[str, ProbeFunction] = field(default_factory=dict)
+    open_path: str = ""  # what to open for the code (/proc/<pid>/exe), "" = path
+
+    def returns(self, name: str) -> tuple[int, ...]:
+        """File offsets of the RET instructions of function ``name`` (empty if unknown)."""
+        fn = self.functions.get(name)
+        if fn is None:
+            return ()
+        fd = os.open(self.open_path or self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            code = ElfReader(fd).read(fn.offset, fn.size, f"{name} code")
+        finally:
+            os.close(fd)
+        rets = ret_addresses(code, fn.start)
+        if not rets.complete:
+            raise UnsupportedGo(f"{name}: undecodable instruction before its end")
+        return tuple(fn.offset + (a - fn.start) for a in rets.addresses)
+
+
+def goid_offset(major_minor: tuple[int, int]) -> int:
+    return next(offset for bound, offset in _GOID_OFFSETS if major_minor < bound)
+
+
+def malloc_entry_names() -> list[str]:
+    """Every name a size-specialised malloc entry point may have (most binaries hold few)."""
+    return [f"runtime.mallocgc{p}SC{n}" for p in _MALLOC_PREFIXES for n in range(1, _SIZE_CLASSES)]
+
+
+def read_go_binary(path: str, names: Iterable[str], open_path: str = "") -> ProbedBinary:
+    """Version, goid offset and the bounds of ``names`` (plus the size-specialised mallocs
+    when ``runtime.mallocgc`` is asked for) of the Go binary at ``path``, opened through
+    ``open_path`` when given (/proc/<pid>/exe). NotGo / UnsupportedGo / ElfError say why it
+    cannot be probed."""
+    wanted = list(dict.fromkeys(names))
+    if "runtime.mallocgc" in wanted:
+        wanted += malloc_entry_names()
+    fd = os.open(open_path or path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        elf = ElfReader(fd)
+        if elf.machine != 62 or not elf.is64:  # EM_X86_64
+            raise UnsupportedGo("only x86-64 Go binaries are probed")
+        try:
+            go = GoBinary.from_elf(elf)
+        except GoSymError as exc:
+            raise UnsupportedGo(f"unreadable Go tables: {exc}") from exc
+        if go is None:
+            raise NotGo("no Go build info or line table")
+        if not go.version:
+            raise UnsupportedGo("no Go build info: version unknown")
+        mm = version_tuple(go.version)
+        if mm < MIN_VERSION:
+            raise UnsupportedGo(f"{go.version}: Go 1.21 or later is needed")
+        functions = {}
+        for name in wanted:
+            bounds = go.function(name)
+            if bounds is None:
+                continue
+            start, end = bounds
+            offset = elf.vaddr_to_file_offset(start)
+            if offset is not None and end > start:
+                functions[name] = ProbeFunction(name, start, end - start, offset)
+        return ProbedBinary(
+            path=path,
+            version=go.version,
+            major_minor=mm,
+            pie=elf.type == 3,  # ET_DYN
+            goid_offset=goid_offset(mm),
+            functions=functions,
+            open_path=open_path,
+        )
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "ElfError",
+    "NotGo",
+    "ProbeFunction",
+    "ProbedBinary",
+    "UnsupportedGo",
+    "read_go_binary",
+]

@@ -1,0 +1,37 @@
+"""The record layout and counters of bpf/go_runtime.bpf.c (bpf/go_runtime.h)."""
+
+from __future__ import annotations
+
+import struct
+
+from collector.bpf.events import COMMON_COUNTERS
+
+# struct go_event: time_ns, value, goid, kind, flags, pid, tid, cpu, nframes,
+# weight_threshold, pad, comm; then nframes u64 user addresses, leaf first.
+GO_EVENT = struct.Struct("<QQQIIIIIIII16s")
+HEADER = GO_EVENT.size  # GO_EVENT_HEADER
+MAX_FRAMES = 64  # GO_MAX_FRAMES
+EV_CREATE = 1
+EV_EXIT = 2
+EV_SCHED = 3
+EV_GC = 4
+EV_ALLOC = 5
+EV_CHAN = 6
+EV_PROC_EXIT = 8
+EV_PROC_EXEC = 9
+# struct go_proc: goid_offset, pad, chan_lo[4], chan_hi[4]
+GO_PROC = struct.Struct("<II4Q4Q")
+CHAN_RANGES = 4
+# struct go_gkey is the map key of gstate (not read by user space).
+
+PROGRAM_COUNTERS: tuple[str, ...] = (
+    "go_not_ready",  # a hit of a process whose entry was already removed (exiting)
+    "go_state_missing",  # ready of a goroutine never seen parking (parked before attach)
+    "go_create_unpaired",  # newproc1 returned without a newproc entry on that thread
+    "go_goid_unreadable",
+    "go_stw_unpaired",  # a GC pause whose gcStart was not seen (started before attach)
+    "go_allocs_seen",  # every allocation the probes saw, sampled or not
+    "go_sched_untracked",  # ran without ready()/newproc: preempted, GC worker, netpoll
+)
+COUNTERS = COMMON_COUNTERS + PROGRAM_COUNTERS
+assert len(GO_EVENT.pack(*([0] * 11), b"")) == 72

@@ -1,0 +1,180 @@
+"""Go runtime records -> samples of six profile types; the live-goroutine table.
+
+Two-valued profiles carry a count and a total (Go's own block profile: contentions and
+delay), as ``value`` and ``more[0]`` (collector.model ProfileType.extra_values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from collector.bpf.events import UNSAMPLED
+from collector.model import ProfileType, RawSample
+from receivers.go_runtime.events import (
+    EV_ALLOC,
+    EV_CHAN,
+    EV_CREATE,
+    EV_GC,
+    EV_SCHED,
+    GO_EVENT,
+    HEADER,
+    MAX_FRAMES,
+)
+
+_NS = "nanoseconds"
+GOROUTINES = ProfileType(
+    name="goroutines",
+    sample_type="goroutines",
+    sample_unit="count",
+    notes=("goroutines created in the window, at the go statement's stack",),
+)
+GOROUTINES_LIVE = ProfileType(
+    name="goroutines_live",
+    sample_type="goroutines",
+    sample_unit="count",
+    notes=(
+        "goroutines alive at a snapshot (every live_interval), at their creating stack; only "
+        "goroutines created while probed are known; a window holding several snapshots sums them",
+    ),
+)
+SCHED_LATENCY = ProfileType(
+    name="sched_latency",
+    sample_type="sched_waits",
+    sample_unit="count",
+    extra_values=(("sched_latency", _NS),),
+    default_sample_type="sched_latency",
+    notes=(
+        "runnable -> running of goroutines readied (runtime.ready) or created; preempted ones "
+        "and ones readied by the network poller are not followed",
+    ),
+)
+GC_PAUSE = ProfileType(
+    name="gc_pause",
+    sample_type="gc_pauses",
+    sample_unit="count",
+    extra_values=(("gc_pause", _NS),),
+    default_sample_type="gc_pause",
+    notes=("GC stop-the-world pauses (sweep and mark termination), at the stack that started "
+           "the cycle (runtime.gcStart)",),
+)  # fmt: skip
+GO_ALLOC = ProfileType(
+    name="go_alloc",
+    sample_type="alloc_objects",
+    sample_unit="count",
+    extra_values=(("alloc_space", "bytes"),),
+    default_sample_type="alloc_space",
+)
+CHAN_BLOCK = ProfileType(
+    name="chan_block",
+    sample_type="chan_blocks",
+    sample_unit="count",
+    extra_values=(("chan_block", _NS),),
+    default_sample_type="chan_block",
+    notes=("time parked in a channel operation or select until readied",),
+)
+_TWO_32 = float(1 << 32)
+_KIND_TYPES = {EV_SCHED: SCHED_LATENCY, EV_GC: GC_PAUSE, EV_CHAN: CHAN_BLOCK}
+
+
+def alloc_type(sample_bytes: int) -> ProfileType:
+    return ProfileType(
+        name=GO_ALLOC.name,
+        sample_type=GO_ALLOC.sample_type,
+        sample_unit=GO_ALLOC.sample_unit,
+        extra_values=GO_ALLOC.extra_values,
+        default_sample_type=GO_ALLOC.default_sample_type,
+        notes=(
+            f"runtime.mallocgc and its size-specialised entry points; an allocation of s bytes "
+            f"recorded with probability min(1, s/{sample_bytes}), values scaled by its inverse",
+        ),
+    )
+
+
+class Stacks:
+    """Equal stacks share one tuple (interned by their bytes, bounded)."""
+
+    def __init__(self, limit: int = 65536) -> None:
+        self._known: dict[bytes, tuple[int, ...]] = {}
+        self._limit = limit
+
+    def get(self, view: memoryview, n: int) -> tuple[int, ...]:
+        raw = bytes(view[HEADER : HEADER + 8 * n])
+        got = self._known.get(raw)
+        if got is None:
+            got = tuple(memoryview(raw).cast("Q"))
+            if len(self._known) >= self._limit:
+                self._known.clear()
+            self._known[raw] = got
+        return got
+
+
+@dataclass(slots=True)
+class LiveGoroutines:
+    """Goroutines created while probed and not yet ended: (pid -> goid -> stack, comm)."""
+
+    limit: int
+    by_pid: dict[int, dict[int, tuple[tuple[int, ...], str]]] = field(default_factory=dict)
+    size: int = 0
+
+    def add(self, pid: int, goid: int, stack: tuple[int, ...], comm: str) -> bool:
+        if self.size >= self.limit:
+            return False
+        gs = self.by_pid.setdefault(pid, {})
+        if goid not in gs:
+            self.size += 1
+        gs[goid] = (stack, comm)
+        return True
+
+    def end(self, pid: int, goid: int) -> None:
+        gs = self.by_pid.get(pid)
+        if gs is not None and gs.pop(goid, None) is not None:
+            self.size -= 1
+
+    def drop_process(self, pid: int) -> None:
+        self.size -= len(self.by_pid.pop(pid, {}))
+
+    def snapshot(self, time_ns: int) -> list[RawSample]:
+        out = []
+        for pid, gs in self.by_pid.items():
+            counts: dict[tuple[int, ...], list] = {}
+            for stack, comm in gs.values():
+                c = counts.get(stack)
+                if c is None:
+                    counts[stack] = [1, comm]
+                else:
+                    c[0] += 1
+            for stack, (n, comm) in counts.items():
+                out.append(RawSample(pid, pid, 0, comm, time_ns, n, stack))
+        return out
+
+
+def decode(
+    view: memoryview, stacks: Stacks, comm_of: dict[bytes, str], boot_offset: int
+) -> tuple[int, int, int, RawSample]:
+    """(kind, goid, nframes, sample) of one sample record; the sample's values are set for
+    its kind (alloc scaled by its recording probability)."""
+    time_ns, value, goid, kind, _flags, pid, tid, cpu, n, threshold, _pad, raw_comm = (
+        GO_EVENT.unpack_from(view)
+    )
+    n = min(n, MAX_FRAMES - 1, (len(view) - HEADER) // 8)
+    comm = comm_of.get(raw_comm)
+    if comm is None:
+        comm = raw_comm.split(b"\0", 1)[0].decode(errors="replace")
+        if len(comm_of) > 4096:
+            comm_of.clear()
+        comm_of[raw_comm] = comm
+    stack = stacks.get(view, n)
+    when = time_ns + boot_offset
+    if kind == EV_ALLOC:
+        scale = 1.0 if threshold >= UNSAMPLED or threshold == 0 else _TWO_32 / threshold
+        more = (round(value * scale),)
+        sample = RawSample(pid, tid, cpu, comm, when, round(scale), stack, more=more)
+    elif kind == EV_CREATE:
+        sample = RawSample(pid, tid, cpu, comm, when, 1, stack)
+    else:
+        sample = RawSample(pid, tid, cpu, comm, when, 1, stack, more=(value,))
+    return kind, goid, n, sample
+
+
+def profile_for(kind: int) -> ProfileType | None:
+    return _KIND_TYPES.get(kind)
