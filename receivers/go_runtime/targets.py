@@ -71,6 +71,14 @@ class Traced:
     fds: list[int]
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One binary's uprobes: (BPF function, file offset), computed once per binary."""
+
+    binary: ProbedBinary
+    uprobes: tuple[tuple[str, int], ...]
+
+
 class Targets:
     """The probed processes. ``add`` is idempotent per pid; ``remove`` closes its uprobes."""
 
@@ -89,11 +97,11 @@ class Targets:
         self._log = log
         self._count = count
         self._id = component_id
-        self._binaries: dict[tuple[int, int], ProbedBinary | str] = {}  # (dev, ino) -> or why not
+        self._binaries: dict[tuple[int, int], Plan | str] = {}  # (dev, ino) -> or why not
         self.traced: dict[int, Traced] = {}
 
-    def binary_of(self, pid: int) -> ProbedBinary | str:
-        """The process's Go binary, or why it cannot be probed (one line)."""
+    def plan_of(self, pid: int) -> Plan | str:
+        """The uprobes for the process's Go binary, or why it cannot be probed (one line)."""
         exe = f"/proc/{pid}/exe"
         try:
             st = os.stat(exe)
@@ -105,7 +113,7 @@ class Targets:
         if known is None:
             names = {rt for _fn, rt, _ret in self._probes} | set(CHAN_FUNCTIONS)
             try:
-                known = read_go_binary(path, names, open_path=exe)
+                known = self._plan(read_go_binary(path, names, open_path=exe))
             except NotGo:
                 known = f"{path} is not a Go program (no Go build info)"
             except (UnsupportedGo, ElfError, OSError) as exc:
@@ -120,29 +128,19 @@ class Targets:
         probe. Other targets go on either way."""
         if pid in self.traced:
             return True
-        binary = self.binary_of(pid)
-        if isinstance(binary, str):
-            self._log.warning("go_runtime: not probing pid=%d id=%s: %s", pid, self._id, binary)
+        plan = self.plan_of(pid)
+        if isinstance(plan, str):
+            self._log.warning("go_runtime: not probing pid=%d id=%s: %s", pid, self._id, plan)
             self._count("targets_skipped", 1)
             return False
-        missing = sorted(
-            rt for _fn, rt, _ret in self._probes if rt in _REQUIRED and rt not in binary.functions
-        )
-        if missing:
-            self._log.warning(
-                "go_runtime: not probing pid=%d id=%s: %s (%s) lacks %s",
-                pid, self._id, binary.path, binary.version, ", ".join(missing),
-            )  # fmt: skip
-            self._count("targets_skipped", 1)
-            return False
+        binary = plan.binary
         bias = _load_bias(pid, binary) if binary.pie else 0
         self._go_procs.update(_u32(pid), _go_proc(binary, bias))
         fds: list[int] = []
         try:
-            for fn, rt, at_rets in self._probes:
-                for offset in self._offsets(binary, rt, at_rets):
-                    fds.append(open_uprobe(self._prog_fds[fn], f"/proc/{pid}/exe", offset, pid))
-        except (UprobeError, UnsupportedGo, ElfError, OSError) as exc:
+            for fn, offset in plan.uprobes:
+                fds.append(open_uprobe(self._prog_fds[fn], f"/proc/{pid}/exe", offset, pid))
+        except (UprobeError, OSError) as exc:
             for fd in fds:
                 os.close(fd)
             self._go_procs.delete(_u32(pid))
@@ -157,6 +155,19 @@ class Targets:
             pid, self._id, binary.path, binary.version, len(fds),
         )  # fmt: skip
         return True
+
+    def _plan(self, binary: ProbedBinary) -> Plan | str:
+        missing = sorted(
+            rt for _fn, rt, _ret in self._probes if rt in _REQUIRED and rt not in binary.functions
+        )
+        if missing:
+            return f"{binary.path} ({binary.version}) lacks {', '.join(missing)}"
+        uprobes = [
+            (fn, offset)
+            for fn, rt, at_rets in self._probes
+            for offset in self._offsets(binary, rt, at_rets)
+        ]
+        return Plan(binary, tuple(uprobes))
 
     def _offsets(self, binary: ProbedBinary, runtime_fn: str, at_rets: bool) -> list[int]:
         if at_rets:

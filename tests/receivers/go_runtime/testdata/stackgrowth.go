@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"runtime"
@@ -27,6 +28,10 @@ func main() {
 		if v, err := strconv.Atoi(os.Args[1]); err == nil {
 			rounds = v
 		}
+	}
+	fmt.Println("ready") // then wait for a line: the test attaches first
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		os.Exit(3)
 	}
 	results := make(chan int)
 	total := 0
