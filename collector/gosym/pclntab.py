@@ -39,11 +39,12 @@ class FuncRecord:
         "pcdata_at",
         "pcfile",
         "pcln",
+        "pcsp",
         "start_line",
     )
 
     def __init__(self) -> None:
-        self.entry = self.name_off = self.pcfile = self.pcln = self.cu_offset = 0
+        self.entry = self.name_off = self.pcfile = self.pcln = self.cu_offset = self.pcsp = 0
         self.npcdata = self.nfuncdata = self.start_line = self.pcdata_at = self.funcdata_at = 0
 
 
@@ -144,6 +145,7 @@ class Pclntab:
             f = self.u(o + "I" * n + "BBBB", at)
             r.entry = f[0] + self.text_start
             r.name_off, r.pcfile, r.pcln, r.npcdata, r.cu_offset = f[1], f[5], f[6], f[7], f[8]
+            r.pcsp = f[4]
             r.start_line = struct.unpack("i", struct.pack("I", f[9]))[0] if n == 10 else 0
             r.nfuncdata = f[-1]
             r.pcdata_at = at + 4 * n + 4
@@ -159,6 +161,7 @@ class Pclntab:
                 f[7],
                 f[8],
             )
+            r.pcsp = f[4]
             r.nfuncdata = f[-1]
             r.pcdata_at = at + self.ptr + 32 + 4
             end = r.pcdata_at + 4 * r.npcdata
@@ -210,6 +213,28 @@ class Pclntab:
             cur += pcdelta * self.quantum
             if pc < cur:
                 return val
+        raise GoSymError("pclntab: a pc-value table longer than its budget")
+
+    def ranges(self, table_off: int, entry: int, end: int) -> list[tuple[int, int]]:
+        """(pc, value) at each change of a pc-value table over [entry, end), first at entry."""
+        if table_off == 0:
+            return []
+        blob, at = self.blob, self.pctab + table_off
+        n = len(blob)
+        out: list[tuple[int, int]] = []
+        val, cur, first = -1, entry, True
+        for _ in range(_MAX_STEPS):
+            uv, at = _uvarint(blob, at, n)
+            if uv == 0 and not first:
+                return out
+            first = False
+            val += -(uv >> 1) - 1 if uv & 1 else uv >> 1
+            pcdelta, at = _uvarint(blob, at, n)
+            if cur >= end:
+                return out
+            if not out or out[-1][1] != val:
+                out.append((cur, val))
+            cur += pcdelta * self.quantum
         raise GoSymError("pclntab: a pc-value table longer than its budget")
 
     def max_value(self, table_off: int, entry: int) -> int:

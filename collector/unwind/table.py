@@ -19,6 +19,7 @@ from typing import BinaryIO
 import symbolic
 
 from collector.elf import ElfError, ElfReader
+from collector.gosym.cfi import go_cfi_text
 from collector.unwind import layout as L
 from collector.unwind.breakpad import CfiError, CfiStats, Rows, build_rows
 
@@ -99,7 +100,9 @@ def build_table(fd: int, path: str, max_rows: int = L.MAX_TABLE_ROWS) -> UnwindT
     libLLVM it is 36 MB, which would otherwise sit in memory next to its list of lines."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as text:
-        cfi_text(f"/proc/self/fd/{fd}", text)
+        # Go binaries: rows from their own .gopclntab, so a stripped build unwinds too.
+        if not go_cfi_text(fd, text):
+            cfi_text(f"/proc/self/fd/{fd}", text)
         text.seek(0)
         try:
             rows = build_rows(text, _stop_ranges(fd), max_rows=max_rows)

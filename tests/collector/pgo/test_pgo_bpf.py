@@ -1,0 +1,181 @@
+"""Go through the real collector: the cpu receiver samples pgohot (built by three toolchains,
+stripped and not), the symbolize processor names it from .gopclntab, the pprof exporter
+writes the windows; then `collector pgo` makes default.pgo and `go build -pgo` with the
+compiler's PGO debug output must name pgohot's hot call edges.
+
+Ground truth is the source: hotLoop's interface call goes to (*fnv).Mix 63 times in 64
+(devirtualized to it), and its direct call to digest is the hot one (inlined past the
+normal budget); start lines are the `func` lines of main.go.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.support import gotoolchains as gt
+from tests.support.collector_run import start_collector
+from tests.support.encoding_pprof import decode
+from tests.support.pgo_check import hot_inlined, hottest_callee, pgo_build
+
+pytestmark = [pytest.mark.bpf, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[3]
+SOURCE = (gt.WORKLOADS / "pgohot" / "main.go").read_text().splitlines()
+
+CONFIG = """
+receivers:
+  cpu:
+    frequency: 199
+    comm: "^pgohot$"
+    # Frame pointers skip the caller of a frameless Go leaf (digest, Mix): their return
+    # address is at RSP, not behind RBP. Tables come from .gopclntab (collector/gosym/cfi.py).
+    unwind: tables
+processors:
+  symbolize: {}
+exporters:
+  pprof:
+    directory: %(out)s
+    interval: 2
+service:
+  telemetry:
+    metrics:
+      address: none
+  pipelines:
+    profiles:
+      receivers: [cpu]
+      processors: [symbolize]
+      exporters: [pprof]
+"""
+
+
+def func_line(pattern: str) -> int:
+    return next(i for i, text in enumerate(SOURCE, 1) if re.search(pattern, text))
+
+
+def _profile(tmp: Path, version: str, stripped: bool) -> tuple[Path, Path, str]:
+    binary = gt.workload("pgohot", version, stripped=stripped)
+    tag = f"{version}-{'stripped' if stripped else 'full'}"
+    out = tmp / f"profiles-{tag}"
+    cfg = tmp / f"{tag}.yaml"
+    cfg.write_text(CONFIG % {"out": out})
+    col = start_collector(cfg)
+    try:
+        r = subprocess.run([str(binary), "-seconds", "6"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    finally:
+        rc = col.stop()
+    assert rc == 0, col.logs()
+    return binary, out, col.logs()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, bool], tuple]:
+    tmp = tmp_path_factory.mktemp("gopgo")
+    out = {}
+    for v in (gt.OLD, gt.MID, gt.NEW):
+        gt.require(v)
+        for stripped in (False, True):
+            out[(v, stripped)] = _profile(tmp, v, stripped)
+    return out
+
+
+def _go_functions(out: Path) -> tuple[Counter[tuple[str, str, int]], dict[str, tuple], Counter]:
+    """(leaf function, file basename, line) sample counts, name -> (file, start_line), and
+    (leaf, caller) counts of the outermost function of the leaf's next frame."""
+    leaves: Counter[tuple[str, str, int]] = Counter()
+    callers: Counter[tuple[str, str]] = Counter()
+    funcs: dict[str, tuple] = {}
+    for f in sorted(out.glob("cpu-*.pb.gz")):
+        p = decode(f.read_bytes())
+        st = p.string_table
+        fn = {x.id: x for x in p.function}
+        loc = {x.id: x for x in p.location}
+        for x in p.function:
+            if st[x.name].startswith("main."):
+                funcs[st[x.name]] = (st[x.filename], x.start_line)
+        for s in p.sample:
+            leaf = loc[s.location_id[0]]
+            if leaf.line:
+                ln = leaf.line[0]
+                name = st[fn[ln.function_id].name]
+                leaves[(name, st[fn[ln.function_id].filename].rsplit("/", 1)[-1], ln.line)] += (
+                    s.value[0]
+                )
+                outer = st[fn[leaf.line[-1].function_id].name]
+                parent = loc[s.location_id[1]] if len(s.location_id) > 1 else None
+                caller = st[fn[parent.line[0].function_id].name] if parent and parent.line else ""
+                callers[(outer, caller)] += s.value[0]
+    return leaves, funcs, callers
+
+
+@pytest.mark.parametrize("version", [gt.OLD, gt.MID, gt.NEW])
+def test_go_frames_named_stripped_or_not(runs: dict, version: str) -> None:
+    results = {}
+    for stripped in (False, True):
+        _binary, out, logs = runs[(version, stripped)]
+        leaves, funcs, callers = _go_functions(out)
+        total = sum(leaves.values())
+        assert total > 300, (total, logs)
+        # digest's caller is hotLoop (not main, as a frame-pointer walk would say)
+        in_digest = sum(n for (leaf, _c), n in callers.items() if leaf == "main.digest")
+        assert callers[("main.digest", "main.hotLoop")] >= 0.9 * in_digest, callers
+        by_func = Counter()
+        for (name, _file, _line), n in leaves.items():
+            by_func[name] += n
+        # Most of the time is in digest's body (rotate inlined into it) and the Mix methods.
+        hot = by_func["main.digest"] + by_func["main.rotate"] + by_func["main.(*fnv).Mix"]
+        hot += by_func["main.hotLoop"] + by_func["main.(*xorshift).Mix"]
+        assert hot >= 0.8 * total, by_func.most_common(8)
+        assert by_func["main.rotate"] > 0  # an inlined frame, named from the inlining tree
+        for name, pattern in (
+            ("main.digest", r"^func digest"),
+            ("main.hotLoop", r"^func hotLoop"),
+            ("main.rotate", r"^func rotate"),
+        ):
+            file, start = funcs[name]
+            assert file.endswith("tests/workloads/go/pgohot/main.go"), funcs[name]
+            assert start == func_line(pattern), (name, start)
+        lo, hi = func_line(r"^func digest"), func_line(r"^var sink")
+        for (name, file, line), _n in leaves.items():
+            if name == "main.digest":
+                assert file == "main.go" and lo <= line < hi, (name, line)
+        results[stripped] = funcs
+    # Stripped: the same files and start lines for every function both runs sampled.
+    common = results[False].keys() & results[True].keys()
+    assert {"main.digest", "main.hotLoop", "main.main"} <= common
+    assert {k: results[False][k] for k in common} == {k: results[True][k] for k in common}
+
+
+@pytest.mark.parametrize("version", [gt.OLD, gt.MID, gt.NEW])
+@pytest.mark.parametrize("stripped", [False, True], ids=["full", "stripped"])
+def test_collector_pgo_feeds_go_build(runs: dict, version: str, stripped: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    binary, out, _logs = runs[(version, stripped)]
+    pgo = tmp_path / "default.pgo"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collector.cli",
+            "pgo",
+            "--from",
+            str(out),
+            "--binary",
+            str(binary),
+            "-o",
+            str(pgo),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "matched by build id" in r.stderr, r.stderr
+    output = pgo_build(version, pgo, tmp_path / "pgohot")
+    hottest = hottest_callee(output, "main.hotLoop")
+    assert hottest is not None and hottest[0] == "main.(*fnv).Mix", output
+    assert ("main.hotLoop", "main.digest") in hot_inlined(output), output
