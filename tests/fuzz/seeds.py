@@ -43,7 +43,22 @@ def elf_seeds(work: Path) -> list[Path]:
     go = go_binary()
     if go is not None:
         out.append(go)
+    out += go_fixtures()
     return out
+
+
+def go_fixtures() -> list[Path]:
+    """pgohot from the oldest and newest toolchains, stripped and not (about 2 MB each: the
+    whole .gopclntab fits the fuzz budget, unlike the 17 MB `go` binary's)."""
+    from tests.support import gotoolchains as gt
+
+    have = gt.toolchains()
+    return [
+        gt.workload("pgohot", v, stripped=s)
+        for v in (gt.OLD, gt.LATEST)
+        if v in have
+        for s in (False, True)
+    ]
 
 
 def _proc_texts(name: str) -> list[bytes]:

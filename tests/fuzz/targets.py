@@ -10,6 +10,7 @@ real file (a memfd), the way a pinned binary does.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Callable
 
@@ -17,6 +18,8 @@ from symbolic import SymbolicError
 
 from collector.elf import ElfError, ElfReader, Limits, dynamic_symbols, load_function_symbols
 from collector.elf.debuglink import parse_debuglink, read_debuglink
+from collector.gosym import GoBinary
+from collector.gosym.cfi import write_cfi
 from collector.proc import PinnedFile
 from collector.proc.procfs import container_id_from_cgroup, parse_maps, parse_stat
 from collector.unwind.breakpad import CfiError, build_rows
@@ -179,6 +182,30 @@ def unwind_table(data: bytes) -> None:
         return
 
 
+def go_tables(data: bytes) -> None:
+    """Go build info, .gopclntab, inlining trees and the CFI rows made from them, on a hostile
+    ELF: ElfError (GoSymError) is the only failure, and only when the binary is opened."""
+    elf = _reader(data)
+    if elf is None:
+        return
+    try:
+        go = GoBinary.from_elf(elf)
+    except ElfError:
+        return
+    if go is None:
+        return
+    n = len(go)
+    for i, fn in enumerate(go.functions()):
+        if i % max(1, n // 64) == 0:
+            go.frames(fn.entry)
+            go.frames(fn.end - 1)
+            go.frames((fn.entry + fn.end) // 2)
+            go.function(fn.name)
+    go.frames(0)
+    go.function_at(1 << 63)
+    write_cfi(go, 0, io.BytesIO())
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "elf_reader": elf_reader,
     "elf_symbols": elf_symbols,
@@ -192,6 +219,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "symbol_names": symbol_names,
     "unwind_cfi_text": unwind_cfi_text,
     "unwind_table": unwind_table,
+    "go_tables": go_tables,
 }
 ELF_TARGETS = (
     "elf_reader",
@@ -201,4 +229,5 @@ ELF_TARGETS = (
     "gnu_debuglink",
     "symbolize_binary",
     "unwind_table",
+    "go_tables",
 )
