@@ -254,6 +254,11 @@ class HeapReceiver:
                 raise TargetProblem(f"allocator {self._config.allocator!r} is not mapped")
             n = self._probes.attach(pid, path)
         except TargetProblem as exc:
+            if deadline and time.monotonic() < deadline:
+                # Just exec'd: the loader may be mapping the allocator right now (EINVAL seen
+                # then); try again on the next pass.
+                self._resolving[pid] = deadline
+                return
             self._resolving.pop(pid, None)
             self._count("targets_failed")
             self._log.warning(
