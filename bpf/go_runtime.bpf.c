@@ -4,15 +4,15 @@
  * program. A function's return is seen by plain uprobes on each of its RET instructions
  * (found by disassembly in user space). Arguments follow Go's register ABI (amd64: RAX, RBX,
  * RCX, ...; the current g in R14). Goroutine stacks are walked here with frame pointers,
- * which Go always keeps: at a function's entry the caller's return address is at [RSP] (its
- * frame is not pushed yet), the rest follow RBP.
+ * which Go always keeps: at a function's entry probe (its `push rbp`, right after the stack
+ * check) the caller's return address is at [RSP], the rest follow RBP.
  *
  * Defines: ALLOC_RATE (bytes: an allocation of size s is recorded with probability
  * min(1, s / ALLOC_RATE), and scaled back in user space), GSTATE_SIZE, GO_MAX_FRAMES, and
  * those of common.h. */
 #include <uapi/linux/ptrace.h>
 
-#define PROGRAM_COUNTERS 7 /* C_GO_COUNTERS of go_runtime.h (common.h sizes the array first) */
+#define PROGRAM_COUNTERS 6 /* C_GO_COUNTERS of go_runtime.h (common.h sizes the array first) */
 #ifndef STACK_MAP_SIZE
 #define STACK_MAP_SIZE 1 /* common.h's stack maps are unused: stacks travel in the record */
 #endif
@@ -31,7 +31,7 @@
 
 BPF_HASH(go_procs, u32, struct go_proc, 4096);
 BPF_TABLE("lru_hash", struct go_gkey, struct go_gstate, gstate, GSTATE_SIZE);
-BPF_HASH(pending_create, u32, struct go_event, 4096); /* by tid: newproc -> newproc1 */
+BPF_HASH(pending_create, u32, struct go_event, 4096); /* by tid: newproc -> runqput */
 BPF_HASH(gc_stack, u32, struct go_event, 4096);       /* by tgid: the last gcStart */
 BPF_HASH(stw_start, u32, u64, 4096);                  /* by tgid: a GC stop-the-world */
 BPF_PERCPU_ARRAY(ev_scratch, struct go_event, 1);
@@ -123,37 +123,6 @@ int on_newproc(struct pt_regs *ctx) {
     return 0;
 }
 
-/* A RET of runtime.newproc1 (on the system stack, same thread): RAX is the new g. */
-int on_newproc1_ret(struct pt_regs *ctx) {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32, tid = (u32)id;
-    struct go_proc *p = go_procs.lookup(&tgid);
-    if (!p)
-        return 0;
-    struct go_event *e = pending_create.lookup(&tid);
-    if (!e) {
-        go_count(C_GO_CREATE_UNPAIRED);
-        return 0;
-    }
-    u64 goid = goid_of(p, ctx->ax);
-    e->goid = goid;
-    e->time_ns = bpf_ktime_get_boot_ns();
-    send(e);
-    u32 zero = 0;
-    struct go_gstate *s = g_scratch.lookup(&zero);
-    if (s && goid) {
-        s->park_ns = 0;
-        s->runnable_ns = e->time_ns;
-        s->flags = G_RUNNABLE;
-        s->nframes = e->nframes;
-        __builtin_memcpy(s->frames, e->frames, sizeof(s->frames));
-        struct go_gkey k = {.tgid = tgid, .goid = goid};
-        gstate.update(&k, s);
-    }
-    pending_create.delete(&tid);
-    return 0;
-}
-
 /* runtime.goexit0(gp): a goroutine ended. */
 int on_goexit0(struct pt_regs *ctx) {
     u64 id = bpf_get_current_pid_tgid();
@@ -209,20 +178,45 @@ int on_gopark(struct pt_regs *ctx) {
     return 0;
 }
 
-/* runtime.ready(gp, ...): a parked goroutine becomes runnable. */
-int on_ready(struct pt_regs *ctx) {
+/* runtime.runqput(pp, gp, next): gp goes on a run queue. Created (newproc left a pending
+ * creation on this thread: newproc1 made gp and newproc's closure queues it), readied
+ * (ready() of a parked goroutine), or already runnable and only moved. RBX is gp. */
+int on_runqput(struct pt_regs *ctx) {
     u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32;
+    u32 tgid = id >> 32, tid = (u32)id;
     struct go_proc *p = go_procs.lookup(&tgid);
     if (!p)
         return 0;
-    struct go_gkey k = {.tgid = tgid, .goid = goid_of(p, ctx->ax)};
+    u64 goid = goid_of(p, ctx->bx);
+    if (!goid)
+        return 0;
+    struct go_gkey k = {.tgid = tgid, .goid = goid};
+    u64 now = bpf_ktime_get_boot_ns();
+    struct go_event *c = pending_create.lookup(&tid);
+    if (c) {
+        c->goid = goid;
+        c->time_ns = now;
+        send(c);
+        u32 zero = 0;
+        struct go_gstate *n = g_scratch.lookup(&zero);
+        if (n) {
+            n->park_ns = 0;
+            n->runnable_ns = now;
+            n->flags = G_RUNNABLE;
+            n->nframes = c->nframes;
+            __builtin_memcpy(n->frames, c->frames, sizeof(n->frames));
+            gstate.update(&k, n);
+        }
+        pending_create.delete(&tid);
+        return 0;
+    }
     struct go_gstate *s = gstate.lookup(&k);
     if (!s) {
         go_count(C_GO_STATE_MISSING);
         return 0;
     }
-    u64 now = bpf_ktime_get_boot_ns();
+    if (s->flags & G_RUNNABLE)
+        return 0; /* moved between run queues: still runnable since runnable_ns */
     if (s->flags & G_PARKED_CHAN) {
         struct go_event *e = scratch_event(GO_EV_CHAN, tgid, id);
         if (e) {
@@ -248,7 +242,7 @@ int on_execute(struct pt_regs *ctx) {
     struct go_gkey k = {.tgid = tgid, .goid = goid_of(p, ctx->ax)};
     struct go_gstate *s = gstate.lookup(&k);
     if (!s || !(s->flags & G_RUNNABLE)) {
-        go_count(C_GO_SCHED_UNTRACKED); /* preempted, a GC worker, woken by netpoll */
+        go_count(C_GO_SCHED_UNTRACKED);
         return 0;
     }
     struct go_event *e = scratch_event(GO_EV_SCHED, tgid, id);

@@ -65,13 +65,13 @@ struct go_gstate {
 };
 
 /* counters after C_COMMON (names in receivers/go_runtime/events.py, same order) */
-#define C_GO_NOT_READY 0      /* a hit of a process without go_procs entry (exiting) */
-#define C_GO_STATE_MISSING 1  /* ready of a goroutine never seen parking (parked before attach) */
-#define C_GO_CREATE_UNPAIRED 2 /* newproc1 returned without a newproc entry on that thread */
-#define C_GO_GOID_READ 3      /* a g's goid could not be read */
-#define C_GO_STW_UNPAIRED 4   /* startTheWorld without a GC stopTheWorld */
-#define C_GO_ALLOC_SEEN 5     /* allocations seen (sampled or not) */
-#define C_GO_SCHED_UNTRACKED 6 /* execute of a goroutine not readied by ready() or newproc */
-#define C_GO_COUNTERS 7
+#define C_GO_NOT_READY 0       /* a hit of a process without go_procs entry (exiting) */
+#define C_GO_STATE_MISSING 1   /* readied, never seen parking (parked before attach) */
+#define C_GO_GOID_READ 2       /* a g's goid could not be read */
+#define C_GO_STW_UNPAIRED 3    /* a GC pause whose gcStart was not seen */
+#define C_GO_ALLOC_SEEN 4      /* allocations seen (sampled or not) */
+#define C_GO_SCHED_UNTRACKED 5 /* ran without being queued by runqput: preempted, GC worker,
+                                * woken by the network poller */
+#define C_GO_COUNTERS 6
 
 #endif

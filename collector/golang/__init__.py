@@ -10,7 +10,7 @@ from collector.golang.binary import (
     UnsupportedGo,
     read_go_binary,
 )
-from collector.golang.rets import Returns, ret_addresses
+from collector.golang.rets import Returns, frame_push, ret_addresses
 
 __all__ = [
     "NotGo",
@@ -18,6 +18,7 @@ __all__ = [
     "ProbedBinary",
     "Returns",
     "UnsupportedGo",
+    "frame_push",
     "read_go_binary",
     "ret_addresses",
 ]

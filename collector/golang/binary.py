@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from collector.elf.reader import ElfError, ElfReader
-from collector.golang.rets import ret_addresses
+from collector.golang.rets import frame_push, ret_addresses
 from collector.gosym import GoBinary, GoSymError, version_tuple
 
 MIN_VERSION = (1, 21)
@@ -54,17 +54,27 @@ class ProbedBinary:
     functions: dict[str, ProbeFunction] = field(default_factory=dict)
     open_path: str = ""  # what to open for the code (/proc/<pid>/exe), "" = path
 
+    def code(self, fn: ProbeFunction, limit: int | None = None) -> bytes:
+        fd = os.open(self.open_path or self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = fn.size if limit is None else min(fn.size, limit)
+            return ElfReader(fd).read(fn.offset, size, f"{fn.name} code")
+        finally:
+            os.close(fd)
+
+    def entry(self, name: str) -> int | None:
+        """File offset of function ``name``'s entry probe (its frame push, see rets.py)."""
+        fn = self.functions.get(name)
+        if fn is None:
+            return None
+        return fn.offset + (frame_push(self.code(fn, 64), fn.start) - fn.start)
+
     def returns(self, name: str) -> tuple[int, ...]:
         """File offsets of the RET instructions of function ``name`` (empty if unknown)."""
         fn = self.functions.get(name)
         if fn is None:
             return ()
-        fd = os.open(self.open_path or self.path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            code = ElfReader(fd).read(fn.offset, fn.size, f"{name} code")
-        finally:
-            os.close(fd)
-        rets = ret_addresses(code, fn.start)
+        rets = ret_addresses(self.code(fn), fn.start)
         if not rets.complete:
             raise UnsupportedGo(f"{name}: undecodable instruction before its end")
         return tuple(fn.offset + (a - fn.start) for a in rets.addresses)

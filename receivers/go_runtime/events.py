@@ -26,12 +26,11 @@ CHAN_RANGES = 4
 
 PROGRAM_COUNTERS: tuple[str, ...] = (
     "go_not_ready",  # a hit of a process whose entry was already removed (exiting)
-    "go_state_missing",  # ready of a goroutine never seen parking (parked before attach)
-    "go_create_unpaired",  # newproc1 returned without a newproc entry on that thread
+    "go_state_missing",  # readied, never seen parking (parked before the receiver attached)
     "go_goid_unreadable",
     "go_stw_unpaired",  # a GC pause whose gcStart was not seen (started before attach)
     "go_allocs_seen",  # every allocation the probes saw, sampled or not
-    "go_sched_untracked",  # ran without ready()/newproc: preempted, GC worker, netpoll
+    "go_sched_untracked",  # ran without runqput: preempted, GC worker, network poller
 )
 COUNTERS = COMMON_COUNTERS + PROGRAM_COUNTERS
 assert len(GO_EVENT.pack(*([0] * 11), b"")) == 72

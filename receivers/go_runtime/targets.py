@@ -20,18 +20,20 @@ from collector.golang import NotGo, ProbedBinary, UnsupportedGo, read_go_binary
 from collector.golang.binary import MALLOC_SPECIALISED
 from receivers.go_runtime.events import CHAN_RANGES, GO_PROC
 
-# (BPF function, runtime function, at its RETs instead of its entry), per signal.
+# (BPF function, runtime function, at its RETs instead of its entry), per signal. Entry
+# probes sit on the function's frame push (collector.golang.rets.frame_push: emulated by the
+# kernel, ten times cheaper than a single-stepped instruction); RETs are single-stepped, so
+# only rare functions are probed there.
 _PROBES: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "goroutines": (
         ("on_newproc", "runtime.newproc", False),
-        ("on_newproc1_ret", "runtime.newproc1", True),
+        ("on_runqput", "runtime.runqput", False),  # the new g, queued by newproc's closure
         ("on_goexit0", "runtime.goexit0", False),
     ),
     "sched_latency": (
         ("on_newproc", "runtime.newproc", False),
-        ("on_newproc1_ret", "runtime.newproc1", True),
+        ("on_runqput", "runtime.runqput", False),
         ("on_gopark", "runtime.gopark", False),
-        ("on_ready", "runtime.ready", False),
         ("on_execute", "runtime.execute", False),
     ),
     "gc": (
@@ -42,13 +44,12 @@ _PROBES: dict[str, tuple[tuple[str, str, bool], ...]] = {
     "alloc": (("on_malloc", "runtime.mallocgc", False),),
     "chan_block": (
         ("on_gopark", "runtime.gopark", False),
-        ("on_ready", "runtime.ready", False),
-        ("on_execute", "runtime.execute", False),  # forgets a goroutine once it runs
+        ("on_runqput", "runtime.runqput", False),  # ready() queues the goroutine it wakes
     ),
 }
 CHAN_FUNCTIONS = ("runtime.chanrecv", "runtime.chansend", "runtime.selectgo")
 # Without these a signal records nothing: missing one is an unsupported binary, not a guess.
-_REQUIRED = {"runtime.newproc", "runtime.newproc1", "runtime.gopark", "runtime.mallocgc"}
+_REQUIRED = {"runtime.newproc", "runtime.runqput", "runtime.gopark", "runtime.mallocgc"}
 
 
 def probes_for(signals: list[str]) -> list[tuple[str, str, bool]]:
@@ -178,7 +179,7 @@ class Targets:
         names = [runtime_fn]
         if runtime_fn == "runtime.mallocgc":  # and the size-specialised entry points
             names += [n for n in binary.functions if MALLOC_SPECIALISED.match(n)]
-        return [binary.functions[n].offset for n in names if n in binary.functions]
+        return [o for n in names if (o := binary.entry(n)) is not None]
 
     def remove(self, pid: int) -> None:
         t = self.traced.pop(pid, None)

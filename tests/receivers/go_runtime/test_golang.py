@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from collector.golang import NotGo, UnsupportedGo, read_go_binary, ret_addresses
+from collector.golang import NotGo, UnsupportedGo, frame_push, read_go_binary, ret_addresses
 from collector.golang.binary import goid_offset
 from receivers.go_runtime.config import GoRuntimeConfig
 from receivers.go_runtime.targets import CHAN_FUNCTIONS, probes_for
@@ -19,7 +19,9 @@ from tests.support import gotoolchains
 from tests.support.workloads import build
 
 SIGNALS = ["goroutines", "sched_latency", "gc", "alloc", "chan_block"]
-NAMES = sorted({rt for _fn, rt, _r in probes_for(SIGNALS)} | set(CHAN_FUNCTIONS))
+NAMES = sorted(
+    {rt for _fn, rt, _r in probes_for(SIGNALS)} | set(CHAN_FUNCTIONS) | {"runtime.newproc1"}
+)
 VERSIONS = [v for v, _ in BUILDS[::2]]
 
 
@@ -32,6 +34,37 @@ def test_ret_addresses_of_hand_made_code() -> None:
     # a RET byte inside an instruction's immediate is not a RET: mov eax, 0xc3c3c3c3; ret
     got = ret_addresses(bytes.fromhex("b8c3c3c3c3c3"), 0x2000)
     assert got.addresses == (0x2005,)
+
+
+def test_frame_push_of_hand_made_prologues() -> None:
+    # cmp rsp,[r14+0x10]; jbe +0x40; push rbp; mov rbp,rsp
+    split = bytes.fromhex("493b66107640554889e5")
+    assert frame_push(split, 0x1000) == 0x1006
+    # lea r12,[rsp-0x90]; cmp r12,[r14+0x10]; jbe; push rbp (a big frame's check)
+    big = bytes.fromhex("4c8da42470ffffff4d3b66100f860001000055")
+    assert frame_push(big, 0x2000) == 0x2012
+    # no stack check (nosplit) and no push: the entry itself
+    assert frame_push(bytes.fromhex("4889c3c3"), 0x3000) == 0x3000
+    # a write to an argument register before the push: not a stack check, the entry
+    assert frame_push(bytes.fromhex("488d430155"), 0x4000) == 0x4000
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_entry_probes_sit_on_the_frame_push(version: str) -> None:
+    support.skip_unless_toolchain(version)
+    path = support.fixture("fixture", version, True)
+    b = read_go_binary(str(path), NAMES)
+    for _fn, name, at_rets in probes_for(SIGNALS):
+        if at_rets or name not in b.functions:
+            continue
+        fn = b.functions[name]
+        at = fn.start + (b.entry(name) - fn.offset)  # type: ignore[operator]
+        dump = subprocess.run(
+            ["objdump", "-d", "--no-show-raw-insn", f"--start-address={at:#x}",
+             f"--stop-address={at + 1:#x}", str(path)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert re.search(rf"^\s*{at:x}:\s+push\s+%rbp", dump, re.M), (name, dump)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
