@@ -23,7 +23,9 @@ from tests.support.collector_run import start_collector
 from tests.support.encoding_pprof import decode
 from tests.support.pgo_check import hot_inlined, hottest_callee, pgo_build
 
-pytestmark = [pytest.mark.bpf, pytest.mark.slow]
+# The module fixture builds with three toolchains (cold: ~20 s each) and runs the collector six
+# times (~15 s each): more than the suite's default 300 s on a slow machine.
+pytestmark = [pytest.mark.bpf, pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[3]
 SOURCE = (gt.WORKLOADS / "pgohot" / "main.go").read_text().splitlines()
 
