@@ -56,6 +56,7 @@ from receivers.heap.targets import (
     TargetProblem,
     allocator_path,
     exe_id,
+    mapped_name,
     processes_running,
 )
 
@@ -275,10 +276,13 @@ class HeapReceiver:
         exe = exe_id(pid)
         found = allocator_path(pid, self._config.allocator)
         if found is None and exe is not None and exe in self._allocators:
-            # Same executable as a process resolved before: the loader will map the same file.
+            # Same executable as a process resolved before: its loader will map the same file
+            # (not mapped yet, so it is named through the target's root).
             return f"/proc/{pid}/root{self._allocators[exe]}"
-        if found is not None and exe is not None and found.startswith(f"/proc/{pid}/root"):
-            self._allocators[exe] = found[len(f"/proc/{pid}/root") :]
+        if found is not None and exe is not None and found.startswith(f"/proc/{pid}/map_files"):
+            name = mapped_name(pid, self._config.allocator)
+            if name is not None and len(self._allocators) < 1024:
+                self._allocators[exe] = name
         return found
 
     def _retry_resolving(self) -> None:

@@ -35,6 +35,21 @@ class TargetProblem(Exception):
     """This process cannot be profiled (one line saying why); the others go on."""
 
 
+def mapped_name(pid: int, allocator: str) -> str | None:
+    """The allocator's path as the target names it (in its own root), None if not mapped."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and "x" in parts[1]:
+                    path = parts[5].rstrip("\n")
+                    if path == allocator or os.path.basename(path) == allocator:
+                        return path
+    except OSError:
+        return None
+    return None
+
+
 def exe_id(pid: int) -> tuple[int, int] | None:
     try:
         st = os.stat(f"/proc/{pid}/exe")
@@ -56,8 +71,8 @@ def processes_running(binary: str) -> Iterator[int]:
 
 
 def allocator_path(pid: int, allocator: str) -> str | None:
-    """The allocator file of process ``pid`` as a path this process can open, None when it is
-    not mapped (yet)."""
+    """The allocator file of process ``pid`` as a path this process can open (its
+    ``map_files`` link), None when it is not mapped (yet)."""
     if allocator == "exe":
         return f"/proc/{pid}/exe"
     try:
@@ -68,8 +83,8 @@ def allocator_path(pid: int, allocator: str) -> str | None:
                     continue
                 path = parts[5].rstrip("\n")
                 if path == allocator or os.path.basename(path) == allocator:
-                    # Through the target's root, so a container's library is the one opened.
-                    return f"/proc/{pid}/root{path}"
+                    # The mapped file itself, as SECURITY.md asks (also a container's library).
+                    return f"/proc/{pid}/map_files/{parts[0]}"
     except OSError as exc:
         raise TargetProblem(f"cannot read /proc/{pid}/maps: {exc.strerror}") from exc
     return None

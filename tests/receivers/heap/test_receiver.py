@@ -72,7 +72,7 @@ def test_binary_target_started_later_then_its_exit_frees_everything() -> None:
         await rec.start(host)
         try:
             wl = start_workload(binary, 1.5)  # after the receiver: attached at its exec
-            await wait_until(lambda: host.counters.get("heap", "targets_attached") >= 1)
+            await wait_until(lambda: rec._probes.attached(wl.pid))
             leaked = await asyncio.to_thread(go, wl)
             n = len(consumer.batches)
             await wait_until(lambda: len(consumer.batches) > n + 1)  # a window after the run

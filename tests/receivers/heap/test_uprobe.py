@@ -35,5 +35,5 @@ def test_unknown_names_are_absent_and_the_own_process_has_libc() -> None:
 
     assert symbol_offsets(str(LIBC), ["no_such_function_here"]) == {}
     path = allocator_path(os.getpid(), "libc.so.6")
-    assert path is not None and path.endswith("libc.so.6")
+    assert path is not None and "/map_files/" in path and os.path.samefile(path, LIBC)
     assert allocator_path(os.getpid(), "libnot-mapped.so.1") is None
