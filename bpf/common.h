@@ -28,11 +28,16 @@
 #define EVENT_F_KERNEL_SPILL 8 /* kernel_stack_id is an id of stacks_spill */
 #define EVENT_F_USER_FRAMES 16 /* the user stack follows the event (tables, bpf/unwind.h):
                                 * user_stack_id = EVENT_USER_FRAMES(nframes, reason) */
+#define EVENT_F_KERNEL_FRAMES 32 /* the kernel stack follows the user frames:
+                                  * kernel_stack_id = its number of frames */
 
 /* With EVENT_F_USER_FRAMES the record is the 64-byte event then nframes u64 user addresses,
  * leaf first; user_stack_id holds nframes (bits 0-7) and why the walk ended (bits 8-15, enum
- * unwind_reason). Frames per record: at most EVENT_FRAME_SLOTS - 1. */
+ * unwind_reason). Frames per record: at most EVENT_FRAME_SLOTS - 1. With
+ * EVENT_F_KERNEL_FRAMES, kernel_stack_id kernel addresses (at most EVENT_KERNEL_SLOTS) follow
+ * the user frames, leaf first. */
 #define EVENT_FRAME_SLOTS 128
+#define EVENT_KERNEL_SLOTS 64
 #define EVENT_USER_FRAMES(n, reason) ((s32)((((u32)(reason)&0xff) << 8) | ((u32)(n)&0xff)))
 
 /* event.weight_threshold of an event that was not sampled (value taken as is) */
@@ -150,23 +155,33 @@ static __always_inline u64 periodic_wake(void) {
     return (n && (*n % WAKE_EVERY) == WAKE_EVERY - 1) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
-/* Mark tgid known; for a new one set EVENT_F_NEW_PID and return a forced wake-up, so user
- * space snapshots /proc/<pid>/maps at once (the default adaptive wake-up is skipped while
- * older no-wakeup records are unread). Otherwise return `wake` unchanged. */
+/* known_pids values: KNOWN_ANNOUNCED, or KNOWN_EXECED: user space knows the tgid (so its
+ * exit is reported) but not its new image yet (its next event is announced again). */
+#define KNOWN_ANNOUNCED 1
+#define KNOWN_EXECED 2
+
+/* Mark tgid known; for a new one (or a new image) set EVENT_F_NEW_PID and return a forced
+ * wake-up, so user space snapshots /proc/<pid>/maps at once (the default adaptive wake-up is
+ * skipped while older no-wakeup records are unread). Otherwise return `wake` unchanged. */
 static __always_inline u64 note_pid(u32 tgid, u32 *flags, u64 wake) {
-    u8 one = 1;
-    if (tgid == 0 || known_pids.lookup(&tgid))
+    u8 one = KNOWN_ANNOUNCED;
+    if (tgid == 0)
+        return wake;
+    u8 *known = known_pids.lookup(&tgid);
+    if (known && *known == KNOWN_ANNOUNCED)
         return wake;
     known_pids.update(&tgid, &one);
     *flags |= EVENT_F_NEW_PID;
     return BPF_RB_FORCE_WAKEUP;
 }
 
-/* A reserve failed: count it, and announce a new pid again with its next event. */
+/* A reserve failed: count it, and announce the pid again with its next event (still known,
+ * so its exit is reported: harmless if user space never saw it). */
 static __always_inline void event_lost(u32 tgid, u32 flags) {
+    u8 again = KNOWN_EXECED;
     count(C_RINGBUF_FULL);
     if (flags & EVENT_F_NEW_PID)
-        known_pids.delete(&tgid);
+        known_pids.update(&tgid, &again);
 }
 
 /* Tell user space that a process it has seen execs or exits (a thread's exit is ignored). */
@@ -179,7 +194,14 @@ static __always_inline void lifecycle_event(u32 kind) {
         return;
     if (!known_pids.lookup(&tgid))
         return; /* never reported: nothing to tell user space */
-    known_pids.delete(&tgid);
+    if (kind == EVENT_EXIT) {
+        known_pids.delete(&tgid);
+    } else {
+        /* Still known after exec: user space snapshots the new image now and must hear of
+         * the exit even if the new image is never sampled (a storm of short execs). */
+        u8 execed = KNOWN_EXECED;
+        known_pids.update(&tgid, &execed);
+    }
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e) {
         count(C_RINGBUF_FULL);

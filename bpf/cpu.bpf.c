@@ -1,9 +1,10 @@
-/* On-CPU sampling: one ringbuf event per perf sample (not aggregated: consumers need the
- * pid/tid/cpu/time of each sample); the stack map deduplicates stacks.
+/* On-CPU sampling: one ringbuf record per perf sample (not aggregated: consumers need the
+ * pid/tid/cpu/time of each sample), carrying its stacks: user frames, then kernel frames.
  *
- * With UNWIND_TABLES the user stack is unwound from .eh_frame tables (bpf/unwind.h, loaded by
- * collector.unwind) and sent after the event (a variable-length record from a per-CPU
- * scratch); kernel stacks stay in the stack map (the kernel's own ORC unwinder).
+ * User stacks come from the kernel's frame-pointer walker (bpf_get_stack) or, with
+ * UNWIND_TABLES, are unwound from .eh_frame tables (bpf/unwind.h, loaded by collector.unwind);
+ * kernel stacks from the kernel's own ORC unwinder (bpf_get_stack). The stack maps of
+ * common.h are not used by this program.
  *
  * Defines (all optional), besides those of common.h: INCLUDE_IDLE, USER_STACKS,
  * KERNEL_STACKS, UNWIND_TABLES (and those of unwind.h). */
@@ -30,12 +31,19 @@
 
 #if WITH_TABLES
 #include "unwind.h"
+#endif
+
+/* Every record is built in a per-CPU scratch and sent with ringbuf_output: the event, its user
+ * frames, then its kernel frames. Stacks travel in the event, as the OTel eBPF profiler and
+ * Parca send them, not as ids into a stack map: a stack map loses stacks to hash collisions
+ * and to user space emptying it while the kernel writes (issue #16), and costs 2-3 bpf(2)
+ * calls per new id to read and clear. Kernel frames start right after the user frames, so the
+ * array has room for the most of both. */
 struct sample_out {
     struct event ev;
-    u64 frames[EVENT_FRAME_SLOTS];
+    u64 frames[2 * EVENT_FRAME_SLOTS];
 };
 BPF_PERCPU_ARRAY(sample_scratch, struct sample_out, 1);
-#endif
 
 int on_sample(struct bpf_perf_event_data *ctx) {
     u64 id = bpf_get_current_pid_tgid();
@@ -53,39 +61,63 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     }
     if (!pid_selected(tgid))
         return 0;
-#if WITH_TABLES
-    /* The walk comes first, while no other branch's outcome is live: the verifier then sees
-     * its loop once, not once per combination of the flags below (which exceeded 1M insns). */
     u32 zero = 0;
     struct sample_out *out = sample_scratch.lookup(&zero);
     if (!out) {
         count(C_RINGBUF_FULL);
         return 0;
     }
+    struct event *e = &out->ev;
+    u32 n = 0;
+#if WITH_TABLES
+    /* The walk comes first, while no other branch's outcome is live: the verifier then sees
+     * its loop once, not once per combination of the flags below (which exceeded 1M insns). */
     struct unwind_regs regs = {};
     u32 reason = UNWIND_NO_REGS;
-    u32 n = 0;
     if (unwind_regs_from(&ctx->regs, &regs))
         n = unwind_user(&regs, out->frames, UNWIND_MAX_FRAMES, &reason);
     else
         unwind_count(reason);
-    struct event *e = &out->ev;
     e->user_stack_id = EVENT_USER_FRAMES(n, reason);
     u32 flags = EVENT_F_USER_FRAMES;
+#elif USER_STACKS
+    u32 flags = 0;
+    long got = bpf_get_stack(ctx, out->frames, (EVENT_FRAME_SLOTS - 1) * 8, BPF_F_USER_STACK);
+    if (got > 0) {
+        n = (u32)got / 8;
+        e->user_stack_id = EVENT_USER_FRAMES(n, 0); /* reason 0: the walk is the kernel's */
+        flags = EVENT_F_USER_FRAMES;
+    } else { /* no frame at all is what bpf_get_stackid calls -EFAULT */
+        e->user_stack_id = got ? (s32)got : -EFAULT;
+        count_stack_error(e->user_stack_id, C_USER_STACK_EFAULT);
+    }
 #else
     u32 flags = 0;
+    e->user_stack_id = -ENOENT;
 #endif
+    n &= EVENT_FRAME_SLOTS - 1;
     /* Kernel addresses have the top bit set on 64-bit architectures. */
     if ((s64)PT_REGS_IP(&ctx->regs) < 0)
         flags |= EVENT_F_KERNEL_MODE;
-    u64 wake = note_pid(tgid, &flags, periodic_wake());
-#if !WITH_TABLES
-    struct event *e = events.ringbuf_reserve(sizeof(struct event));
-    if (!e) {
-        event_lost(tgid, flags);
-        return 0;
+    u32 nk = 0;
+#if KERNEL_STACKS
+    if (flags & EVENT_F_KERNEL_MODE) {
+        long kgot = bpf_get_stack(ctx, &out->frames[n], EVENT_KERNEL_SLOTS * 8, 0);
+        if (kgot > 0) {
+            nk = (u32)kgot / 8;
+            e->kernel_stack_id = nk;
+            flags |= EVENT_F_KERNEL_FRAMES;
+        } else {
+            e->kernel_stack_id = kgot ? (s32)kgot : -EFAULT;
+            count_stack_error(e->kernel_stack_id, C_KERNEL_STACK_EFAULT);
+        }
+    } else {
+        e->kernel_stack_id = -EFAULT; /* user-mode sample: no kernel stack, not an error */
     }
+#else
+    e->kernel_stack_id = -ENOENT;
 #endif
+    u64 wake = note_pid(tgid, &flags, periodic_wake());
     e->time_ns = bpf_ktime_get_boot_ns();
     e->value = 1;
     e->kind = EVENT_SAMPLE;
@@ -93,35 +125,13 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     e->tid = (u32)id;
     e->cpu = bpf_get_smp_processor_id();
     e->weight_threshold = SAMPLE_UNSAMPLED; /* one per perf sample, never rescaled */
-#if WITH_TABLES
-    /* walked above */
-#elif USER_STACKS
-    e->user_stack_id = walk_stack(ctx, BPF_F_USER_STACK, &flags, EVENT_F_USER_SPILL);
-    count_stack_error(e->user_stack_id, C_USER_STACK_EFAULT);
-#else
-    e->user_stack_id = -ENOENT;
-#endif
-#if KERNEL_STACKS
-    if (flags & EVENT_F_KERNEL_MODE) {
-        e->kernel_stack_id = walk_stack(ctx, 0, &flags, EVENT_F_KERNEL_SPILL);
-        count_stack_error(e->kernel_stack_id, C_KERNEL_STACK_EFAULT);
-    } else {
-        e->kernel_stack_id = -EFAULT; /* user-mode sample: no kernel stack, not an error */
-    }
-#else
-    e->kernel_stack_id = -ENOENT;
-#endif
-    e->flags = flags; /* after the walks: they may add the spill flags */
+    e->flags = flags;
     bpf_get_current_comm(e->comm, sizeof(e->comm));
-#if WITH_TABLES
-    u32 size = sizeof(struct event) + (n & (EVENT_FRAME_SLOTS - 1)) * 8;
+    u32 size = sizeof(struct event) + (n + (nk & (EVENT_FRAME_SLOTS - 1))) * 8;
     if (events.ringbuf_output(out, size, wake) != 0) {
         event_lost(tgid, flags);
         return 0;
     }
-#else
-    events.ringbuf_submit(e, wake);
-#endif
     count(C_EVENTS);
     return 0;
 }

@@ -19,6 +19,8 @@ F_KERNEL_SPILL = 8
 # The user stack follows the event (unwound from tables): user_stack_id is nframes (bits 0-7)
 # and the walk's end reason (bits 8-15, collector/unwind/layout.py); a frame is a u64.
 F_USER_FRAMES = 16
+# The kernel stack follows the user frames: kernel_stack_id is its number of frames.
+F_KERNEL_FRAMES = 32
 FRAME_SLOTS = 128  # EVENT_FRAME_SLOTS: at most 127 frames per record
 UNSAMPLED = 0xFFFFFFFF
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -21,6 +21,8 @@ TYPICAL_FRAMES = 32
 
 
 class StackReceiverConfig(ComponentConfig):
+    # The program sends its stacks in the record (bpf/cpu.bpf.c), not only with tables.
+    frames_in_event: ClassVar[bool] = False
     pids: list[int] = Field(default_factory=list, description="only these tgids; [] = all")
     comm: str | None = Field(None, description="regex searched in the 15-char comm (user space)")
     user_stacks: bool = True
@@ -72,7 +74,8 @@ class StackReceiverConfig(ComponentConfig):
 
     def ringbuf_events(self) -> int:
         """How many events the ring buffer holds (each record: the event and its header)."""
-        record = EVENT.size + HEADER_SIZE + (8 * TYPICAL_FRAMES if self.tables() else 0)
+        frames = self.frames_in_event or self.tables()
+        record = EVENT.size + HEADER_SIZE + (8 * TYPICAL_FRAMES if frames else 0)
         return self.ringbuf_pages * PAGE_SIZE // record
 
     def tables(self) -> bool:

@@ -25,6 +25,7 @@ from collector.bpf.events import (
     EVENT,
     EVENT_EXEC,
     EVENT_EXIT,
+    F_KERNEL_FRAMES,
     F_KERNEL_MODE,
     F_KERNEL_SPILL,
     F_NEW_PID,
@@ -33,6 +34,7 @@ from collector.bpf.events import (
     NEG_EFAULT,
     NEG_ENOENT,
 )
+from collector.bpf.frames import FrameDecoder
 from collector.bpf.loader import LoadedProgram, load
 from collector.bpf.ringbuf import HEADER_SIZE, RingBuffer
 from collector.bpf.stack_config import StackReceiverConfig
@@ -48,6 +50,7 @@ from collector.model import (
     RawBatch,
     RawSample,
 )
+from collector.proc.limits import raise_nofile_limit
 from collector.proc.pidns import pidns_defines
 
 if TYPE_CHECKING:
@@ -128,6 +131,7 @@ class StackReceiver:
         # until a sample of theirs passes it (building them for every filtered process would
         # delay the wanted ones' by seconds).
         self._unwind_deferred: set[int] = set()
+        self._frames = FrameDecoder()  # stacks carried in the record (F_*_FRAMES)
 
     # -- what a subclass provides ----------------------------------------------------------
 
@@ -156,6 +160,7 @@ class StackReceiver:
     async def start(self, host: Host) -> None:
         self._host = host
         self._loop = asyncio.get_running_loop()
+        raise_nofile_limit(self._log)  # once per process: pins need fds (collector.proc.limits)
         # Pids as this collector's /proc numbers them (bpf/pidns.h): inside a PID namespace
         # (a sidecar) BPF would otherwise hand over host pids that /proc here cannot read.
         defines = {**self.defines(), **pidns_defines()}
@@ -473,10 +478,14 @@ class StackReceiver:
                 return
             self._credit -= 1.0
         walked = self.walk_stamp_ns(time_ns, value)
-        if flags & F_USER_FRAMES and unwind is not None:
-            user = unwind.frames(view, ustack)
+        if flags & F_USER_FRAMES:
+            user = self._frames.user(view, ustack)
         else:
             user = self._user_stack(ustack, flags, walked)
+        if flags & F_KERNEL_FRAMES:
+            kernel = self._frames.kernel(view, ustack, bool(flags & F_USER_FRAMES), kstack)
+        else:
+            kernel = self._kernel_stack(kstack, flags, walked)
         self._pending.append(
             RawSample(
                 pid,
@@ -486,7 +495,7 @@ class StackReceiver:
                 time_ns + self._boot_offset,
                 self.value(value, threshold),
                 user,
-                self._kernel_stack(kstack, flags, walked),
+                kernel,
             )
         )
 

@@ -5,9 +5,9 @@ A stack receiver whose program was built with UNWIND_TABLES owns one ``TableUnwi
   binaries' tables loaded, 0.1-0.3 s per table to build) on a worker thread, never on the
   reader: the reader only queues pids (bounded; what does not fit is counted and that process
   stays on frame pointers until its next exec);
-- events carry their user frames after the 64-byte header (``frames``), and a walk that
-  stopped before the outermost frame ends with a sentinel address naming why
-  (collector.model.raw.UNWIND_STOP_BASE);
+- events carry their user frames after the 64-byte header (decoded by
+  collector.bpf.frames), and a walk that stopped before the outermost frame ends with a
+  sentinel address naming why (collector.model.raw.UNWIND_STOP_BASE);
 - every walk's end reason is counted (``unwind_<reason>`` from the unwind_stats map), with
   the table store's own counters (``unwind_tables_built``, ...).
 """
@@ -19,18 +19,13 @@ import queue
 import threading
 from collections.abc import Callable
 
-from collector.bpf.events import EVENT
 from collector.bpf.loader import LoadedProgram
 from collector.bpf.syscall import name_thread
-from collector.model.raw import unwind_stop_sentinel
-from collector.unwind import layout as L
 from collector.unwind.maps import UnwindMaps
 
 QUEUE_SIZE = 1024  # process loads waiting for the worker
-MAX_INTERNED = 65536  # distinct user stacks kept for sharing their tuples
 _ADD, _REMOVE, _STOP, _MARK = 0, 1, 2, 3
 PRELOAD_TIMEOUT_S = 5.0  # start() waits at most this long for the configured pids' tables
-_NO_FRAMES: tuple[int, ...] = ()
 # Counted from the store and the maps (user space), as unwind_<name>; gauges are left out.
 _USER_COUNTERS = (
     "processes_loaded",
@@ -61,7 +56,6 @@ class TableUnwinding:
         self._kernel_prev: dict[str, int] = {}
         self._user_prev: dict[str, int] = {}
         self._failure_logged = False
-        self._interned: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self._marked = threading.Event()
         self._thread = threading.Thread(target=self._work, name=f"{name}-unwind", daemon=True)
         self._thread.start()
@@ -94,26 +88,6 @@ class TableUnwinding:
             self._queue.put_nowait((op, pid))
         except queue.Full:
             self._count("unwind_queue_full", 1)
-
-    def frames(self, view: memoryview, user_stack_id: int) -> tuple[int, ...]:
-        """The user frames after the event, leaf first, then the stop sentinel unless the
-        walk reached the outermost frame (or had no user registers: a kernel thread). Equal
-        stacks share one tuple (interned by their bytes), as stack-map stacks do."""
-        n = min(user_stack_id & 0xFF, (len(view) - EVENT.size) // 8)
-        if n <= 0:
-            return _NO_FRAMES
-        key = (user_stack_id, bytes(view[EVENT.size : EVENT.size + 8 * n]))
-        stack = self._interned.get(key)
-        if stack is not None:
-            return stack
-        frames = tuple(memoryview(key[1]).cast("Q"))
-        reason = (user_stack_id >> 8) & 0xFF
-        if reason != L.END and reason != L.NO_REGS:
-            frames = (*frames, unwind_stop_sentinel(reason))
-        if len(self._interned) >= MAX_INTERNED:
-            self._interned.clear()  # bounded: a burst of distinct stacks costs a rebuild
-        self._interned[key] = frames
-        return frames
 
     def read_counters(self) -> None:
         """Add the growth of the walk reasons and the worker's counters."""

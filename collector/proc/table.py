@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict, deque
 
 from collector.proc import procfs
+from collector.proc.limits import pin_budget
 from collector.proc.pinned import PinError, PinnedFile, map_files_path, open_regular, stat_regular
 from collector.proc.snapshot import MappedRange, Snapshot
 from collector.telemetry import Counters
@@ -42,7 +43,9 @@ class ProcessTable:
         self.counters = counters
         self.grace_s = grace_s
         self.max_processes = max_processes
-        self.max_pinned = max_pinned
+        self.max_pinned = max_pinned  # bounded by the open-file limit at first pin
+        self._pin_budget = -1
+        self._pin_limit_logged = False
         self.max_idle_pinned = max_idle_pinned
         self.revalidate_s = revalidate_s
         self.max_mappings = max_mappings
@@ -211,8 +214,21 @@ class ProcessTable:
         pinned = self._files.get(key)
         if pinned is not None:
             return pinned
-        if len(self._files) >= self.max_pinned:
+        if self._pin_budget < 0:  # at first use: after the collector raised its limit
+            self._pin_budget = pin_budget(self.max_pinned)
+        if len(self._files) >= self._pin_budget:
+            self._evict_idle_pin()
+        if len(self._files) >= self._pin_budget:
             self.counters.add(COUNTER_GROUP, "pin_limit")
+            if not self._pin_limit_logged:
+                self._pin_limit_logged = True
+                log.warning(
+                    "pinned files limited to %d (max_pinned=%d, open-file limit allows %d): "
+                    "files beyond it are not pinned, counted as pin_limit",
+                    self._pin_budget,
+                    self.max_pinned,
+                    pin_budget(1 << 30),
+                )
             return None
         fd, fst = open_regular(ref, st)
         pinned = PinnedFile(fd, fst, name.removesuffix(" (deleted)"))
@@ -222,6 +238,14 @@ class ProcessTable:
             return existing
         self._files[pinned.identity] = pinned
         return pinned
+
+    def _evict_idle_pin(self) -> None:
+        """Close the least recently used pin no snapshot holds, to make room for a live one."""
+        if self._idle:
+            key, f = self._idle.popitem(last=False)
+            self._files.pop(key, None)
+            f.close()
+            self.counters.add(COUNTER_GROUP, "pin_idle_closed")
 
     def _pin_exe(self, pid: int, ranges: list[MappedRange], exe: str) -> PinnedFile | None:
         for r in ranges:

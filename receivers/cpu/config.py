@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -10,6 +10,7 @@ from collector.bpf.stack_config import StackReceiverConfig
 
 
 class CpuConfig(StackReceiverConfig):
+    frames_in_event: ClassVar[bool] = True  # bpf/cpu.bpf.c sends both stacks in the record
     frequency: int = Field(99, ge=1, le=10000, description="samples per second per CPU")
     event: Literal["cpu-clock", "cycles"] = "cpu-clock"
     include_idle: bool = False

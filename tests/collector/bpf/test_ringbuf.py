@@ -60,7 +60,7 @@ def test_consumer_pos_is_published_whole_while_draining(watcher: Path) -> None:
             end = time.monotonic() + SECONDS
             while time.monotonic() < end:
                 rb.poll(0.05)  # ~1000 records per drain: long runs of stores
-                records += rb.drain(lambda v: EVENT.unpack(v))
+                records += rb.drain(lambda v: EVENT.unpack_from(v))  # frames follow
             out, _ = watch.communicate(timeout=30)
             full = prog.map("counters").percpu_u64_sum(FULL)
         finally:

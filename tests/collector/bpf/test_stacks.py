@@ -120,25 +120,27 @@ def _exec_ranges(pid: int) -> list[tuple[int, int]]:
 
 def test_a_colliding_stack_spills_into_the_second_map() -> None:
     """bpf/common.h walk_stack: a stack whose bucket in "stacks" holds another stack goes to
-    "stacks_spill"; the event's flags say so, and its id resolves there to its own stack."""
-    binary = build("cpu_shares", ("-no-pie",))
-    perf = AttachSpec("perf_event", "on_sample", "cpu-clock", sample_freq=999)
-    # 64 buckets for every stack of the machine: collisions are certain.
-    defines = {"STACK_MAP_SIZE": 64, "SPILL_MAP_SIZE": 1024, "KERNEL_STACKS": 0}
-    with load("cpu", defines, [perf]) as prog:
+    "stacks_spill"; the event's flags say so, and its id resolves there to its own stack.
+    The offcpu program walks into the stack maps (the cpu program sends frames in the event)."""
+    binary = build("offcpu_two_waits", ("-no-pie",))
+    switch = AttachSpec("raw_tracepoint", "on_switch_raw", "sched_switch")
+    # 8 buckets for every sleeping stack of the machine: collisions are certain.
+    defines = {"STACK_MAP_SIZE": 8, "SPILL_MAP_SIZE": 1024, "KERNEL_STACKS": 0, "MAX_RATE": 0}
+    with load("offcpu", defines, [switch]) as prog:
         rb = RingBuffer(prog.map("events"))
         try:
-            work = subprocess.Popen([str(binary), "2"])
+            time.sleep(0.3)  # the machine's own sleepers take the buckets first
+            work = subprocess.Popen([str(binary), "100", "2", "2"], stdout=subprocess.DEVNULL)
             events: list[tuple] = []
             time.sleep(0.3)  # its libraries are mapped by now
             maps = _exec_ranges(work.pid)
             while work.poll() is None:
                 rb.poll(0.2)
-                rb.drain(lambda v: events.append(EVENT.unpack(v)))
-            rb.drain(lambda v: events.append(EVENT.unpack(v)))
+                rb.drain(lambda v: events.append(EVENT.unpack_from(v)))
+            rb.drain(lambda v: events.append(EVENT.unpack_from(v)))
             main_map = StackReader(prog.map("stacks"))
             spill = StackReader(prog.map("stacks_spill"))
-            mine = [e for e in events if e[4] == work.pid and e[10].startswith(b"cpu_shares")]
+            mine = [e for e in events if e[4] == work.pid and e[10].startswith(b"offcpu_two")]
             spilled = [e for e in mine if e[3] & F_USER_SPILL]
             assert len(spilled) >= 20, f"{len(spilled)} of {len(mine)} samples spilled"
             for e in spilled:

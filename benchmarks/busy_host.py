@@ -1,0 +1,471 @@
+"""Busy hosts (issue #16): many processes, an exec storm, the collector beside perf and bcc.
+
+(a) ``many``: N processes of M distinct small binaries built here (each burns ~0.3 ms per 2 ms
+    in its own ``hot_<i>``), profiled at 99 Hz by the collector, ``perf record -a -g`` and
+    bcc's ``profile-bpfcc``, one after the other per round, rounds interleaved. Per profiler:
+    samples of the workload, samples lost (each cause, as the tool reports it), the share of
+    workload samples whose leaf is named as their own ``hot_<i>``, and the profiler's CPU.
+(b) ``storm``: two parallel streams of ``gcc -O2 -c`` on a small file plus ``/bin/true``
+    (3 per compile) until a fixed number of compiles is done, under no profiler, the
+    collector and ``perf record -a -g``, interleaved: the storm's wall time as a ratio to no
+    profiler, the collector's CPU during the storm, its RSS before, at peak (VmHWM) and
+    ``--after`` seconds after the storm, and the share of cc1 samples with a named leaf.
+(c) the replay of recorded events at a 96-CPU host's rate is not written yet (issue #16).
+
+Run as root after `make test` (or scripts/setup.sh test):
+    .venv/bin/python benchmarks/busy_host.py many [--procs 200 --binaries 100 --seconds 30]
+    .venv/bin/python benchmarks/busy_host.py storm [--compiles 300 --rounds 3 --after 60]
+Add ``--unwind auto`` to run the collector with table unwinding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+COLLECTOR = ROOT / ".venv" / "bin" / "collector"
+BCC_PROFILE = shutil.which("profile-bpfcc") or "/usr/sbin/profile-bpfcc"
+TICK = os.sysconf("SC_CLK_TCK")
+LOSS_KEYS = (
+    "stack_lost",
+    "user_stack_collision",
+    "kernel_stack_collision",
+    "user_stack_map_full",
+    "kernel_stack_map_full",
+    "user_stack_error",
+    "kernel_stack_error",
+    "ringbuf_full",
+    "events_failed",
+    "events_unread",
+    "samples_dropped_memory_pressure",
+)
+
+CONFIG = """
+receivers:
+  cpu:
+    frequency: 99
+    unwind: %(unwind)s
+processors:
+  symbolize: {}
+exporters:
+  folded:
+    directory: %(out)s
+    interval: 3600
+service:
+  telemetry:
+    metrics:
+      address: none
+  pipelines:
+    profiles:
+      receivers: [cpu]
+      processors: [symbolize]
+      exporters: [folded]
+"""
+
+WORKLOAD = r"""
+#include <stdlib.h>
+#include <time.h>
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+__attribute__((noinline)) void hot_%(i)d(double until) {
+    volatile unsigned long x = 0;
+    do { /* the clock is read seldom: the time is spent here, not in the vDSO */
+        for (int k = 0; k < 20000; k++)
+            x += %(i)d;
+    } while (now() < until);
+}
+int main(int argc, char **argv) {
+    double end = now() + atof(argv[1]);
+    struct timespec nap = {0, 1700000};
+    while (now() < end) {
+        hot_%(i)d(now() + 0.0003);
+        nanosleep(&nap, 0);
+    }
+    return 0;
+}
+"""
+
+SMALL_C = r"""
+#include <stdio.h>
+#include <string.h>
+struct item { char name[32]; int weight; };
+static int cmp(const void *a, const void *b) {
+    return ((const struct item *)a)->weight - ((const struct item *)b)->weight;
+}
+int sort_items(struct item *items, int n) {
+    int total = 0;
+    for (int i = 0; i < n; i++) total += items[i].weight * (int)strlen(items[i].name);
+    qsort(items, n, sizeof(*items), cmp);
+    return total;
+}
+"""
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def status_mb(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Collector:
+    def __init__(self, work: Path, unwind: str, tag: str) -> None:
+        self.out = work / f"{tag}-profiles"
+        self.log = work / f"{tag}.log"
+        cfg = work / f"{tag}.yaml"
+        cfg.write_text(CONFIG % {"out": self.out, "unwind": unwind})
+        self.cmd = [str(COLLECTOR), "--config", str(cfg)]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> int:
+        shutil.rmtree(self.out, ignore_errors=True)
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=log, cwd=ROOT, preexec_fn=_default_sigint
+            )
+        deadline = time.monotonic() + 120
+        while "started pipelines" not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"collector did not start:\n{self.log.read_text()}")
+            time.sleep(0.1)
+        return self.proc.pid
+
+    def stop(self) -> dict[str, int]:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(120)
+        return self.totals()
+
+    def totals(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for line in self.log.read_text().splitlines():
+            if "msg='totals component=receivers/cpu" in line:
+                for k, v in re.findall(r"(\w+)=(\d+)", line.split("component=", 1)[1]):
+                    out[k] = int(v)
+        return out
+
+    def folded(self) -> Counter[str]:
+        stacks: Counter[str] = Counter()
+        for f in self.out.glob("*.folded"):
+            for line in f.read_text().splitlines():
+                stack, _, n = line.rpartition(" ")
+                stacks[stack] += int(n)
+        return stacks
+
+
+def _named_share(stacks: Counter[str], comm_re: str) -> tuple[int, int]:
+    """(samples of the workload, of which the leaf is the process's own hot_<i>)."""
+    total = named = 0
+    pat = re.compile(comm_re)
+    for stack, n in stacks.items():
+        frames = stack.split(";")
+        m = pat.fullmatch(frames[0])
+        if not m:
+            continue
+        total += n
+        if any(f == f"hot_{m.group(1)}" for f in frames[1:]):
+            named += n
+    return total, named
+
+
+# ---- (a) many processes -----------------------------------------------------------------
+
+
+def build_binaries(work: Path, count: int) -> list[Path]:
+    bins = []
+    for i in range(count):
+        src = work / f"wl_{i}.c"
+        src.write_text(WORKLOAD % {"i": i})
+        out = work / f"wl_{i}"
+        subprocess.run(["gcc", "-O1", "-g", "-o", str(out), str(src)], check=True)
+        bins.append(out)
+    return bins
+
+
+def spawn_many(bins: list[Path], procs: int) -> list[subprocess.Popen[bytes]]:
+    # They outlive the window: every profiler is stopped while they still run, so one that
+    # symbolizes only at exit (bcc's profile) is not measured on processes already gone.
+    return [subprocess.Popen([str(bins[i % len(bins)]), "600"]) for i in range(procs)]
+
+
+def window(workers: list[subprocess.Popen[bytes]], pid: int, seconds: float) -> float:
+    """The profiler's CPU seconds per wall second while the workers run ``seconds``."""
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+
+
+def end_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        w.kill()
+    for w in workers:
+        w.wait()
+
+
+def many_collector(args: argparse.Namespace, work: Path, bins: list[Path]) -> dict[str, float]:
+    col = Collector(work, args.unwind, "many")
+    pid = col.start()
+    workers = spawn_many(bins, args.procs)
+    time.sleep(1.0)
+    cpu = window(workers, pid, args.seconds)
+    totals = col.stop()
+    end_workers(workers)
+    total, named = _named_share(col.folded(), r"wl_(\d+)")
+    lost = {k: totals.get(k, 0) for k in LOSS_KEYS if totals.get(k, 0)}
+    return {
+        "samples": total,
+        "lost": sum(lost.values()),
+        "named": named / max(1, total),
+        "cpu": cpu,
+        "causes": lost,  # type: ignore[dict-item]
+    }
+
+
+def many_perf(args: argparse.Namespace, work: Path, bins: list[Path]) -> dict[str, float]:
+    data = work / "perf.data"
+    rec = subprocess.Popen(
+        ["perf", "record", "-a", "-g", "-F", "99", "-o", str(data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
+    )
+    workers = spawn_many(bins, args.procs)
+    time.sleep(1.0)
+    cpu = window(workers, rec.pid, args.seconds)
+    rec.send_signal(signal.SIGINT)
+    rec.wait(120)
+    end_workers(workers)
+    script = subprocess.run(
+        ["perf", "script", "-i", str(data), "-F", "comm,ip,sym"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    stacks: Counter[str] = Counter()
+    for block in script.split("\n\n"):
+        lines = [ln.strip() for ln in block.strip().splitlines()]
+        if lines:
+            syms = [[*ln.split(None, 1), "[unknown]"][1] for ln in lines[1:]]
+            stacks[";".join([lines[0].split()[0], *reversed(syms)])] += 1
+    stats = subprocess.run(
+        ["perf", "report", "-i", str(data), "--stats"], capture_output=True, text=True
+    ).stdout
+    m = re.search(r"LOST events:\s+(\d+)", stats)
+    lost_events = int(m.group(1)) if m else 0
+    total, named = _named_share(stacks, r"wl_(\d+)")
+    data.unlink(missing_ok=True)
+    return {
+        "samples": total,
+        "lost": lost_events,
+        "named": named / max(1, total),
+        "cpu": cpu,
+        "causes": {"lost_events": lost_events} if lost_events else {},  # type: ignore[dict-item]
+    }
+
+
+def many_bcc(args: argparse.Namespace, work: Path, bins: list[Path]) -> dict[str, float]:
+    out = work / "bcc.folded"
+    err = work / "bcc.err"
+    with out.open("w") as o, err.open("w") as e:
+        prof = subprocess.Popen(
+            [BCC_PROFILE, "-F", "99", "-f"], stdout=o, stderr=e, preexec_fn=_default_sigint
+        )
+        # With -f bcc prints nothing until it exits: give its compile (~3 s here) room.
+        time.sleep(10.0)
+        if prof.poll() is not None:
+            raise SystemExit(f"profile-bpfcc failed:\n{err.read_text()}")
+        workers = spawn_many(bins, args.procs)
+        time.sleep(1.0)
+        cpu = window(workers, prof.pid, args.seconds)
+        prof.send_signal(signal.SIGINT)
+        prof.wait(300)
+        end_workers(workers)
+    stacks: Counter[str] = Counter()
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if n.isdigit():
+            stacks[stack] += int(n)
+    lost = sum(
+        int(x) for x in re.findall(r"(\d+) stack traces? (?:lost|could not)", err.read_text())
+    )
+    total, named = _named_share(stacks, r"wl_(\d+)")
+    return {
+        "samples": total,
+        "lost": lost,
+        "named": named / max(1, total),
+        "cpu": cpu,
+        "causes": {"stacks_lost": lost} if lost else {},  # type: ignore[dict-item]
+    }
+
+
+def run_many(args: argparse.Namespace, work: Path) -> None:
+    bins = build_binaries(work, args.binaries)
+    modes = {"collector": many_collector, "perf": many_perf, "bcc-profile": many_bcc}
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    names = list(modes)
+    for r in range(args.rounds):
+        for mode in names[r % 3 :] + names[: r % 3]:
+            res = modes[mode](args, work, bins)
+            results[mode].append(res)
+            print(f"round {r + 1} {mode:<12} {res}", flush=True)
+    print(
+        f"\n(a) {args.procs} processes of {args.binaries} binaries, {args.seconds:.0f} s, "
+        f"99 Hz, collector unwind={args.unwind}, {args.rounds} rounds (median)"
+    )
+    print(f"{'':<13}{'samples':>9}{'lost':>7}{'lost %':>8}{'named %':>9}{'CPU %core':>11}")
+    for mode in names:
+        rs = results[mode]
+        samples = statistics.median(x["samples"] for x in rs)
+        lost = statistics.median(x["lost"] for x in rs)
+        named = statistics.median(x["named"] for x in rs) * 100
+        cpu = statistics.median(x["cpu"] for x in rs) * 100
+        pct = 100 * lost / max(1, samples + lost)
+        print(f"{mode:<13}{samples:>9.0f}{lost:>7.0f}{pct:>8.2f}{named:>9.1f}{cpu:>11.2f}")
+
+
+# ---- (b) exec storm ---------------------------------------------------------------------
+
+
+def storm(work: Path, compiles: int) -> float:
+    """Two streams, each compiling compiles/2 times with 3 /bin/true per compile: seconds."""
+    src = work / "small.c"
+    src.write_text(SMALL_C)
+    script = (
+        'i=0; while [ "$i" -lt "$1" ]; do gcc -O2 -c "$2" -o "$3"; '
+        "/bin/true; /bin/true; /bin/true; i=$((i+1)); done"
+    )
+    t0 = time.monotonic()
+    streams = [
+        subprocess.Popen(
+            ["sh", "-c", script, "sh", str(compiles // 2), str(src), str(work / f"o{k}.o")]
+        )
+        for k in range(2)
+    ]
+    for s in streams:
+        s.wait()
+    return time.monotonic() - t0
+
+
+def storm_round(args: argparse.Namespace, work: Path, mode: str) -> dict[str, float]:
+    if mode == "none":
+        return {"seconds": storm(work, args.compiles)}
+    if mode == "perf":
+        data = work / "storm-perf.data"
+        rec = subprocess.Popen(
+            ["perf", "record", "-a", "-g", "-F", "99", "-o", str(data)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_default_sigint,
+        )
+        time.sleep(1.0)
+        c0 = cpu_seconds(rec.pid)
+        secs = storm(work, args.compiles)
+        c1 = cpu_seconds(rec.pid)
+        rec.send_signal(signal.SIGINT)
+        rec.wait(120)
+        data.unlink(missing_ok=True)
+        return {"seconds": secs, "cpu": (c1 - c0) / secs}
+    col = Collector(work, args.unwind, "storm")
+    pid = col.start()
+    time.sleep(2.0)
+    before = status_mb(pid, "VmRSS")
+    c0 = cpu_seconds(pid)
+    secs = storm(work, args.compiles)
+    c1 = cpu_seconds(pid)
+    peak = status_mb(pid, "VmHWM")
+    end = status_mb(pid, "VmRSS")
+    time.sleep(args.after)
+    after = status_mb(pid, "VmRSS")
+    col.stop()
+    stacks = col.folded()
+    cc1 = sum(n for s, n in stacks.items() if s.startswith("cc1;"))
+    named = sum(
+        n for s, n in stacks.items() if s.startswith("cc1;") and "+0x" not in s.rsplit(";", 1)[-1]
+    )
+    return {
+        "seconds": secs,
+        "cpu": (c1 - c0) / secs,
+        "rss_before": before,
+        "rss_peak": peak,
+        "rss_end": end,
+        "rss_after": after,
+        "cc1_named": named / max(1, cc1),
+    }
+
+
+def run_storm(args: argparse.Namespace, work: Path) -> None:
+    modes = ["none", "collector", "perf"]
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    for r in range(args.rounds):
+        for mode in modes[r % 3 :] + modes[: r % 3]:
+            res = storm_round(args, work, mode)
+            results[mode].append(res)
+            print(f"round {r + 1} {mode:<10} " + " ".join(f"{k}={v:.4g}" for k, v in res.items()))
+    base = [x["seconds"] for x in results["none"]]
+    print(
+        f"\n(b) exec storm: {args.compiles} compiles + {3 * args.compiles} /bin/true in two "
+        f"streams, 99 Hz, collector unwind={args.unwind}, {args.rounds} rounds (median, range)"
+    )
+    for mode in modes:
+        ratios = [x["seconds"] / statistics.median(base) for x in results[mode]]
+        spread = f"({min(ratios):.2f}-{max(ratios):.2f})"
+        line = f"{mode:<10} time x{statistics.median(ratios):.3f} {spread}"
+        if mode != "none":
+            line += f" CPU {100 * statistics.median(x['cpu'] for x in results[mode]):.2f} %core"
+        if mode == "collector":
+            rs = results[mode]
+            for k in ("rss_before", "rss_peak", "rss_end", "rss_after"):
+                line += f" {k}={statistics.median(x[k] for x in rs):.1f}MB"
+            line += f" cc1_named={100 * statistics.median(x['cc1_named'] for x in rs):.1f}%"
+        print(line)
+    print(f"(rss_after: {args.after:.0f} s after the storm ended)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["many", "storm"])
+    ap.add_argument("--unwind", default="frame_pointers", choices=["frame_pointers", "auto"])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--procs", type=int, default=200)
+    ap.add_argument("--binaries", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--compiles", type=int, default=300)
+    ap.add_argument("--after", type=float, default=60.0)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root: the profilers load BPF programs")
+    work = Path(tempfile.mkdtemp(prefix="busy-host-"))
+    try:
+        (run_many if args.what == "many" else run_storm)(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

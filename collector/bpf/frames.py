@@ -1,0 +1,71 @@
+"""Stacks carried in a ring-buffer record after its 64-byte event (bpf/common.h).
+
+A record is the event, then ``user_stack_id & 0xff`` user addresses (EVENT_F_USER_FRAMES),
+then ``kernel_stack_id`` kernel addresses (EVENT_F_KERNEL_FRAMES), leaf first. No stack map is
+involved, so nothing can collide or be cleared away before it is read. Equal stacks share one
+tuple (interned by their bytes, bounded), as the stack map's ids made them share before: the
+symbolizer's per-process caches key on these tuples.
+"""
+
+from __future__ import annotations
+
+from collector.bpf.events import EVENT
+from collector.model.raw import unwind_stop_sentinel
+from collector.unwind import layout as L
+
+MAX_INTERNED = 65536  # distinct stacks kept for sharing their tuples (then rebuilt)
+_NO_FRAMES: tuple[int, ...] = ()
+
+
+class FrameDecoder:
+    def __init__(self) -> None:
+        self._user: dict[tuple[int, bytes], tuple[int, ...]] = {}
+        self._kernel: dict[bytes, tuple[int, ...]] = {}
+        self.rebuilds = 0  # how often an interning table was full and started over
+
+    def user(self, view: memoryview, user_stack_id: int) -> tuple[int, ...]:
+        """The user frames after the event, then the unwinder's stop sentinel unless the walk
+        reached the outermost frame (reason END, also the kernel walker's) or had no user
+        registers (a kernel thread)."""
+        n = min(user_stack_id & 0xFF, (len(view) - EVENT.size) // 8)
+        if n <= 0:
+            return _NO_FRAMES
+        key = (user_stack_id, bytes(view[EVENT.size : EVENT.size + 8 * n]))
+        stack = self._user.get(key)
+        if stack is not None:
+            return stack
+        frames = _upto_zero(tuple(memoryview(key[1]).cast("Q")))
+        reason = (user_stack_id >> 8) & 0xFF
+        if reason != L.END and reason != L.NO_REGS:
+            frames = (*frames, unwind_stop_sentinel(reason))
+        if len(self._user) >= MAX_INTERNED:
+            self._user.clear()
+            self.rebuilds += 1
+        self._user[key] = frames
+        return frames
+
+    def kernel(
+        self, view: memoryview, user_stack_id: int, flags_user: bool, n: int
+    ) -> tuple[int, ...]:
+        """The ``n`` kernel frames after the user frames (if the record has ``flags_user``)."""
+        first = EVENT.size + (8 * (user_stack_id & 0xFF) if flags_user else 0)
+        n = min(n, (len(view) - first) // 8)
+        if n <= 0:
+            return _NO_FRAMES
+        raw = bytes(view[first : first + 8 * n])
+        stack = self._kernel.get(raw)
+        if stack is None:
+            if len(self._kernel) >= MAX_INTERNED:
+                self._kernel.clear()
+                self.rebuilds += 1
+            stack = self._kernel[raw] = _upto_zero(tuple(memoryview(raw).cast("Q")))
+        return stack
+
+
+def _upto_zero(frames: tuple[int, ...]) -> tuple[int, ...]:
+    """The kernel's frame-pointer walk can store a 0 return address where a chain ends (the
+    stack map's zero padding hid it): the stack ends there, as StackReader reads it."""
+    try:
+        return frames[: frames.index(0)]
+    except ValueError:
+        return frames
