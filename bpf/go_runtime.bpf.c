@@ -12,7 +12,7 @@
  * those of common.h. */
 #include <uapi/linux/ptrace.h>
 
-#define PROGRAM_COUNTERS 6 /* C_GO_COUNTERS of go_runtime.h (common.h sizes the array first) */
+#define PROGRAM_COUNTERS 7 /* C_GO_COUNTERS of go_runtime.h (common.h sizes the array first) */
 #ifndef STACK_MAP_SIZE
 #define STACK_MAP_SIZE 1 /* common.h's stack maps are unused: stacks travel in the record */
 #endif
@@ -28,6 +28,10 @@
 #ifndef GSTATE_SIZE
 #define GSTATE_SIZE 16384
 #endif
+#ifndef MAX_PER_SLOT
+#define MAX_PER_SLOT 200 /* scheduling and channel records per CPU per RATE_SLOT_NS, each */
+#endif
+#define RATE_SLOT_NS 100000000ull
 
 BPF_HASH(go_procs, u32, struct go_proc, 4096);
 BPF_TABLE("lru_hash", struct go_gkey, struct go_gstate, gstate, GSTATE_SIZE);
@@ -36,6 +40,11 @@ BPF_HASH(gc_stack, u32, struct go_event, 4096);       /* by tgid: the last gcSta
 BPF_HASH(stw_start, u32, u64, 4096);                  /* by tgid: a GC stop-the-world */
 BPF_PERCPU_ARRAY(ev_scratch, struct go_event, 1);
 BPF_PERCPU_ARRAY(g_scratch, struct go_gstate, 1);
+struct rate_slot {
+    u64 start_ns;
+    u32 n[2]; /* GO_EV_SCHED, GO_EV_CHAN */
+};
+BPF_PERCPU_ARRAY(rate, struct rate_slot, 1);
 
 static __always_inline void go_count(u32 idx) { count(C_COMMON + idx); }
 
@@ -98,6 +107,31 @@ static __always_inline struct go_event *scratch_event(u32 kind, u32 tgid, u64 id
     e->pad = 0;
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     return e;
+}
+
+/* Adaptive sampling of the frequent records (scheduling, channel waits): the first
+ * MAX_PER_SLOT of a CPU's 100 ms slot are kept, the n-th after them with probability
+ * MAX_PER_SLOT / n, decided before the draw, so user space scaling by 2^32 / threshold keeps
+ * totals unbiased (Horvitz-Thompson) while a storm costs user space a bounded number of
+ * records (about MAX_PER_SLOT * (1 + ln(n / MAX_PER_SLOT)) per slot). 0: not recorded. */
+static __always_inline u32 rate_threshold(u32 which, u64 now) {
+    u32 zero = 0;
+    struct rate_slot *r = rate.lookup(&zero);
+    if (!r)
+        return SAMPLE_UNSAMPLED;
+    if (now - r->start_ns >= RATE_SLOT_NS) {
+        r->start_ns = now;
+        r->n[0] = r->n[1] = 0;
+    }
+    u32 n = ++r->n[which & 1];
+    if (n <= MAX_PER_SLOT)
+        return SAMPLE_UNSAMPLED;
+    u32 threshold = (u32)(((u64)MAX_PER_SLOT << 32) / n);
+    if (bpf_get_prandom_u32() >= threshold) {
+        go_count(C_GO_RATE_LIMITED);
+        return 0;
+    }
+    return threshold;
 }
 
 static __always_inline void send(struct go_event *e) {
@@ -217,9 +251,11 @@ int on_runqput(struct pt_regs *ctx) {
     }
     if (s->flags & G_RUNNABLE)
         return 0; /* moved between run queues: still runnable since runnable_ns */
-    if (s->flags & G_PARKED_CHAN) {
+    u32 threshold = (s->flags & G_PARKED_CHAN) ? rate_threshold(1, now) : 0;
+    if (threshold) {
         struct go_event *e = scratch_event(GO_EV_CHAN, tgid, id);
         if (e) {
+            e->weight_threshold = threshold;
             e->value = now - s->park_ns;
             e->goid = k.goid;
             e->nframes = s->nframes;
@@ -245,8 +281,10 @@ int on_execute(struct pt_regs *ctx) {
         go_count(C_GO_SCHED_UNTRACKED);
         return 0;
     }
-    struct go_event *e = scratch_event(GO_EV_SCHED, tgid, id);
+    u32 threshold = rate_threshold(0, bpf_ktime_get_boot_ns());
+    struct go_event *e = threshold ? scratch_event(GO_EV_SCHED, tgid, id) : 0;
     if (e) {
+        e->weight_threshold = threshold;
         e->value = e->time_ns - s->runnable_ns;
         e->goid = k.goid;
         e->nframes = s->nframes;

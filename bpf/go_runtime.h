@@ -72,6 +72,7 @@ struct go_gstate {
 #define C_GO_ALLOC_SEEN 4      /* allocations seen (sampled or not) */
 #define C_GO_SCHED_UNTRACKED 5 /* ran without being queued by runqput: preempted, GC worker,
                                 * woken by the network poller */
-#define C_GO_COUNTERS 6
+#define C_GO_RATE_LIMITED 6    /* a scheduling or channel record left out by the sampling */
+#define C_GO_COUNTERS 7
 
 #endif

@@ -28,6 +28,13 @@ class GoRuntimeConfig(ComponentConfig):
         description="an allocation of s bytes is recorded with probability min(1, s / this); "
         "values are scaled back",
     )
+    max_rate: int = Field(
+        2000,
+        ge=0,
+        le=10_000_000,
+        description="scheduling and channel records per second per CPU (each) before "
+        "adaptive sampling (values scaled back); 0 = all",
+    )
     live_interval: Duration = Field(
         10.0, gt=0, le=3600, description="seconds between goroutines_live snapshots"
     )

@@ -31,6 +31,7 @@ PROGRAM_COUNTERS: tuple[str, ...] = (
     "go_stw_unpaired",  # a GC pause whose gcStart was not seen (started before attach)
     "go_allocs_seen",  # every allocation the probes saw, sampled or not
     "go_sched_untracked",  # ran without runqput: preempted, GC worker, network poller
+    "go_rate_limited",  # scheduling/channel records left out by the adaptive sampling
 )
 COUNTERS = COMMON_COUNTERS + PROGRAM_COUNTERS
 assert len(GO_EVENT.pack(*([0] * 11), b"")) == 72

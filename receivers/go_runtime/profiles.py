@@ -6,12 +6,12 @@ delay), as ``value`` and ``more[0]`` (collector.model ProfileType.extra_values).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from collector.bpf.events import UNSAMPLED
 from collector.model import ProfileType, RawSample
 from receivers.go_runtime.events import (
-    EV_ALLOC,
     EV_CHAN,
     EV_CREATE,
     EV_GC,
@@ -165,15 +165,24 @@ def decode(
         comm_of[raw_comm] = comm
     stack = stacks.get(view, n)
     when = time_ns + boot_offset
-    if kind == EV_ALLOC:
-        scale = 1.0 if threshold >= UNSAMPLED or threshold == 0 else _TWO_32 / threshold
-        more = (round(value * scale),)
-        sample = RawSample(pid, tid, cpu, comm, when, round(scale), stack, more=more)
-    elif kind == EV_CREATE:
-        sample = RawSample(pid, tid, cpu, comm, when, 1, stack)
-    else:
-        sample = RawSample(pid, tid, cpu, comm, when, 1, stack, more=(value,))
+    if kind == EV_CREATE:
+        return kind, goid, n, RawSample(pid, tid, cpu, comm, when, 1, stack)
+    # Recorded with probability threshold / 2**32 (alloc: by size; sched and chan: the
+    # adaptive rate limit): scaled by its inverse, totals stay unbiased.
+    if threshold >= UNSAMPLED or threshold == 0:
+        return kind, goid, n, RawSample(pid, tid, cpu, comm, when, 1, stack, more=(value,))
+    scale = _TWO_32 / threshold
+    more = (_scaled(value, scale),)
+    sample = RawSample(pid, tid, cpu, comm, when, _scaled(1, scale), stack, more=more)
     return kind, goid, n, sample
+
+
+def _scaled(x: int, scale: float) -> int:
+    """x * scale as an integer, rounded up or down at random so the total stays unbiased
+    (always rounding would bias counts scaled by, say, 1.3 towards 1)."""
+    y = x * scale
+    low = int(y)
+    return low + (random.random() < y - low)
 
 
 def profile_for(kind: int) -> ProfileType | None:

@@ -76,12 +76,15 @@ class GoRuntimeReceiver:
     def defines(self) -> dict[str, int]:
         ncpus = max(1, os.cpu_count() or 1)
         events = self._config.ringbuf_pages * 4096 // TYPICAL_RECORD
+        rate = self._config.max_rate
         return {
             "RINGBUF_PAGES": self._config.ringbuf_pages,
             "GSTATE_SIZE": self._config.goroutine_slots,
             "ALLOC_RATE": self._config.alloc_sample_bytes,
             "WATCH_EXEC": int(self._config.binary is not None),
             "WAKE_EVERY": max(1, events // (4 * ncpus)),
+            # per 100 ms slot; 0 (no limit) as a bound no slot reaches
+            "MAX_PER_SLOT": max(1, rate // 10) if rate else 1 << 31,
         }
 
     def attachments(self) -> list[AttachSpec]:

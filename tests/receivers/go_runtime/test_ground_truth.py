@@ -15,6 +15,7 @@ import pytest
 
 from tests.receivers.go_runtime import support
 from tests.receivers.go_runtime.support import BUILDS, Phases, build_id
+from tests.support import gotoolchains
 
 pytestmark = pytest.mark.bpf
 
@@ -67,7 +68,10 @@ def test_channel_blocked_time_under_the_waiting_function(result: support.Result)
     assert waiting >= 0.8 * total, (waiting, total)
     # each worker blocked about BLOCK_MS (all at once): the time is real, not a count
     assert waiting >= 0.5 * GOROUTINES * BLOCK_MS * 1e6
-    assert result.total("chan_block", "main.waitForGo") >= 0.98 * GOROUTINES
+    # The 1000 wake-ups come in one burst: past max_rate (200 per CPU per 100 ms) they are
+    # sampled and scaled back, so the count is an estimate (a few % of error), not exact.
+    blocks = result.total("chan_block", "main.waitForGo")
+    assert 0.8 * GOROUTINES <= blocks <= 1.2 * GOROUTINES, (blocks, result.counters)
 
 
 def test_allocating_function_first_in_alloc_space(result: support.Result) -> None:
@@ -89,8 +93,8 @@ def test_gc_pauses_at_least_twice_the_forced_cycles(result: support.Result) -> N
 
 def test_scheduling_latency_of_woken_workers(result: support.Result) -> None:
     # every worker became runnable twice (created, then readied by the send) and ran
-    woken = result.total("sched_latency", "main.waitForGo")
-    assert woken >= 0.98 * GOROUTINES, result.counters
+    woken = result.total("sched_latency", "main.waitForGo")  # sampled as chan_block is
+    assert woken >= 0.8 * GOROUTINES, (woken, result.counters)
     assert result.total("sched_latency", column=1) > 0
 
 
@@ -107,3 +111,14 @@ def test_stripped_and_unstripped_give_the_same_names_and_lines(version: str) -> 
         if profile != "go_alloc":  # one go statement, one channel receive: the same stacks
             assert mains_a == mains_b, profile
         assert all(line > 0 for st in mains_a | mains_b for _f, line in st)
+
+
+def test_without_rate_limit_every_wakeup_is_counted() -> None:
+    """max_rate: 0 records every scheduling and channel event: exact counts."""
+    support.skip_unless_toolchain(gotoolchains.LATEST)
+    binary = support.fixture("fixture", gotoolchains.LATEST, False)
+    r = support.run(binary, Phases(ARGV, config={"max_rate": 0}))
+    assert r.returncode == 0, r.output
+    assert r.counters.get("go_rate_limited", 0) == 0
+    assert abs(r.total("chan_block", "main.waitForGo") - GOROUTINES) <= 0.02 * GOROUTINES
+    assert r.total("sched_latency", "main.waitForGo") >= 0.98 * GOROUTINES
