@@ -3,8 +3,9 @@
 Two workloads (C, built here with -O2), each waiting for a line on stdin so every profiler is
 attached before it starts, and timing itself (CLOCK_MONOTONIC, printed in seconds):
   pure       N malloc(64)/free pairs in a loop (default 2M): nothing but allocator calls
-  realistic  the same number of calls spread over real work: an allocation of 16 B - 4 KiB
-             every ~3 us of computation, a quarter of them kept in a ring of 4096 live blocks
+  real@Xus   malloc/free pairs of 16 B - 4 KiB, each after ~X us of computation (--micros,
+             3 and 30 by default; ~1.5 s unprofiled each), a quarter of the blocks kept in a
+             ring of 4096 live ones
 Profilers, each attached to the workload's pid only:
   none        nothing
   floor       empty BPF programs on uprobes at malloc and free (the trap floor of the issue)
@@ -13,7 +14,8 @@ Profilers, each attached to the workload's pid only:
   page_faults the heap receiver in page_faults mode
 Printed: the median seconds per profiler and workload, and the ratios the issue sets targets
 for (sampled / floor on pure <= 1.15, page_faults / none <= 1.02, sampled / none on
-realistic <= 1.3), plus the BPF run time per call of each of our programs (bpf_stats).
+realistic <= 1.3), the trap floor per call, and the BPF run time per call of the programs
+(kernel.bpf_stats_enabled is set for the run and restored).
 
 Run as root after scripts/setup.sh test:
     .venv/bin/python benchmarks/heap_overhead.py [--rounds 3] [--calls 2000000]
@@ -22,9 +24,11 @@ Run as root after scripts/setup.sh test:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -112,6 +116,7 @@ service:
       exporters: [folded]
 """
 PROFILERS = ("none", "floor", "memleak", "sampled", "page_faults")
+OUR_PROGRAMS = frozenset({"on_empty", "on_malloc", "on_free", "on_alloc_return", "on_realloc"})
 
 
 def build(tmp: Path) -> Path:
@@ -136,9 +141,12 @@ def spin_for(binary: Path, micros: float) -> int:
     return max(1, round(spin * micros * 1e-6 / per_call))
 
 
-def run_once(binary: Path, args: list[str], profiler: str, tmp: Path) -> tuple[float, float]:
+def run_once(
+    binary: Path, args: list[str], profiler: str, tmp: Path, stats: dict[str, list[float]]
+) -> tuple[float, float]:
     """(wall seconds of the timed part, CPU seconds of the whole workload process: the traps
-    are charged to it, and CPU time is less disturbed by neighbours than wall time)."""
+    are charged to it, and CPU time is less disturbed by neighbours than wall time). BPF run
+    time per call of each of our programs goes to ``stats``."""
     wl = subprocess.Popen(
         [str(binary), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -150,9 +158,53 @@ def run_once(binary: Path, args: list[str], profiler: str, tmp: Path) -> tuple[f
         seconds = float(wl.stdout.readline())
         _, status, usage = os.wait4(wl.pid, 0)
         wl.returncode = os.waitstatus_to_exitcode(status)
+        if profiler in ("floor", "sampled"):
+            for name, ns in bpf_ns_per_run().items():
+                if (name == "on_empty") == (profiler == "floor"):  # only the run's own
+                    stats.setdefault(f"{profiler} {name}", []).append(ns)
     finally:
         stop()
     return seconds, usage.ru_utime + usage.ru_stime
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+SYS_BPF = 321  # x86-64
+BPF_PROG_GET_NEXT_ID, BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET_INFO_BY_FD = 11, 13, 15
+PROG_INFO_SIZE = 208  # struct bpf_prog_info up to run_cnt (name at 64, run_time_ns at 192)
+
+
+def _bpf(cmd: int, attr: ctypes.Array) -> int:
+    return _libc.syscall(SYS_BPF, cmd, attr, ctypes.sizeof(attr))
+
+
+def bpf_ns_per_run() -> dict[str, float]:
+    """kernel.bpf_stats run time per run of the heap programs loaded now, over every loaded
+    program (BPF_PROG_GET_NEXT_ID, BPF_OBJ_GET_INFO_BY_FD; no bpftool needed)."""
+    got: dict[str, float] = {}
+    prog_id = 0
+    while True:
+        attr = ctypes.create_string_buffer(struct.pack("<III", prog_id, 0, 0), 16)
+        if _bpf(BPF_PROG_GET_NEXT_ID, attr) != 0:
+            return got
+        prog_id = struct.unpack_from("<I", attr, 4)[0]
+        attr = ctypes.create_string_buffer(struct.pack("<III", prog_id, 0, 0), 16)
+        fd = _bpf(BPF_PROG_GET_FD_BY_ID, attr)
+        if fd < 0:
+            continue
+        try:
+            info = ctypes.create_string_buffer(PROG_INFO_SIZE)
+            attr = ctypes.create_string_buffer(
+                struct.pack("<IIQ", fd, PROG_INFO_SIZE, ctypes.addressof(info)), 16
+            )
+            if _bpf(BPF_OBJ_GET_INFO_BY_FD, attr) != 0:
+                continue
+        finally:
+            os.close(fd)
+        name = info.raw[64:80].split(b"\0", 1)[0].decode()
+        run_ns, runs = struct.unpack_from("<QQ", info, 192)
+        if name in OUR_PROGRAMS and runs:
+            got[name] = got.get(name, 0.0) + run_ns / runs
 
 
 def attach(profiler: str, pid: int, tmp: Path):  # returns the closer
@@ -201,7 +253,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=2_000_000)
-    ap.add_argument("--micros", type=float, default=3.0, help="work between realistic calls")
+    ap.add_argument(
+        "--micros",
+        type=float,
+        nargs="+",
+        default=[3.0, 30.0],
+        help="work between realistic calls (one realistic workload each, ~1.5 s unprofiled)",
+    )
     ap.add_argument("--profilers", nargs="+", default=list(PROFILERS), choices=PROFILERS)
     args = ap.parse_args()
     if shutil.which("memleak-bpfcc") is None and "memleak" in args.profilers:
@@ -209,53 +267,62 @@ def main() -> None:
         print("memleak-bpfcc not found: skipped")
     tmp = Path(tempfile.mkdtemp(prefix="heap-overhead-"))
     binary = build(tmp)
-    spin = spin_for(binary, args.micros)
-    workloads = {
-        "pure": ["pure", str(args.calls)],
-        "realistic": ["realistic", str(args.calls // 4), str(spin)],
-    }
+    workloads = {"pure": ["pure", str(args.calls)]}
+    for micros in args.micros:
+        spin = spin_for(binary, micros)
+        calls = max(1000, int(1.5 / (micros * 1e-6)))
+        workloads[f"real@{micros:g}us"] = ["realistic", str(calls), str(spin)]
+    stats_file = Path("/proc/sys/kernel/bpf_stats_enabled")
+    stats_before = stats_file.read_text().strip()
+    stats_file.write_text("1")
     times: dict[tuple[str, str], list[float]] = {}
     walls: dict[tuple[str, str], list[float]] = {}
-    for r in range(args.rounds):
-        for wname, wargs in workloads.items():
-            for prof in args.profilers:
-                wall, cpu = run_once(binary, wargs, prof, tmp)
-                times.setdefault((wname, prof), []).append(cpu)
-                walls.setdefault((wname, prof), []).append(wall)
-                print(
-                    f"round {r + 1} {wname:9} {prof:11} cpu {cpu:8.3f} s wall {wall:8.3f} s",
-                    flush=True,
-                )
-    print(
-        f"\nmedians over {args.rounds} rounds ({args.calls} calls pure, {args.calls // 4} "
-        f"realistic with ~{args.micros:g} us of work each):"
-    )
+    bpf: dict[str, list[float]] = {}
+    try:
+        for r in range(args.rounds):
+            for wname, wargs in workloads.items():
+                for prof in args.profilers:
+                    wall, cpu = run_once(binary, wargs, prof, tmp, bpf)
+                    times.setdefault((wname, prof), []).append(cpu)
+                    walls.setdefault((wname, prof), []).append(wall)
+                    print(
+                        f"round {r + 1} {wname:11} {prof:11} cpu {cpu:8.3f} s wall {wall:8.3f} s",
+                        flush=True,
+                    )
+    finally:
+        stats_file.write_text(stats_before)
     med = {k: statistics.median(v) for k, v in times.items()}
     wmed = {k: statistics.median(v) for k, v in walls.items()}
-    print("workload CPU seconds (utime+stime, ratios from these); wall seconds in brackets")
-    print(f"{'profiler':12} {'pure s':>18} {'realistic s':>18} {'pure/none':>10} {'real/none':>10}")
+    print(f"\nmedians over {args.rounds} rounds; workload CPU seconds (utime+stime), wall in []")
+    print("workloads: " + ", ".join(f"{w} = {' '.join(a)}" for w, a in workloads.items()))
+    print(f"{'profiler':12}" + "".join(f"{w:>24}" for w in workloads))
     for prof in args.profilers:
-        p, q = med[("pure", prof)], med[("realistic", prof)]
-        pw, qw = wmed[("pure", prof)], wmed[("realistic", prof)]
-        print(
-            f"{prof:12} {p:8.3f} [{pw:7.3f}] {q:8.3f} [{qw:7.3f}] "
-            f"{p / med[('pure', 'none')]:10.2f} {q / med[('realistic', 'none')]:10.3f}"
-        )
+        cells = []
+        for w in workloads:
+            c, wall, ratio = med[(w, prof)], wmed[(w, prof)], med[(w, prof)] / med[(w, "none")]
+            cells.append(f"{c:8.3f} [{wall:7.3f}] {ratio:6.2f}x")
+        print(f"{prof:12}" + "".join(f"{c:>24}" for c in cells))
     if {"floor", "sampled"} <= set(args.profilers):
-        print(
-            f"\nsampled / floor, pure: {med[('pure', 'sampled')] / med[('pure', 'floor')]:.3f}"
-            " (target <= 1.15)"
-        )
-        print(
-            f"sampled / none, realistic: "
-            f"{med[('realistic', 'sampled')] / med[('realistic', 'none')]:.3f} (target <= 1.3)"
-        )
+        ratio = med[("pure", "sampled")] / med[("pure", "floor")]
+        per_call = (med[("pure", "floor")] - med[("pure", "none")]) / (2 * args.calls) * 1e6
+        print(f"\nsampled / floor, pure: {ratio:.3f} (target <= 1.15)")
+        print(f"trap floor: {per_call:.2f} us per probed call (empty uprobe)")
+        for w in workloads:
+            if w != "pure":
+                print(
+                    f"sampled / none, {w}: {med[(w, 'sampled')] / med[(w, 'none')]:.3f}"
+                    " (target <= 1.3)"
+                )
     if "page_faults" in args.profilers:
         for w in workloads:
             print(
-                f"page_faults / none, {w}: "
-                f"{med[(w, 'page_faults')] / med[(w, 'none')]:.3f} (target <= 1.02)"
+                f"page_faults / none, {w}: {med[(w, 'page_faults')] / med[(w, 'none')]:.3f}"
+                " (target <= 1.02)"
             )
+    if bpf:
+        print("\nBPF run time per call (bpf_stats, median over runs of every workload):")
+        for name, values in sorted(bpf.items()):
+            print(f"  {name:32} {statistics.median(values):8.0f} ns")
 
 
 if __name__ == "__main__":
