@@ -133,3 +133,42 @@ def test_a_target_without_its_allocator_is_one_line_and_the_others_go_on(
     assert host.counters.get("heap", "targets_attached") == 1
     held = inuse(consumer.batches, wl.pid)
     assert abs(held - leaked) < 0.25 * leaked, (held, leaked)
+
+
+def test_a_target_that_execs_is_profiled_in_its_new_image() -> None:
+    """pids: a shell that execs the workload keeps its pid; its old heap is forgotten and the
+    new image is attached again once its loader has mapped libc."""
+    binary = build("heap_leak")
+    sh = subprocess.Popen(
+        ["/bin/sh", "-c", f"read line; exec {binary} 1.0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.2)
+    consumer, host = ListConsumer(), Host()
+    config = HeapConfig(pids=[sh.pid], sample_bytes=32768, interval=3600, min_age=None)
+    rec = factory.create(CreateSettings("t.exec", logging.getLogger("t.exec"), consumer), config)
+
+    async def scenario() -> int:
+        await rec.start(host)
+        try:
+            assert rec._probes.attached(sh.pid)
+            assert sh.stdin is not None
+            sh.stdin.write("exec now\n")  # read by the shell, which then execs
+            sh.stdin.flush()
+            await wait_until(lambda: host.counters.get("t.exec", "targets_attached") >= 2)
+            return await asyncio.to_thread(go, sh)
+        finally:
+            await rec.shutdown()
+
+    try:
+        leaked = asyncio.run(scenario())
+    finally:
+        assert sh.stdin is not None
+        sh.stdin.close()
+        sh.wait()
+    held = inuse(consumer.batches, sh.pid)
+    assert abs(held - leaked) < 0.25 * leaked, (held, leaked)
+    comms = {s.comm for b in consumer.batches for s in b.samples if s.more[2]}
+    assert comms == {"heap_leak"}, comms
