@@ -226,6 +226,19 @@ def attach(profiler: str, pid: int, tmp: Path):  # returns the closer
 
         return close
     if profiler == "memleak":
+        return start_memleak(pid)
+    cfg = tmp / f"{profiler}.yaml"
+    cfg.write_text(CONFIG % {"pid": pid, "mode": profiler, "out": tmp / "out"})
+    col = start_collector(cfg)
+    return lambda: col.stop()
+
+
+def start_memleak(pid: int):  # returns the closer
+    """memleak-bpfcc -p PID once its probes are in. bcc 0.26's Python binding calls
+    bpf_attach_uprobe without its ref_ctr_offset argument, so memleak's uprobes carry a stray
+    reference-counter offset, and the kernel refuses (EINVAL) uprobes at an address that
+    another uprobe, still being freed after the previous run, holds with another one: retried."""
+    for _attempt in range(10):
         ml = subprocess.Popen(
             ["memleak-bpfcc", "-p", str(pid), "5"],
             stdout=subprocess.PIPE,
@@ -233,20 +246,19 @@ def attach(profiler: str, pid: int, tmp: Path):  # returns the closer
             text=True,
         )
         assert ml.stdout is not None
-        for line in ml.stdout:  # "Attaching to pid N, Ctrl+C to quit." once probes are in
+        for line in ml.stdout:  # "Attaching to pid N, Ctrl+C to quit." before the probes
             if "Attaching" in line:
                 break
-        time.sleep(1.0)  # it prints before attaching the last probes
+        time.sleep(1.0)  # it prints before attaching; a failed attach exits by now
+        if ml.poll() is None:
 
-        def stop_memleak() -> None:
-            ml.terminate()
-            ml.wait()
+            def stop_memleak(ml: subprocess.Popen[str] = ml) -> None:
+                ml.terminate()
+                ml.wait()
 
-        return stop_memleak
-    cfg = tmp / f"{profiler}.yaml"
-    cfg.write_text(CONFIG % {"pid": pid, "mode": profiler, "out": tmp / "out"})
-    col = start_collector(cfg)
-    return lambda: col.stop()
+            return stop_memleak
+        time.sleep(1.0)
+    raise RuntimeError("memleak-bpfcc could not attach its uprobes (EINVAL) ten times")
 
 
 def main() -> None:

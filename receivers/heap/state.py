@@ -100,7 +100,7 @@ class HeapState:
         w = self.weight(size)
         acc = self._window.get((pid, comm, stack))
         if acc is None:
-            self._window[(pid, comm, stack)] = [w, w * size]
+            self._window[(pid, comm, stack)] = [w, w * size, time_ns]  # and its first time
         else:
             acc[0] += w
             acc[1] += w * size
@@ -133,12 +133,15 @@ class HeapState:
         return len(self._live.get(pid, ()))
 
     def take(self, now_ns: int, wall_ns: int) -> list[RawSample]:
-        """The window's samples: allocations since the last take, blocks outstanding now."""
+        """The window's samples: allocations since the last take (timed at the first of
+        them, so the profile spans the window), blocks outstanding now (timed now)."""
         leak = self.min_age_ns
         width = 6 if leak is not None else 4
         sums: dict[Key, list[float]] = {}
-        for key, (objects, space) in self._window.items():
+        first: dict[Key, float] = {}
+        for key, (objects, space, t) in self._window.items():
             sums[key] = [objects, space] + [0.0] * (width - 2)
+            first[key] = t
         self._window = {}
         for pid, blocks in self._live.items():
             for b in blocks.values():
@@ -152,12 +155,13 @@ class HeapState:
                     acc[4] += b.weight
                     acc[5] += b.weight * b.size
         out = []
-        for (pid, comm, stack), acc in sums.items():
+        offset = wall_ns - now_ns
+        for key, acc in sums.items():
             values = tuple(round(v) for v in acc)
             if any(values):
-                out.append(
-                    RawSample(pid, pid, 0, comm, wall_ns, values[0], stack, (), more=values[1:])
-                )
+                t = int(first.get(key, now_ns)) + offset
+                pid, comm, stack = key
+                out.append(RawSample(pid, pid, 0, comm, t, values[0], stack, (), more=values[1:]))
         return out
 
 

@@ -8,6 +8,7 @@ never trap. Symbol offsets are read once per allocator file (by device and inode
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -133,7 +134,16 @@ class Probes:
         except UprobeError as exc:
             for fd in fds:
                 os.close(fd)
-            raise TargetProblem(str(exc)) from exc
+            hint = ""
+            if exc.errno == errno.EINVAL:
+                # Seen when bcc's memleak-bpfcc probes the same function: bcc 0.26's Python
+                # binding leaves bpf_attach_uprobe's ref_ctr_offset unset, and the kernel
+                # refuses a second uprobe at an address with a different one.
+                hint = (
+                    " (is another tool probing this function, e.g. bcc's memleak? the kernel "
+                    "refuses uprobes whose reference-counter offsets differ)"
+                )
+            raise TargetProblem(f"{exc}{hint}") from exc
         self._fds[pid] = fds
         self._count("uprobes_attached", len(fds))
         return len(fds)

@@ -109,3 +109,16 @@ def test_comm_words_are_the_exec_comm() -> None:
     lo, hi = comm_words("/usr/bin/a_very_long_program_name")
     raw = lo.to_bytes(8, "little") + hi.to_bytes(8, "little")
     assert raw == b"a_very_long_pro\0"
+
+
+def test_samples_span_the_window() -> None:
+    s = HeapState(B, None, 100)
+    s.alloc(1, "w", 0x10, 64, (1,), 1_000, True)  # boot clock
+    s.alloc(1, "w", 0x20, 64, (2,), 5_000, True)
+    s.free(1, 0x20)
+    s.take(9_000, 109_000)  # wall clock = boot + 100 000
+    s.alloc(1, "w", 0x30, 64, (1,), 10_000, True)
+    times = {x.user_stack: x.time_ns for x in s.take(20_000, 120_000)}
+    assert times == {(1,): 110_000}  # first allocation of the window; 0x10 is in it too
+    (only,) = s.take(30_000, 130_000)  # nothing allocated: the snapshot is timed now
+    assert only.time_ns == 130_000 and only.value == 0
