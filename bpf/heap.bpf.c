@@ -15,7 +15,8 @@
  * `exp_table` (EXP_TABLE_SIZE quantiles filled by user space) indexed by bpf_get_prandom_u32.
  *
  * Mode page_faults (PAGE_FAULTS=1): no allocator probes. exceptions:page_fault_user and
- * brk/mmap entry for the tgids in pid_filter, each with its user stack.
+ * brk/mmap entry for the tgids in pid_filter, each with its user stack; with UNWIND_TABLES
+ * the faults' stacks are unwound from .eh_frame tables (bpf/unwind.h) and sent in the record.
  *
  * Both: sched_process_exec/exit tell user space when a target execs or exits (it then frees
  * the process's state, so a reused pid never mixes), and an exec whose comm equals
@@ -56,6 +57,15 @@
 #endif
 #ifndef USER_STACKS
 #define USER_STACKS 1
+#endif
+#ifndef UNWIND_TABLES
+#define UNWIND_TABLES 0
+#endif
+#if UNWIND_TABLES && PAGE_FAULTS
+#include "unwind.h"
+#else
+#undef UNWIND_TABLES
+#define UNWIND_TABLES 0
 #endif
 
 static __always_inline s32 user_stack(void *ctx, u32 *flags) {
@@ -244,6 +254,61 @@ static __always_inline int target(u64 *id) {
     return pid_filter.lookup(&tgid) != 0;
 }
 
+#if UNWIND_TABLES
+/* A fault inside a library without frame pointers (glibc's malloc touching a new page) would
+ * be a lone leaf to the kernel's walker: faults are unwound from tables (bpf/unwind.h, loaded
+ * per target by collector/bpf/unwinding.py) into a per-CPU record, sent with its frames. */
+struct fault_out {
+    struct event ev;
+    u64 frames[EVENT_FRAME_SLOTS];
+};
+BPF_PERCPU_ARRAY(fault_scratch, struct fault_out, 1);
+
+/* One record of `kind` with the user stack unwound from tables; value: 1 per fault, the
+ * length of an mmap, the requested break of a brk (HEAP_F_BRK). */
+static __always_inline void send_unwound(u32 kind, u64 value, u32 flags, u64 id) {
+    u32 zero = 0;
+    struct fault_out *out = fault_scratch.lookup(&zero);
+    if (!out)
+        return;
+    /* The walk first, while no other branch is live (see cpu.bpf.c). */
+    struct unwind_regs regs = {};
+    u32 reason = UNWIND_NO_REGS;
+    u32 n = 0;
+    if (unwind_regs_from(0, &regs))
+        n = unwind_user(&regs, out->frames, UNWIND_MAX_FRAMES, &reason);
+    else
+        unwind_count(reason);
+    u32 tgid = id >> 32;
+    flags |= EVENT_F_USER_FRAMES;
+    u64 wake = note_pid(tgid, &flags, periodic_wake());
+    struct event *e = &out->ev;
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->value = value;
+    e->kind = kind;
+    e->flags = flags;
+    e->pid = tgid;
+    e->tid = (u32)id;
+    e->cpu = bpf_get_smp_processor_id();
+    e->user_stack_id = EVENT_USER_FRAMES(n, reason);
+    e->kernel_stack_id = -ENOENT;
+    e->weight_threshold = SAMPLE_UNSAMPLED;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    n &= EVENT_FRAME_SLOTS - 1;
+    if (events.ringbuf_output(e, sizeof(struct event) + n * 8, wake) != 0) {
+        event_lost(tgid, flags);
+        return;
+    }
+    count(C_EVENTS);
+}
+
+int on_fault(struct fault_tp *ctx) {
+    u64 id;
+    if (target(&id))
+        send_unwound(HEAP_FAULT, 1, 0, id);
+    return 0;
+}
+#else
 int on_fault(struct fault_tp *ctx) {
     u64 id;
     if (!target(&id))
@@ -253,6 +318,7 @@ int on_fault(struct fault_tp *ctx) {
     emit(ctx, HEAP_FAULT, 1, ctx->address, stack, flags, id);
     return 0;
 }
+#endif
 
 /* syscalls:sys_enter_brk (brk) and sys_enter_mmap (addr, len, ...): the args follow the
  * 8-byte common header and the syscall number. brk's growth is known only against the
@@ -267,9 +333,13 @@ int on_brk(struct sys_enter_tp *ctx) {
     u64 id;
     if (!target(&id) || !ctx->args[0])
         return 0;
-    u32 flags = 0;
+#if UNWIND_TABLES
+    send_unwound(HEAP_GROW, ctx->args[0], HEAP_F_BRK, id);
+#else
+    u32 flags = HEAP_F_BRK;
     s32 stack = user_stack(ctx, &flags);
-    emit(ctx, HEAP_GROW, 0, ctx->args[0], stack, flags, id);
+    emit(ctx, HEAP_GROW, ctx->args[0], 0, stack, flags, id);
+#endif
     return 0;
 }
 
@@ -277,9 +347,13 @@ int on_mmap(struct sys_enter_tp *ctx) {
     u64 id;
     if (!target(&id))
         return 0;
+#if UNWIND_TABLES
+    send_unwound(HEAP_GROW, ctx->args[1], 0, id);
+#else
     u32 flags = 0;
     s32 stack = user_stack(ctx, &flags);
     emit(ctx, HEAP_GROW, ctx->args[1], 0, stack, flags, id);
+#endif
     return 0;
 }
 #endif

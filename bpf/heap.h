@@ -8,7 +8,10 @@
  *   kind HEAP_FREE   a sampled block was freed (or realloc'd away): addr
  *   kind HEAP_FAULT  page_faults mode: a user page fault of a target, value = 1, addr = the
  *                    faulting address
- *   kind HEAP_GROW   page_faults mode: brk/mmap growth of a target, value = bytes asked for
+ *   kind HEAP_GROW   page_faults mode: brk/mmap of a target: value = the mmap length, or with
+ *                    HEAP_F_BRK the break asked for (user space keeps the previous one)
+ * Records with EVENT_F_USER_FRAMES (page_faults with tables) carry their frames after the
+ * event instead of an address.
  *   EVENT_EXEC/EXIT  as in common.h; flags HEAP_F_CANDIDATE on an exec whose comm matches the
  *                    `binary` target (user space checks /proc/<pid>/exe). */
 #ifndef COLLECTOR_HEAP_H
@@ -21,6 +24,7 @@
 
 #define HEAP_F_UNTRACKED 64 /* the outstanding map was full: counted as allocated, not in use */
 #define HEAP_F_CANDIDATE 128
+#define HEAP_F_BRK 256
 
 struct heap_event {
     struct event e;

@@ -40,6 +40,12 @@ class HeapConfig(ComponentConfig):
     stack_map_size: int = Field(16384, ge=64, le=1 << 20)
     ringbuf_pages: int = Field(64, ge=1, le=1 << 16, description="power of two; 4 KiB pages")
     user_stacks: bool = True
+    unwind: Literal["auto", "tables", "frame_pointers"] = Field(
+        "auto",
+        description="page_faults mode: fault stacks from .eh_frame tables (faults inside "
+        "libraries without frame pointers, such as glibc's malloc); auto falls back to frame "
+        "pointers if the kernel refuses the walker; sampled mode always uses frame pointers",
+    )
     optional: bool = Field(
         False, description="if its reader fails, stop only this receiver (else exit code 4)"
     )

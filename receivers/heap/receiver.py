@@ -13,44 +13,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import os
 import struct
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from collector.bpf.attach import AttachSpec
 from collector.bpf.events import (
     COMMON_COUNTERS,
+    EVENT,
     EVENT_EXEC,
     EVENT_EXIT,
     F_NEW_PID,
+    F_USER_FRAMES,
     F_USER_SPILL,
     NEG_EFAULT,
     NEG_ENOENT,
 )
-from collector.bpf.loader import LoadedProgram, load
+from collector.bpf.frames import FrameDecoder
+from collector.bpf.loader import LoadedProgram
 from collector.bpf.ringbuf import RingBuffer
 from collector.bpf.stacks import STAMP_AFTER_WALK, StackReader
 from collector.bpf.syscall import name_thread
+from collector.bpf.unwinding import TableUnwinding
 from collector.component import CreateSettings
 from collector.model import MISSING_USER_STACK, RawBatch
-from collector.proc.pidns import pidns_defines
 from receivers.heap.config import HeapConfig
 from receivers.heap.events import (
+    F_BRK,
     F_CANDIDATE,
     F_UNTRACKED,
+    HEAP_ADDR,
     HEAP_ALLOC,
-    HEAP_EVENT,
     HEAP_FAULT,
     HEAP_FREE,
     HEAP_GROW,
     PROGRAM_COUNTERS,
 )
+from receivers.heap.program import exp_table, load_program
 from receivers.heap.state import FaultState, HeapState, fault_profile_type, heap_profile_type
 from receivers.heap.targets import (
-    PROGRAMS,
     RESOLVE_WINDOW_S,
     Probes,
     TargetProblem,
@@ -65,24 +66,9 @@ if TYPE_CHECKING:
 
 _U32 = struct.Struct("<I")
 _KEY = struct.Struct("<IIQ")  # struct alloc_key
-EXP_TABLE_SIZE = 4096
 COLLISION_CLEAR_S = 10.0
 MAX_FAILED_DRAINS = 5
 _MISSING = (MISSING_USER_STACK,)
-
-
-def exp_table(sample_bytes: int, size: int = EXP_TABLE_SIZE) -> list[int]:
-    """Quantiles of the exponential distribution of mean ``sample_bytes`` at the midpoints of
-    ``size`` equal steps: BPF picks one at random per draw (bias of the mean < 1e-4)."""
-    return [max(1, round(-sample_bytes * math.log((i + 0.5) / size))) for i in range(size)]
-
-
-def comm_words(binary: str) -> tuple[int, int]:
-    """The comm a process running ``binary`` has after exec (its file name, 15 bytes at
-    most, NUL padded to 16) as the two little-endian u64 words BPF compares."""
-    raw = os.fsencode(os.path.basename(binary))[:15].ljust(16, b"\0")
-    lo, hi = struct.unpack("<QQ", raw)
-    return lo, hi
 
 
 class HeapReceiver:
@@ -112,12 +98,14 @@ class HeapReceiver:
         self._stacks: StackReader | None = None
         self._spill: StackReader | None = None
         self._probes: Probes | None = None
+        self._unwind: TableUnwinding | None = None  # page_faults: stacks from tables
+        self._frames = FrameDecoder()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._resolving: dict[int, float] = {}  # exec'd targets without their allocator yet
         self._allocators: dict[tuple[int, int], str] = {}  # executable -> allocator path
         self._comms: dict[bytes, str] = {}
-        self._binary = exe_id_of(config.binary)
+        self._binary = exe_id(config.binary) if config.binary else None
         self._boot_offset = 0
         self._last_clear = time.monotonic()
         self._collisions = 0
@@ -126,49 +114,15 @@ class HeapReceiver:
 
     # -- BPF program -----------------------------------------------------------------------
 
-    def defines(self) -> dict[str, int]:
-        c = self._config
-        lo, hi = comm_words(c.binary) if c.binary else (0, 0)
-        ncpus = os.cpu_count() or 1
-        return {
-            "RINGBUF_PAGES": c.ringbuf_pages,
-            "STACK_MAP_SIZE": c.stack_map_size,
-            "SPILL_MAP_SIZE": max(64, c.stack_map_size // 4),
-            "FILTER_PIDS": 1,
-            "USER_STACKS": int(c.user_stacks),
-            "SAMPLE_BYTES": c.sample_bytes,
-            "EXP_TABLE_SIZE": EXP_TABLE_SIZE,
-            "OUTSTANDING_SIZE": c.outstanding_map_size,
-            "PAGE_FAULTS": int(self._faults),
-            "BINARY_COMM": int(c.binary is not None),
-            # as signed 64-bit numbers: defines are names and numbers, and C reads them back
-            "BINARY_COMM_LO": lo - (1 << 64) if lo >= 1 << 63 else lo,
-            "BINARY_COMM_HI": hi - (1 << 64) if hi >= 1 << 63 else hi,
-            "WAKE_EVERY": max(1, c.ringbuf_records() // (4 * ncpus)),
-            **pidns_defines(),
-        }
-
-    def attachments(self) -> list[AttachSpec]:
-        specs = [
-            AttachSpec("tracepoint", "on_exec", "sched:sched_process_exec"),
-            AttachSpec("tracepoint", "on_exit", "sched:sched_process_exit"),
-        ]
-        if self._faults:
-            return [
-                *specs,
-                AttachSpec("tracepoint", "on_fault", "exceptions:page_fault_user"),
-                AttachSpec("tracepoint", "on_brk", "syscalls:sys_enter_brk"),
-                AttachSpec("tracepoint", "on_mmap", "syscalls:sys_enter_mmap"),
-            ]
-        return [*specs, *(AttachSpec("program", fn, fn) for fn in PROGRAMS)]
-
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, host: Host) -> None:
         self._host = host
         self._loop = asyncio.get_running_loop()
-        self._prog = await asyncio.to_thread(load, "heap", self.defines(), self.attachments())
+        self._prog = await asyncio.to_thread(self._load)
         try:
+            if "unwind_rows" in self._prog.maps:
+                self._unwind = TableUnwinding(self._prog, self._id, self._log, self._count)
             if not self._faults:
                 table = self._prog.map("exp_table")
                 for i, d in enumerate(exp_table(self._config.sample_bytes)):
@@ -182,6 +136,8 @@ class HeapReceiver:
             self._spill = StackReader(self._prog.map("stacks_spill"), walk_window=STAMP_AFTER_WALK)
             pids = self._config.pids or list(processes_running(self._config.binary or ""))
             await asyncio.to_thread(self._add_targets, pids)
+            if self._unwind is not None and pids:  # their tables before their first fault
+                await asyncio.to_thread(self._unwind.preload, pids)
         except BaseException:
             self._close_fds()
             raise
@@ -195,6 +151,9 @@ class HeapReceiver:
             self._config.sample_bytes,
             self._prog.load_seconds,
         )
+
+    def _load(self) -> LoadedProgram:
+        return load_program(self._config, self._id, self._log, self._count)
 
     async def shutdown(self) -> None:
         if self._closed:
@@ -228,6 +187,9 @@ class HeapReceiver:
     def _close_fds(self) -> None:
         if self._probes is not None:
             self._probes.close()
+        if self._unwind is not None:
+            self._unwind.close()
+            self._unwind = None
         if self._ring is not None and not self._ring.closed:
             self._ring.close()
         if self._prog is not None:
@@ -293,6 +255,8 @@ class HeapReceiver:
         assert self._host is not None and self._prog is not None
         if not flags & F_CANDIDATE:  # a target exec'd: its heap is gone
             self._host.processes.exec(pid)
+            if self._unwind is not None:
+                self._unwind.process_exec(pid)
             self._forget(pid)
             if self._config.binary is not None and exe_id(pid) != self._binary:
                 self._prog.map("pid_filter").delete(_U32.pack(pid))
@@ -304,6 +268,8 @@ class HeapReceiver:
     def _on_exit(self, pid: int) -> None:
         assert self._host is not None
         self._host.processes.exit(pid)
+        if self._unwind is not None:
+            self._unwind.process_exit(pid)
         self._forget(pid)
 
     def _forget(self, pid: int) -> None:
@@ -393,6 +359,8 @@ class HeapReceiver:
         self._boot_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         self._ring.drain(self._on_record)
         self._collisions += self._read_counters()
+        if self._unwind is not None:
+            self._unwind.read_counters()
         now = time.monotonic()
         if (
             self._stacks.full()
@@ -424,9 +392,11 @@ class HeapReceiver:
         return collisions
 
     def _on_record(self, view: memoryview) -> None:
-        time_ns, value, kind, flags, pid, _tid, _cpu, ustack, _k, _t, raw_comm, addr = (
-            HEAP_EVENT.unpack_from(view)
+        time_ns, value, kind, flags, pid, _tid, _cpu, ustack, _k, _t, raw_comm = EVENT.unpack_from(
+            view
         )
+        # Records with their frames (table-unwound faults) carry no address.
+        addr = 0 if flags & F_USER_FRAMES else HEAP_ADDR.unpack_from(view, EVENT.size)[0]
         if kind == EVENT_EXEC:
             self._on_exec(pid, flags)
             return
@@ -436,6 +406,8 @@ class HeapReceiver:
         assert self._host is not None
         if flags & F_NEW_PID:
             self._host.processes.observe(pid)
+            if self._unwind is not None:
+                self._unwind.process_seen(pid)
         if kind == HEAP_FREE:
             if not self._state.free(pid, addr):  # type: ignore[union-attr]
                 self._count("frees_unknown")
@@ -446,16 +418,20 @@ class HeapReceiver:
             if len(self._comms) > 4096:
                 self._comms.clear()
             self._comms[raw_comm] = comm
-        stack = self._user_stack(ustack, flags, time_ns)
+        if flags & F_USER_FRAMES:
+            stack = self._frames.user(view, ustack)
+        else:
+            stack = self._user_stack(ustack, flags, time_ns)
         state = self._state
         if kind == HEAP_ALLOC and isinstance(state, HeapState):
             problem = state.alloc(pid, comm, addr, value, stack, time_ns, not flags & F_UNTRACKED)
             if problem:
                 self._count(problem)
         elif kind == HEAP_FAULT and isinstance(state, FaultState):
-            state.fault(pid, comm, stack)
+            state.fault(pid, comm, stack, time_ns)
         elif kind == HEAP_GROW and isinstance(state, FaultState):
-            state.grow(pid, comm, stack, value, addr)
+            brk = flags & F_BRK
+            state.grow(pid, comm, stack, 0 if brk else value, value if brk else 0, time_ns)
         else:
             self._count("records_unknown")
 
@@ -467,13 +443,3 @@ class HeapReceiver:
         if stack_id in (NEG_EFAULT, NEG_ENOENT):
             return ()
         return _MISSING
-
-
-def exe_id_of(path: str | None) -> tuple[int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino

@@ -50,6 +50,7 @@ def fault_profile_type() -> ProfileType:
             "asked of brk (growth of the break) and mmap, at their user stacks",
         ),
         extra_values=(("mapped_space", "bytes"),),
+        default_sample_type="page_faults",  # pprof shows the last type when none is named
     )
 
 
@@ -172,17 +173,25 @@ class FaultState:
         self._window: dict[Key, list[int]] = {}
         self._brk: dict[int, int] = {}  # pid -> last break seen
 
-    def fault(self, pid: int, comm: str, stack: tuple[int, ...]) -> None:
-        acc = self._window.setdefault((pid, comm, stack), [0, 0])
+    def fault(self, pid: int, comm: str, stack: tuple[int, ...], time_ns: int = 0) -> None:
+        acc = self._window.setdefault((pid, comm, stack), [0, 0, time_ns])
         acc[0] += 1
 
-    def grow(self, pid: int, comm: str, stack: tuple[int, ...], length: int, brk: int) -> None:
+    def grow(
+        self,
+        pid: int,
+        comm: str,
+        stack: tuple[int, ...],
+        length: int,
+        brk: int,
+        time_ns: int = 0,
+    ) -> None:
         if brk:  # brk(addr): growth past the last break this process asked for
             last = self._brk.get(pid)
             self._brk[pid] = brk
             length = brk - last if last is not None and brk > last else 0
         if length > 0:
-            acc = self._window.setdefault((pid, comm, stack), [0, 0])
+            acc = self._window.setdefault((pid, comm, stack), [0, 0, time_ns])
             acc[1] += length
 
     def drop(self, pid: int) -> list[int]:
@@ -190,9 +199,10 @@ class FaultState:
         return []
 
     def take(self, now_ns: int, wall_ns: int) -> list[RawSample]:
+        offset = wall_ns - now_ns  # samples timed at their first record (boot clock)
         out = [
-            RawSample(pid, pid, 0, comm, wall_ns, faults, stack, (), more=(grown,))
-            for (pid, comm, stack), (faults, grown) in self._window.items()
+            RawSample(pid, pid, 0, comm, (t or now_ns) + offset, n, stack, (), more=(grown,))
+            for (pid, comm, stack), (n, grown, t) in self._window.items()
         ]
         self._window = {}
         return out

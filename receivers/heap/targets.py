@@ -51,9 +51,10 @@ def mapped_name(pid: int, allocator: str) -> str | None:
     return None
 
 
-def exe_id(pid: int) -> tuple[int, int] | None:
+def exe_id(pid: int | str) -> tuple[int, int] | None:
+    """(device, inode) of process ``pid``'s executable, or of the file at a path."""
     try:
-        st = os.stat(f"/proc/{pid}/exe")
+        st = os.stat(pid if isinstance(pid, str) else f"/proc/{pid}/exe")
     except OSError:
         return None
     return st.st_dev, st.st_ino

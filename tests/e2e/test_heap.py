@@ -120,7 +120,7 @@ def run(mode: str) -> Run:
         server.shutdown()
     files = sorted(tmp.glob(f"{'heap' if mode == 'sampled' else 'page_faults'}-*.pb.gz"))
     assert len(files) == 1, (files, col.stderr)
-    return Run(leaked, files[0], tuple(handler.requests), col.stderr)
+    return Run(leaked, files[0], tuple(handler.requests), col.stderr())
 
 
 def shares(path: Path, index: str) -> tuple[dict[str, float], float]:
@@ -180,15 +180,13 @@ def test_otlp_is_valid_one_profile_per_value_type() -> None:
     assert {"leak_objects", "leak_space"} <= names, names
 
 
-@pytest.mark.xfail(
-    reason="open miss of issue #9: most of the workload's first touches of a page are glibc's "
-    "_int_malloc writing the next chunk's header; glibc has no frame pointers, so the kernel's "
-    "frame-pointer walk from there gives a lone leaf (99 % of the faults measured) and leak is "
-    "not seen; the page_faults mode needs the table unwinder (bpf/unwind.h), not wired yet",
-    strict=False,
-)
 def test_page_faults_are_under_the_leak() -> None:
     r = run("page_faults")
     share, total = shares(r.pprof, "page_faults")
     assert total > 100, total
+    # Most first touches are glibc's _int_malloc writing the next chunk's header: glibc has
+    # no frame pointers, so leak is seen only through the table unwinder (unwind: auto).
     assert share.get("leak", 0) > 0.5, share
+    assert "unwind_unavailable" not in r.logs, r.logs
+    out = go_pprof(r.pprof, "-top")
+    assert "Type: page_faults" in out, out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from receivers.heap.receiver import comm_words, exp_table
+from receivers.heap.program import comm_words, exp_table
 from receivers.heap.state import FaultState, HeapState, heap_profile_type
 
 B = 32768
