@@ -20,7 +20,7 @@ SOURCE = (gt.WORKLOADS / "pgohot" / "main.go").read_text().splitlines()
 
 
 def _line(text: str) -> int:
-    return next(i for i, s in enumerate(SOURCE, 1) if s.startswith(text))
+    return next(i for i, s in enumerate(SOURCE, 1) if s.strip().startswith(text))
 
 
 def _frames(binary: str) -> list[list[tuple[str, int, int, str]]]:
@@ -32,7 +32,7 @@ def _frames(binary: str) -> list[list[tuple[str, int, int, str]]]:
         ret = next(
             pc + 1
             for pc in range(h_entry, h_end)
-            if go.frames(pc)[-1].line == _line("\t\tacc ^= digest(acc)")
+            if go.frames(pc)[-1].line == _line("acc ^= digest(acc)")
         )
     proc = subprocess.Popen([binary, "-seconds", "30"], stdout=subprocess.DEVNULL)
     try:
@@ -70,7 +70,7 @@ def test_live_go_process_named_stripped_or_not(version: str) -> None:
     assert leaf[0][2] == _line("func rotate") and leaf[1][2] == _line("func digest")
     assert _line("func digest") < leaf[1][1] < _line("var sink")  # rotate's call site in digest
     assert caller == [
-        ("main.hotLoop", _line("\t\tacc ^= digest(acc)"), _line("func hotLoop"), leaf[1][3])
+        ("main.hotLoop", _line("acc ^= digest(acc)"), _line("func hotLoop"), leaf[1][3])
     ]
     assert leaf[1][3].endswith("tests/workloads/go/pgohot/main.go")
     # a stripped build is named the same (its addresses differ only if the layout did)
