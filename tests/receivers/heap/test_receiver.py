@@ -172,3 +172,32 @@ def test_a_target_that_execs_is_profiled_in_its_new_image() -> None:
     assert abs(held - leaked) < 0.25 * leaked, (held, leaked)
     comms = {s.comm for b in consumer.batches for s in b.samples if s.more[2]}
     assert comms == {"heap_leak"}, comms
+
+
+def test_a_full_outstanding_map_is_counted_and_allocations_still_are() -> None:
+    wl = start_workload(build("heap_leak"), 1.0)
+    time.sleep(0.2)
+    consumer, host = ListConsumer(), Host()
+    config = HeapConfig(
+        pids=[wl.pid], sample_bytes=4096, interval=3600, min_age=None, outstanding_map_size=64
+    )
+    rec = factory.create(CreateSettings("full", logging.getLogger("t.full"), consumer), config)
+
+    async def scenario() -> int:
+        await rec.start(host)
+        try:
+            return await asyncio.to_thread(go, wl)
+        finally:
+            await rec.shutdown()
+
+    try:
+        leaked = asyncio.run(scenario())
+    finally:
+        assert wl.stdin is not None
+        wl.stdin.close()
+        wl.wait()
+    assert host.counters.get("full", "outstanding_map_full") > 0, host.counters.snapshot()
+    held = inuse(consumer.batches, wl.pid)
+    assert 0 < held < 0.5 * leaked  # at most 64 blocks are known to be in use
+    allocated = sum(s.more[0] for b in consumer.batches for s in b.samples if s.pid == wl.pid)
+    assert allocated > 0.8 * leaked  # every sampled allocation still counts as allocated
