@@ -17,7 +17,7 @@ from typing import NamedTuple
 from collector.elf import ElfError, ElfReader, Limits
 from collector.gosym import locate
 from collector.gosym.buildinfo import BuildInfo, GoSymError, read_build_info, version_tuple
-from collector.gosym.pclntab import FUNCDATA_INL_TREE, PCDATA_INL_TREE_INDEX, Pclntab
+from collector.gosym.pclntab import FUNCDATA_INL_TREE, PCDATA_INL_TREE_INDEX, FuncRecord, Pclntab
 
 _MAX_INLINE_DEPTH = 64  # the compiler's inlining budget keeps real trees a few levels deep
 _MAX_INL_TREE = 1 << 20  # bytes of one function's inlining tree
@@ -76,7 +76,7 @@ class GoBinary:
     def from_elf(cls, elf: ElfReader) -> GoBinary | None:
         """None for a binary that is not Go; GoSymError for a Go binary with bad tables."""
         info = read_build_info(elf)
-        if info is None and not any(elf.section(n) for n in locate._SECTIONS):
+        if info is None and not any(elf.section(n) for n in locate.SECTIONS):
             if elf.section_list:
                 return None
             try:  # no section headers and no build info: a line table still says Go
@@ -192,12 +192,12 @@ class GoBinary:
         out.append(GoFrame(name, "", 0, r.start_line))
         return out
 
-    def _inl_tree(self, i: int, r: object) -> bytes:
+    def _inl_tree(self, i: int, r: FuncRecord) -> bytes:
         t = self.table
         if i in self._inl:
             return self._inl[i]
         tree = b""
-        off = t.funcdata_offset(r, FUNCDATA_INL_TREE)  # type: ignore[arg-type]
+        off = t.funcdata_offset(r, FUNCDATA_INL_TREE)
         elf = self._elf
         if off is not None and elf is not None:
             addr = (
@@ -218,13 +218,13 @@ class GoBinary:
         self._inl[i] = tree
         return tree
 
-    def _max_index(self, r: object) -> int:
+    def _max_index(self, r: FuncRecord) -> int:
         """The largest inlining-tree index the function's PCDATA table names."""
         t = self.table
-        off = t.pcdata_table(r, PCDATA_INL_TREE_INDEX)  # type: ignore[arg-type]
+        off = t.pcdata_table(r, PCDATA_INL_TREE_INDEX)
         if not off:
             return -1
-        return t.max_value(off, r.entry)  # type: ignore[attr-defined]
+        return t.max_value(off, r.entry)
 
     def _inlined(self, tree: bytes, idx: int) -> tuple[str, int, int]:
         t = self.table

@@ -21,7 +21,7 @@ _PF_X, _PF_W = 1, 2
 _CHUNK = 4 << 20
 _MAX_TABLE = 256 << 20
 _MAX_SCAN = 256 << 20
-_SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")
+SECTIONS = (".gopclntab", ".data.rel.ro.gopclntab")
 _MAGIC_BYTES = tuple(struct.pack("<I", m) + b"\0\0" for m in MAGICS)
 # Word index of moduledata.text (stable since Go 1.16) and of gofunc by version: 1.18-1.19,
 # 1.20-1.25 (covctrs added), 1.26+ (typedesclen, itaboffset, itabsize added).
@@ -41,7 +41,7 @@ def _gofunc_words(version: tuple[int, int]) -> tuple[int, ...]:
 
 def find_table(elf: ElfReader) -> tuple[int, int, int]:
     """(file offset, byte length, link-time address) of the line table; GoSymError if none."""
-    for name in _SECTIONS:
+    for name in SECTIONS:
         sec = elf.section(name)
         if sec is not None and sec.size >= 8:
             return sec.offset, min(sec.size, _MAX_TABLE), sec.addr
