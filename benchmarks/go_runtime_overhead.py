@@ -1,0 +1,125 @@
+"""go_runtime overhead: a goroutine- and channel-heavy Go program with and without the
+collector's go_runtime receiver (default settings, every signal), interleaved.
+
+The workload (tests/receivers/go_runtime/testdata/bench.go) serves REQUESTS requests: a
+goroutine per request, a semaphore channel, a work queue to four hashing workers and a reply
+channel (about 16 runtime events per request: go statement, goroutine exit, channel parks
+and wake-ups, scheduling, allocations). ``--rounds-of-work`` sets the hashing per request,
+the work between runtime events; the program times its own request loop.
+
+Per work level it prints the median request-loop time without the collector and with it
+(collector -> go_runtime -> symbolize -> pprof, the binary followed from its exec), their
+ratio (the slowdown), and the collector's CPU seconds per second of the loop. Modes alternate
+in every round, so drift hits both alike.
+
+Run as root after `make test` (or scripts/setup.sh test):
+    .venv/bin/python benchmarks/go_runtime_overhead.py [--repeats 5] [--work 16,64,256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support import gotoolchains  # noqa: E402
+from tests.support.collector_run import start_collector  # noqa: E402
+
+SRC = ROOT / "tests" / "receivers" / "go_runtime" / "testdata" / "bench.go"
+TICK = os.sysconf("SC_CLK_TCK")
+CONFIG = """
+receivers:
+  go_runtime:
+    binary: %(binary)s
+processors:
+  symbolize: {}
+exporters:
+  pprof:
+    directory: %(out)s
+    interval: 600
+service:
+  telemetry:
+    metrics:
+      address: ""
+  pipelines:
+    profiles:
+      receivers: [go_runtime]
+      processors: [symbolize]
+      exporters: [pprof]
+"""
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def run_bench(binary: Path, requests: int, work: int, col=None) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(seconds of the request loop, collector CPU seconds meanwhile)."""
+    p = subprocess.Popen(
+        [str(binary), str(requests), str(work)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdin is not None and p.stdout is not None
+    assert p.stdout.readline().strip() == "ready"
+    if col is not None:
+        col.wait_for(lambda: f"probing pid={p.pid}" in col.stderr(), "the exec followed")
+    before = cpu_s(col.proc.pid) if col is not None else 0.0
+    out, _ = p.communicate("\n", timeout=600)
+    after = cpu_s(col.proc.pid) if col is not None else 0.0
+    m = re.search(r"elapsed_ns=(\d+)", out)
+    assert p.returncode == 0 and m, out
+    return int(m.group(1)) / 1e9, after - before
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=50_000)
+    ap.add_argument("--work", default="16,64,256", help="hash rounds (1 KiB) per request")
+    args = ap.parse_args()
+    version = gotoolchains.LATEST
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = gotoolchains.build(SRC, Path(tmp) / "bench", version)
+        copy = Path(tmp) / "bench-copy"
+        shutil.copy2(binary, copy)
+        config = Path(tmp) / "config.yaml"
+        config.write_text(CONFIG % {"binary": binary, "out": Path(tmp) / "profiles"})
+        col = start_collector(config)
+        try:
+            load = Path("/proc/loadavg").read_text().split()[0]
+            print(f"Go {version}, {args.requests} requests, {os.cpu_count()} CPUs, load "
+                  f"average {load} at start, {args.repeats} interleaved repeats; "
+                  "medians")  # fmt: skip
+            print(f"{'work/request':>14} {'without s':>10} {'with s':>10} {'slowdown':>9} "
+                  f"{'collector CPU':>14}")  # fmt: skip
+            for work in (int(w) for w in args.work.split(",")):
+                base, probed, cpu = [], [], []
+                for _ in range(args.repeats):
+                    # The collector runs throughout and follows every exec of ``binary``:
+                    # the baseline runs an identical copy (another inode) it does not watch.
+                    base.append(run_bench(copy, args.requests, work)[0])
+                    t, c = run_bench(binary, args.requests, work, col)
+                    probed.append(t)
+                    cpu.append(c / t)
+                b, w = statistics.median(base), statistics.median(probed)
+                print(f"{work:>11} rnd {b:>10.3f} {w:>10.3f} {w / b:>8.2f}x "
+                      f"{statistics.median(cpu):>11.2f} s/s")  # fmt: skip
+        finally:
+            col.stop()
+            print(f"load average at the end: {Path('/proc/loadavg').read_text().split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
