@@ -51,6 +51,8 @@ class ProbedBinary:
     major_minor: tuple[int, int]
     pie: bool
     goid_offset: int
+    load_base: int = 0  # link-time address of the first PT_LOAD (page-aligned): a PIE's bias
+    # is where the kernel mapped file offset 0 minus this
     functions: dict[str, ProbeFunction] = field(default_factory=dict)
     open_path: str = ""  # what to open for the code (/proc/<pid>/exe), "" = path
 
@@ -128,6 +130,7 @@ def read_go_binary(path: str, names: Iterable[str], open_path: str = "") -> Prob
             major_minor=mm,
             pie=elf.type == 3,  # ET_DYN
             goid_offset=goid_offset(mm),
+            load_base=min((seg.vaddr for seg in elf.loads), default=0) & ~0xFFF,
             functions=functions,
             open_path=open_path,
         )

@@ -210,13 +210,14 @@ def _go_proc(binary: ProbedBinary, bias: int) -> bytes:
 
 
 def _load_bias(pid: int, binary: ProbedBinary) -> int:
-    """A PIE's load bias: where its first mapping (file offset 0) starts."""
+    """A PIE's load bias: where its first mapping (file offset 0) starts, minus its link-time
+    address (Go links PIEs at 0x400000, not 0)."""
     try:
         with open(f"/proc/{pid}/maps") as f:
             for line in f:
                 parts = line.split()
                 if len(parts) >= 6 and parts[5] == binary.path and int(parts[2], 16) == 0:
-                    return int(parts[0].split("-")[0], 16)
+                    return int(parts[0].split("-")[0], 16) - binary.load_base
     except OSError:
         pass
     return 0

@@ -29,13 +29,15 @@ def build_id(param: tuple[str, bool]) -> str:
     return f"go{param[0]}{'-stripped' if param[1] else ''}"
 
 
-def fixture(name: str, version: str, stripped: bool) -> Path:
-    """tests/receivers/go_runtime/testdata/<name>.go built with ``version`` (cached)."""
+def fixture(name: str, version: str, stripped: bool, pie: bool = False) -> Path:
+    """tests/receivers/go_runtime/testdata/<name>.go built with ``version`` (cached);
+    ``pie``: -buildmode=pie (Go links it at 0x400000 and the kernel moves it)."""
     gotoolchains.require(version)
     src = TESTDATA / f"{name}.go"
-    out = OUT / version / (name + ("-stripped" if stripped else ""))
+    out = OUT / version / (name + ("-stripped" if stripped else "") + ("-pie" if pie else ""))
     if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
-        gotoolchains.build(src, out, version, stripped=stripped)
+        flags = ("-buildmode=pie",) if pie else ()
+        gotoolchains.build(src, out, version, stripped=stripped, extra_flags=flags)
     return out
 
 

@@ -122,3 +122,17 @@ def test_without_rate_limit_every_wakeup_is_counted() -> None:
     assert r.counters.get("go_rate_limited", 0) == 0
     assert abs(r.total("chan_block", "main.waitForGo") - GOROUTINES) <= 0.02 * GOROUTINES
     assert r.total("sched_latency", "main.waitForGo") >= 0.98 * GOROUTINES
+
+
+@pytest.mark.parametrize("version", [gotoolchains.OLD, gotoolchains.LATEST])
+def test_pie_builds(version: str) -> None:
+    """-buildmode=pie: uprobes by file offset as ever, the channel functions' ranges moved by
+    the load bias (the first mapping minus the link-time base, 0x400000 for Go)."""
+    support.skip_unless_toolchain(version)
+    r = support.run(support.fixture("fixture", version, True, pie=True), Phases(ARGV))
+    assert r.returncode == 0, r.output
+    assert abs(r.total("goroutines", "main.spawnWorkers") - GOROUTINES) <= 0.02 * GOROUTINES
+    waiting = r.total("chan_block", "main.waitForGo", column=1)
+    assert waiting >= 0.8 * r.total("chan_block", column=1) > 0
+    assert r.total("gc_pause", "main.forceGC") >= 2 * GCS
+    assert r.total("goroutines_live", "main.leakWorkers") == LEAKS
