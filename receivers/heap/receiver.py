@@ -12,10 +12,12 @@ windows and per-process probes differ.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from collector.bpf.events import (
@@ -112,8 +114,6 @@ class HeapReceiver:
         self._closed = False
         self._failure: BaseException | None = None
 
-    # -- BPF program -----------------------------------------------------------------------
-
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, host: Host) -> None:
@@ -172,7 +172,7 @@ class HeapReceiver:
         if batch is not None and self._consumer is not None:
             self._consumer.consume(batch)
 
-    def _release(self, final_drain: bool, hand_on: object) -> None:
+    def _release(self, final_drain: bool, hand_on: Callable[[RawBatch | None], None]) -> None:
         """Detach every probe, read what they left, hand on the last window, close."""
         if self._probes is not None:
             self._probes.close()
@@ -181,7 +181,7 @@ class HeapReceiver:
         if self._ring is not None and not self._ring.closed:
             if final_drain:
                 self._drain()
-            hand_on(self._take_batch())  # type: ignore[operator]
+            hand_on(self._take_batch())
         self._close_fds()
 
     def _close_fds(self) -> None:
@@ -217,9 +217,14 @@ class HeapReceiver:
                 raise TargetProblem(f"allocator {self._config.allocator!r} is not mapped")
             n = self._probes.attach(pid, path)
         except TargetProblem as exc:
+            refused = getattr(exc.__cause__, "errno", None) == errno.EINVAL
+            if not deadline and refused:
+                # Another tool's uprobes at these addresses (targets.py) may be on their way
+                # out: give the kernel a moment before giving up on this target.
+                deadline = time.monotonic() + RESOLVE_WINDOW_S
             if deadline and time.monotonic() < deadline:
                 # Just exec'd: the loader may be mapping the allocator right now (EINVAL seen
-                # then); try again on the next pass.
+                # then too); try again on the next pass.
                 self._resolving[pid] = deadline
                 return
             self._resolving.pop(pid, None)
@@ -261,8 +266,11 @@ class HeapReceiver:
             if self._config.binary is not None and exe_id(pid) != self._binary:
                 self._prog.map("pid_filter").delete(_U32.pack(pid))
                 return
-        elif exe_id(pid) != self._binary:
-            return  # another program with the same file name
+        else:
+            if self._binary is None and self._config.binary:  # created after the start
+                self._binary = exe_id(self._config.binary)
+            if self._binary is None or exe_id(pid) != self._binary:
+                return  # another program with the same file name
         self._add_target(pid, time.monotonic() + RESOLVE_WINDOW_S)
 
     def _on_exit(self, pid: int) -> None:
