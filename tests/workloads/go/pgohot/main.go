@@ -1,7 +1,8 @@
 // pgohot: a CPU-bound Go program with one hot call edge (hotLoop -> (*fnv).Mix, through an
 // interface: most of its time, which PGO devirtualizes and inlines) and one hot direct call
-// too big for the default inlining budget (hotLoop -> digest, every 8th iteration); classify
-// (every iteration, a fast path behind a big rare one) is the call-heavy part. Used by the symbolization tests (known names, lines, an inlined
+// too big for the default inlining budget (hotLoop -> digest, every 8th iteration); newState
+// (every iteration, returns a pointer: a heap allocation unless PGO inlines it) is where a
+// profile pays. Used by the symbolization tests (known names, lines, an inlined
 // helper) and the PGO tests and benchmark (go build -pgo must find these edges).
 //
 //	pgohot -seconds 5              run for 5 s of wall time
@@ -66,32 +67,39 @@ func digest(x uint64) uint64 {
 	return x
 }
 
-// classify is called every iteration and nearly always takes its first return; the rare
-// path makes it too big to inline without a profile, so the call itself is what costs.
-func classify(x uint64) uint64 {
-	if x&0xfff != 0 {
-		return x + 0x9E3779B97F4A7C15
-	}
-	for i := 0; i < 3; i++ {
-		x = rotate(x, 13) ^ (x >> 7) ^ uint64(i)
-		x *= 0xD6E8FEB86659FD93
-		if x%7 == 0 {
-			x = rotate(x, 3)
-		} else if x%11 == 0 {
-			x = rotate(x, 19) + 1
+type state struct{ a, b, c, d uint64 }
+
+// newState is called every iteration and returns a pointer, so while it is not inlined its
+// state escapes to the heap (an allocation per call); its rare path makes it too big to
+// inline without a profile. Inlined by PGO, the state stays on the caller's stack.
+func newState(x uint64) *state {
+	s := &state{a: x, b: x ^ 0x9E3779B97F4A7C15, c: x >> 3, d: x << 5}
+	if x&0xfff == 0 {
+		for i := 0; i < 3; i++ {
+			s.a = rotate(s.a, 13) ^ (s.b >> 7) ^ uint64(i)
+			s.b *= 0xD6E8FEB86659FD93
+			if s.a%7 == 0 {
+				s.c = rotate(s.c, 3)
+			} else if s.a%11 == 0 {
+				s.d = rotate(s.d, 19) + 1
+			}
 		}
-		x ^= x >> 32
 	}
-	return x
+	return s
 }
 
 var sink uint64
 
+// hotLoop stays a function of its own: inlined into main (PGO finds it hot too), the calls
+// inside it would be call sites of main, which the profile does not know as hot.
+//
+//go:noinline
 func hotLoop(m Mixer, n int) uint64 {
 	var acc uint64
 	for i := 0; i < n; i++ {
 		acc += m.Mix(uint64(i) ^ acc)
-		acc = classify(acc)
+		st := newState(acc)
+		acc += st.a ^ st.b ^ st.c ^ st.d
 		if i&7 == 0 {
 			acc ^= digest(acc)
 		}
