@@ -92,6 +92,17 @@ def allocator_path(pid: int, allocator: str) -> str | None:
     return None
 
 
+_EINVAL_HINT = (
+    " (EINVAL: is another tool probing these functions, e.g. bcc's memleak? bcc 0.26 registers "
+    "uprobes with a stray reference-counter offset, iovisor/bcc#5236, and the kernel refuses "
+    "uprobes at an address whose offsets differ)"
+)
+
+
+def _hint(exc: UprobeError) -> str:
+    return _EINVAL_HINT if exc.errno == errno.EINVAL else ""
+
+
 class Probes:
     """Uprobe fds per target process; ``prog_fds`` are the loaded, unattached programs."""
 
@@ -123,28 +134,38 @@ class Probes:
             raise TargetProblem(f"{path} defines no malloc/free")
         fds: list[int] = []
         seen: set[int] = set()  # aliases (memalign = aligned_alloc) are probed once
-        try:
-            for name, entry, ret in PROBES:
-                off = offsets.get(name)
-                if off is None or off in seen:
-                    continue
-                seen.add(off)
-                fds.append(open_uprobe(self._progs[entry], path, off, pid))
+        refused: list[tuple[str, UprobeError]] = []
+        for name, entry, ret in PROBES:
+            off = offsets.get(name)
+            if off is None or off in seen:
+                continue
+            seen.add(off)
+            pair: list[int] = []
+            try:
+                pair.append(open_uprobe(self._progs[entry], path, off, pid))
                 if ret:
-                    fds.append(open_uprobe(self._progs[ret], path, off, pid, ret=True))
-        except UprobeError as exc:
-            for fd in fds:
-                os.close(fd)
-            hint = ""
-            if exc.errno == errno.EINVAL:
-                # Seen when bcc's memleak-bpfcc probes the same function: bcc 0.26's Python
-                # binding leaves bpf_attach_uprobe's ref_ctr_offset unset, and the kernel
-                # refuses a second uprobe at an address with a different one.
-                hint = (
-                    " (is another tool probing this function, e.g. bcc's memleak? the kernel "
-                    "refuses uprobes whose reference-counter offsets differ)"
-                )
-            raise TargetProblem(f"{exc}{hint}") from exc
+                    pair.append(open_uprobe(self._progs[ret], path, off, pid, ret=True))
+            except UprobeError as exc:
+                # Entry and return go together: an entry alone would leave the thread's
+                # nesting depth raised (bpf/heap.bpf.c) and stop its sampling.
+                for fd in pair:
+                    os.close(fd)
+                if name in ("malloc", "free"):
+                    for fd in fds:
+                        os.close(fd)
+                    raise TargetProblem(f"{exc}{_hint(exc)}") from exc
+                refused.append((name, exc))
+                continue
+            fds.extend(pair)
+        if refused:
+            # The rest is profiled: those functions' allocations are missing, said once.
+            self._count("uprobes_refused", len(refused))
+            self._log.warning(
+                "heap receiver: pid=%d allocator functions not probed: %s%s",
+                pid,
+                ", ".join(f"{n} ({os.strerror(e.errno or 0)})" for n, e in refused),
+                _hint(refused[0][1]),
+            )
         self._fds[pid] = fds
         self._count("uprobes_attached", len(fds))
         return len(fds)
