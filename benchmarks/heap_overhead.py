@@ -115,7 +115,8 @@ service:
       processors: [symbolize]
       exporters: [folded]
 """
-PROFILERS = ("none", "floor", "memleak", "sampled", "page_faults")
+# memleak last in each round: its uprobes linger a moment after it exits (see attach)
+PROFILERS = ("none", "floor", "sampled", "page_faults", "memleak")
 OUR_PROGRAMS = frozenset({"on_empty", "on_malloc", "on_free", "on_alloc_return", "on_realloc"})
 
 
@@ -208,28 +209,53 @@ def bpf_ns_per_run() -> dict[str, float]:
 
 
 def attach(profiler: str, pid: int, tmp: Path):  # returns the closer
+    """Attach ``profiler`` to ``pid``, retried: uprobes of the previous run (memleak's carry a
+    stray ref_ctr_offset, iovisor/bcc#5236) can linger a moment after it exits, and the
+    kernel refuses other uprobes at their addresses meanwhile (EINVAL)."""
     if profiler == "none":
         return lambda: None
-    if profiler == "floor":
-        prog = load("heap", {}, [AttachSpec("program", "on_empty", "on_empty")])
-        fd = prog.attachments[0]["fd"]
-        time.sleep(0.05)  # the loader maps libc by now
-        path = allocator_path(pid, "libc.so.6")
-        assert path is not None
-        offsets = symbol_offsets(path, ("malloc", "free"))
-        fds = [open_uprobe(fd, path, offsets[s], pid) for s in ("malloc", "free")]
-
-        def close() -> None:
-            for f in fds:
-                os.close(f)
-            prog.close()
-
-        return close
     if profiler == "memleak":
         return start_memleak(pid)
-    cfg = tmp / f"{profiler}.yaml"
-    cfg.write_text(CONFIG % {"pid": pid, "mode": profiler, "out": tmp / "out"})
+    for _attempt in range(20):
+        closer = attach_floor(pid) if profiler == "floor" else attach_collector(profiler, pid, tmp)
+        if closer is not None:
+            return closer
+        time.sleep(1.0)
+    raise RuntimeError(f"{profiler} could not attach to pid {pid} twenty times")
+
+
+def attach_floor(pid: int):  # the closer, or None when the kernel refused a uprobe
+    prog = load("heap", {}, [AttachSpec("program", "on_empty", "on_empty")])
+    fd = prog.attachments[0]["fd"]
+    time.sleep(0.05)  # the loader maps libc by now
+    path = allocator_path(pid, "libc.so.6")
+    assert path is not None
+    offsets = symbol_offsets(path, ("malloc", "free"))
+    fds: list[int] = []
+    try:
+        for sym in ("malloc", "free"):
+            fds.append(open_uprobe(fd, path, offsets[sym], pid))
+    except OSError:
+        for f in fds:
+            os.close(f)
+        prog.close()
+        return None
+
+    def close() -> None:
+        for f in fds:
+            os.close(f)
+        prog.close()
+
+    return close
+
+
+def attach_collector(mode: str, pid: int, tmp: Path):  # the closer, or None if not attached
+    cfg = tmp / f"{mode}.yaml"
+    cfg.write_text(CONFIG % {"pid": pid, "mode": mode, "out": tmp / "out"})
     col = start_collector(cfg)
+    if mode == "sampled" and "heap target attached" not in col.stderr():
+        col.stop()
+        return None
     return lambda: col.stop()
 
 
@@ -257,6 +283,7 @@ def start_memleak(pid: int):  # returns the closer
                 ml.wait()
 
             return stop_memleak
+        ml.wait()
         time.sleep(1.0)
     raise RuntimeError("memleak-bpfcc could not attach its uprobes (EINVAL) ten times")
 
