@@ -13,7 +13,7 @@ from collector.bpf.events import EVENT
 from collector.model.raw import unwind_stop_sentinel
 from collector.unwind import layout as L
 
-MAX_INTERNED = 65536  # distinct stacks kept for sharing their tuples (then rebuilt)
+MAX_INTERNED = 4096  # per kind: distinct stacks kept to share their tuples (then rebuilt)
 _NO_FRAMES: tuple[int, ...] = ()
 
 
