@@ -162,7 +162,10 @@ class Binary:
         A Go table that fails its checks costs only that: the ELF symbols stay."""
         try:
             self._go = GoBinary.from_elf(elf)
-        except ElfError as e:  # BudgetExceeded included: counted, logged once per binary
+        except BudgetExceeded:  # a big table, not a bad one: binary_max_bytes bounds it
+            self._count("go_tables_budget_exceeded")
+            return
+        except ElfError as e:  # reported with the binary's other problems, once per file
             elf.problems.append(f"Go tables: {e}")
             self._count("go_tables_malformed")
             return
