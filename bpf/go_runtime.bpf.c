@@ -89,6 +89,28 @@ static __always_inline u32 walk_entry(struct pt_regs *ctx, u64 *frames) {
     return n;
 }
 
+/* A descheduled goroutine's stack, from its saved context (g.sched: pc and frame pointer,
+ * saved by mcall before the scheduler runs on g0). */
+static __always_inline u32 walk_sched(struct go_proc *p, u64 g, u64 *frames) {
+    u64 pc = 0, bp = 0;
+    if (bpf_probe_read_user(&pc, sizeof(pc), (void *)(g + p->sched_pc_offset)) != 0 || !pc)
+        return 0;
+    bpf_probe_read_user(&bp, sizeof(bp), (void *)(g + p->sched_bp_offset));
+    frames[0] = pc;
+    u32 n = 1;
+    for (int i = 1; i < GO_MAX_FRAMES - 1; i++) {
+        u64 pair[2] = {};
+        if (!bp || bpf_probe_read_user(pair, sizeof(pair), (void *)bp) != 0 || !pair[1])
+            break;
+        frames[i] = pair[1];
+        n = i + 1;
+        if (pair[0] <= bp)
+            break;
+        bp = pair[0];
+    }
+    return n;
+}
+
 static __always_inline struct go_event *scratch_event(u32 kind, u32 tgid, u64 id) {
     u32 zero = 0;
     struct go_event *e = ev_scratch.lookup(&zero);
@@ -265,6 +287,29 @@ int on_runqput(struct pt_regs *ctx) {
     }
     s->runnable_ns = now;
     s->flags = G_RUNNABLE;
+    return 0;
+}
+
+/* runtime.goschedImpl(gp, ...): a preempted or yielding goroutine goes back to the global
+ * run queue (globrunqput, inlined); it is runnable from now, at the stack it stopped in. */
+int on_gosched(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    struct go_proc *p = go_procs.lookup(&tgid);
+    if (!p)
+        return 0;
+    u64 g = ctx->ax;
+    u64 goid = goid_of(p, g);
+    u32 zero = 0;
+    struct go_gstate *s = g_scratch.lookup(&zero);
+    if (!goid || !s)
+        return 0;
+    s->nframes = walk_sched(p, g, s->frames);
+    s->park_ns = 0;
+    s->runnable_ns = bpf_ktime_get_boot_ns();
+    s->flags = G_RUNNABLE;
+    struct go_gkey k = {.tgid = tgid, .goid = goid};
+    gstate.update(&k, s);
     return 0;
 }
 

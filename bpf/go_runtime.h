@@ -42,7 +42,9 @@ struct go_event {
  * numeric wait reasons. */
 #define GO_CHAN_RANGES 4
 struct go_proc {
-    u32 goid_offset; /* of runtime.g */
+    u32 goid_offset;     /* of runtime.g */
+    u32 sched_pc_offset; /* g.sched.pc: where a descheduled goroutine resumes */
+    u32 sched_bp_offset; /* g.sched.bp: its frame pointer there */
     u32 pad;
     u64 chan_lo[GO_CHAN_RANGES];
     u64 chan_hi[GO_CHAN_RANGES];

@@ -21,6 +21,11 @@ MIN_VERSION = (1, 21)
 # runtime.g's goid offset on 64-bit targets, by Go version (the tests check it against the
 # DWARF of every toolchain they build with); the first entry whose bound is above wins.
 _GOID_OFFSETS = (((1, 23), 152), ((1, 25), 160), ((99, 0), 152))
+# g.sched (a gobuf) is at 56 in every supported version; gobuf is {sp, pc, g, ctxt, ret, lr,
+# bp} until Go 1.24 and {sp, pc, g, ctxt, lr, bp} from 1.25 (ret removed). Also checked
+# against DWARF by the tests.
+_G_SCHED = 56
+_GOBUF_BP = (((1, 25), 48), ((99, 0), 40))
 # Size-specialised malloc entry points (Go 1.26+, the sizespecializedmalloc experiment, on
 # by default in 1.27): compiled code calls them instead of mallocgc for small sizes.
 MALLOC_SPECIALISED = re.compile(r"^runtime\.mallocgc(?:Tiny|SmallNoScan|SmallScanNoHeader)SC\d+$")
@@ -51,6 +56,7 @@ class ProbedBinary:
     major_minor: tuple[int, int]
     pie: bool
     goid_offset: int
+    sched_offsets: tuple[int, int] = (0, 0)  # g.sched.pc, g.sched.bp
     load_base: int = 0  # link-time address of the first PT_LOAD (page-aligned): a PIE's bias
     # is where the kernel mapped file offset 0 minus this
     functions: dict[str, ProbeFunction] = field(default_factory=dict)
@@ -84,6 +90,12 @@ class ProbedBinary:
 
 def goid_offset(major_minor: tuple[int, int]) -> int:
     return next(offset for bound, offset in _GOID_OFFSETS if major_minor < bound)
+
+
+def sched_offsets(major_minor: tuple[int, int]) -> tuple[int, int]:
+    """Offsets of g.sched.pc and g.sched.bp in runtime.g."""
+    bp = next(offset for bound, offset in _GOBUF_BP if major_minor < bound)
+    return _G_SCHED + 8, _G_SCHED + bp
 
 
 def malloc_entry_names() -> list[str]:
@@ -130,6 +142,7 @@ def read_go_binary(path: str, names: Iterable[str], open_path: str = "") -> Prob
             major_minor=mm,
             pie=elf.type == 3,  # ET_DYN
             goid_offset=goid_offset(mm),
+            sched_offsets=sched_offsets(mm),
             load_base=min((seg.vaddr for seg in elf.loads), default=0) & ~0xFFF,
             functions=functions,
             open_path=open_path,

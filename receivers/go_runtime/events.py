@@ -19,8 +19,8 @@ EV_ALLOC = 5
 EV_CHAN = 6
 EV_PROC_EXIT = 8
 EV_PROC_EXEC = 9
-# struct go_proc: goid_offset, pad, chan_lo[4], chan_hi[4]
-GO_PROC = struct.Struct("<II4Q4Q")
+# struct go_proc: goid_offset, sched_pc_offset, sched_bp_offset, pad, chan_lo[4], chan_hi[4]
+GO_PROC = struct.Struct("<IIII4Q4Q")
 CHAN_RANGES = 4
 # struct go_gkey is the map key of gstate (not read by user space).
 
@@ -30,7 +30,7 @@ PROGRAM_COUNTERS: tuple[str, ...] = (
     "go_goid_unreadable",
     "go_stw_unpaired",  # a GC pause whose gcStart was not seen (started before attach)
     "go_allocs_seen",  # every allocation the probes saw, sampled or not
-    "go_sched_untracked",  # ran without runqput: preempted, GC worker, network poller
+    "go_sched_untracked",  # ran without runqput/goschedImpl: GC worker, network poller
     "go_rate_limited",  # scheduling/channel records left out by the adaptive sampling
 )
 COUNTERS = COMMON_COUNTERS + PROGRAM_COUNTERS

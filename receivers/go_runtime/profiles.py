@@ -44,8 +44,9 @@ SCHED_LATENCY = ProfileType(
     extra_values=(("sched_latency", _NS),),
     default_sample_type="sched_latency",
     notes=(
-        "runnable -> running of goroutines queued by runtime.runqput (readied or created); "
-        "preempted ones and ones readied by the network poller are not followed",
+        "runnable -> running of goroutines queued by runtime.runqput (readied or created) or "
+        "goschedImpl (preempted, yielding); GC workers and goroutines woken by the network "
+        "poller are not followed",
     ),
 )
 GC_PAUSE = ProfileType(

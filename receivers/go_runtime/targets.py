@@ -34,6 +34,7 @@ _PROBES: dict[str, tuple[tuple[str, str, bool], ...]] = {
         ("on_newproc", "runtime.newproc", False),
         ("on_runqput", "runtime.runqput", False),
         ("on_gopark", "runtime.gopark", False),
+        ("on_gosched", "runtime.goschedImpl", False),  # preempted or yielding
         ("on_execute", "runtime.execute", False),
     ),
     "gc": (
@@ -206,7 +207,8 @@ def _go_proc(binary: ProbedBinary, bias: int) -> bytes:
         if fn is not None:
             lo[i] = fn.start + bias
             hi[i] = fn.start + fn.size + bias
-    return GO_PROC.pack(binary.goid_offset, 0, *lo, *hi)
+    pc, bp = binary.sched_offsets
+    return GO_PROC.pack(binary.goid_offset, pc, bp, 0, *lo, *hi)
 
 
 def _load_bias(pid: int, binary: ProbedBinary) -> int:

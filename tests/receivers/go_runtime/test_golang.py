@@ -85,24 +85,37 @@ def test_rets_match_objdump(version: str) -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_goid_offset_matches_dwarf(version: str) -> None:
+def test_goid_and_sched_offsets_match_dwarf(version: str) -> None:
     support.skip_unless_toolchain(version)
     path = support.fixture("fixture", version, False)
+    members: dict[bytes, dict[bytes, int]] = {}
     with open(path, "rb") as f:
         dwarf = ELFFile(f).get_dwarf_info()
-        offset = None
         for cu in dwarf.iter_CUs():
             for die in cu.iter_DIEs():
                 name = die.attributes.get("DW_AT_name")
-                if die.tag == "DW_TAG_structure_type" and name and name.value == b"runtime.g":
-                    for m in die.iter_children():
-                        if m.attributes["DW_AT_name"].value == b"goid":
-                            offset = m.attributes["DW_AT_data_member_location"].value
-                    break
-            if offset is not None:
+                if (
+                    die.tag == "DW_TAG_structure_type"
+                    and name
+                    and name.value
+                    in (
+                        b"runtime.g",
+                        b"runtime.gobuf",
+                    )
+                ):
+                    members[name.value] = {
+                        m.attributes["DW_AT_name"].value: m.attributes[
+                            "DW_AT_data_member_location"
+                        ].value
+                        for m in die.iter_children()
+                        if "DW_AT_data_member_location" in m.attributes
+                    }
+            if len(members) == 2:
                 break
+    g, gobuf = members[b"runtime.g"], members[b"runtime.gobuf"]
     b = read_go_binary(str(path), NAMES)
-    assert b.goid_offset == offset == goid_offset(b.major_minor)
+    assert b.goid_offset == g[b"goid"] == goid_offset(b.major_minor)
+    assert b.sched_offsets == (g[b"sched"] + gobuf[b"pc"], g[b"sched"] + gobuf[b"bp"])
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from collector.component import CreateSettings
+from collector.golang import read_go_binary
 from collector.host import Host
 from receivers.go_runtime import factory
 from tests.receivers.go_runtime import support
@@ -68,7 +69,16 @@ def test_stack_growth_under_every_probe_exits_zero(build: tuple[str, bool]) -> N
     seen = {b.profile_type.name for b in consumer.batches if b.samples}
     counters = host.counters.snapshot().get("go_runtime", {})
     assert counters.get("targets_probed") == 1, counters
-    assert {"goroutines", "go_alloc"} <= seen, (seen, counters)
+    assert {"goroutines", "go_alloc", "sched_latency"} <= seen, (seen, counters)
+    # deep() yields at the bottom of its recursion (runtime.Gosched): goschedImpl walks the
+    # yielding goroutine's stack from its saved context (g.sched), so its wait starts there
+    yielded = [
+        s for b in consumer.batches if b.profile_type.name == "sched_latency" for s in b.samples
+    ]
+    # (runtime.Gosched is inlined: the saved pc is in main.deep itself)
+    deep = read_go_binary(str(binary), ["main.deep"]).functions["main.deep"]
+    at_yield = [s for s in yielded if deep.start <= s.user_stack[0] < deep.start + deep.size]
+    assert at_yield and max(len(s.user_stack) for s in at_yield) > 20
 
 
 def test_non_go_target_is_one_line_and_the_others_go_on(
