@@ -1,6 +1,7 @@
 """The symbolizer on a live Go process (pgohot, stripped and not, three toolchains), no BPF:
-addresses taken from the running image's own code are named from .gopclntab, tagged go, with
-lines, start lines and inlined frames, the same for the stripped build."""
+addresses taken from the running image's own code are named from .gopclntab, tagged go (and
+profile.frame.type=go in OTLP), with lines, start lines and inlined frames, the same for the
+stripped build."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import time
 import pytest
 
 from collector.gosym import GoBinary
-from collector.model import FRAME_GO, RawBatch, RawSample, cpu_profile_type
+from collector.model import FRAME_GO, ProfileBuilder, RawBatch, RawSample, cpu_profile_type
+from collector.otlp.encode import encode_profile_set
 from collector.proc import ProcessTable
 from collector.telemetry import Counters
 from processors.symbolize import SymbolizeConfig, Symbolizer
@@ -21,6 +23,21 @@ SOURCE = (gt.WORKLOADS / "pgohot" / "main.go").read_text().splitlines()
 
 def _line(text: str) -> int:
     return next(i for i, s in enumerate(SOURCE, 1) if s.strip().startswith(text))
+
+
+def _otlp_frame_types(samples: list) -> set[str]:  # type: ignore[type-arg]
+    """profile.frame.type of every location in the OTLP encoding of these samples."""
+    b = ProfileBuilder(cpu_profile_type(99))
+    b.add_all(samples)
+    d = encode_profile_set(b.build()).dictionary
+    strings = list(d.string_table)
+    out = set()
+    for loc in d.location_table:
+        for i in loc.attribute_indices:
+            kv = d.attribute_table[i]
+            if strings[kv.key_strindex] == "profile.frame.type":
+                out.add(kv.value.string_value)
+    return out
 
 
 def _frames(binary: str) -> list[list[tuple[str, int, int, str]]]:
@@ -44,6 +61,7 @@ def _frames(binary: str) -> list[list[tuple[str, int, int, str]]]:
         raw = RawSample(proc.pid, proc.pid, 0, "pgohot", time.time_ns(), 1, (inl, ret), ())
         [s] = sym.symbolize(RawBatch(cpu_profile_type(99), [raw])).samples
         assert counters.get("symbolize", "go_binaries") == 1
+        assert _otlp_frame_types([s]) == {"go"}
         out = []
         for loc in s.stack.frames:
             assert loc.frame_type == FRAME_GO
