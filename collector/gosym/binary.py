@@ -77,12 +77,9 @@ class GoBinary:
         """None for a binary that is not Go; GoSymError for a Go binary with bad tables."""
         info = read_build_info(elf)
         if info is None and not any(elf.section(n) for n in locate.SECTIONS):
-            if elf.section_list:
-                return None
-            try:  # no section headers and no build info: a line table still says Go
-                locate.find_table(elf)
-            except GoSymError:
-                return None
+            # Every Go linker since 1.13 writes build info; without it and without a line
+            # table section this is not Go, and no segment is searched for a table.
+            return None
         return cls(elf, info)
 
     @classmethod

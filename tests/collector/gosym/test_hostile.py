@@ -90,3 +90,25 @@ def test_symbolizer_counts_bad_go_tables(stripped: bytes, tmp_path: Path) -> Non
         pinned.close()
     with open(path, "rb") as f:
         assert ElfReader(f.fileno()).build_id()  # the ELF itself is still fine
+
+
+@pytest.mark.parametrize("version", [gt.DEBIAN, gt.NEW, gt.LATEST])
+def test_no_section_headers(tmp_path: Path, version: str) -> None:
+    """Section headers gone (e_shoff = e_shnum = 0, as sstrip leaves a binary): build info and
+    the line table are found by their magic in the segments, with the same result."""
+    gt.require(version)
+    path = gt.workload("pgohot", version, stripped=True)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<Q", data, 0x28, 0)  # e_shoff
+    struct.pack_into("<HH", data, 0x3C, 0, 0)  # e_shnum, e_shstrndx
+    bare = _copy(tmp_path, bytes(data), "bare")
+    with open(bare, "rb") as f:
+        assert ElfReader(f.fileno()).section_list == []
+    with GoBinary.open(str(path)) as a, GoBinary.open(str(bare)) as b:
+        assert b.version == f"go{version}" and b.module == "example.com/pgohot"
+        assert list(b.functions()) == list(a.functions())
+        entry, end = a.function("main.digest")
+        assert [b.frames(pc) for pc in range(entry, end)] == [
+            a.frames(pc) for pc in range(entry, end)
+        ]
+        assert b.gofunc == a.gofunc and b.table.text_start == a.table.text_start
