@@ -439,7 +439,7 @@ class StackReceiver:
         assert host is not None
         unwind = self._unwind
         if kind == EVENT_EXEC:
-            host.processes.exec(pid)
+            host.processes.exec(pid, time_ns + self._boot_offset)
             if unwind is not None:
                 self._unwind_deferred.discard(pid)
                 unwind.process_exec(pid)

@@ -80,15 +80,18 @@ class ProcessTable:
                 self._end(latest, now)  # the pid was reused without an exit report
             return self._take(pid, since_ns=0)
 
-    def exec(self, pid: int) -> Snapshot | None:
-        """``pid`` called exec: end the old image's snapshot and take a fresh one now."""
+    def exec(self, pid: int, at_ns: int = 0) -> Snapshot | None:
+        """``pid`` called exec at wall-clock ``at_ns`` (0: now): end the old image's snapshot
+        and take a fresh one now. The new image's samples are those after ``at_ns``: on a busy
+        host the exec event may be read seconds after it happened, and samples taken in
+        between belong to the new image, not the old."""
         now = time.monotonic()
         with self._lock:
             self._sweep(now)
             snaps = self._by_pid.get(pid)
             if snaps and not snaps[-1].ended_ns:
                 self._end(snaps[-1], now)
-            return self._take(pid, since_ns=time.time_ns())
+            return self._take(pid, since_ns=at_ns or time.time_ns())
 
     def exit(self, pid: int) -> None:
         """``pid`` exited: keep its snapshot ``grace_s`` seconds for late samples."""
@@ -166,6 +169,11 @@ class ProcessTable:
                 pinned = self._pin(pid, m)
             ranges.append(MappedRange(m.start, m.end, m.offset, m.path, pinned))
         exe = procfs.read_exe(pid)
+        if not maps and not exe and not procfs.is_kernel_thread(pid):
+            # Past its exit (a zombie, or sampled in the kernel's exit path after the exit
+            # tracepoint): no image to snapshot, and no exit event would ever end this one.
+            self.counters.add(COUNTER_GROUP, "observe_exited")
+            return None
         exe_file = self._pin_exe(pid, ranges, exe)
         snap = Snapshot(
             pid=pid,

@@ -146,11 +146,12 @@ def test_storm_of_short_processes_leaves_no_state_behind() -> None:
 
     pids, loaded, deferred, tables_loaded = asyncio.run(run())
     counters = host.counters.snapshot()
-    assert counters["processes"]["snapshots_taken"] >= 100, counters
+    assert counters["processes"]["snapshots_taken"] >= 30, counters  # the burners at least
     # Some burners were loaded into the unwinder (behind the start-up burst of the tables of
     # every process already running: how many depends on the machine).
     assert tables_loaded >= 1, (tables_loaded, str(counters["cpu"]))
-    assert not [p for p in pids if table.lookup(p) is not None]
+    left = [table.lookup(p) for p in pids if table.lookup(p) is not None]
+    assert not left, [(s.pid, s.comm, s.exe_path, s.ended_ns) for s in left]
     assert not loaded, loaded
     assert not (deferred & set(pids))
     assert table.stats()["pinned_files"] <= table.max_idle_pinned + table.stats()["snapshots"] * 8

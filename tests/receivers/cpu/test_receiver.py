@@ -52,7 +52,7 @@ class RecordingProcesses:
     def observe(self, pid: int) -> None:
         self.observed.append(pid)
 
-    def exec(self, pid: int) -> None:
+    def exec(self, pid: int, at_ns: int = 0) -> None:
         self.execed.append(pid)
 
     def exit(self, pid: int) -> None:
