@@ -29,7 +29,8 @@ KNOWN_TYPES: dict[tuple[str, str, str, str], str] = {
 }
 # Further (sample type, unit) pairs the receivers write, with no period: the heap receiver's
 # (Go's heap profile names) and page faults, the go_runtime receiver's. A profile of several
-# values (heap) becomes one OTLP profile per pair.
+# values (heap) becomes one OTLP profile per pair. mapped_space: page_faults mode's brk/mmap
+# growth.
 VALUE_TYPES: frozenset[tuple[str, str]] = frozenset(
     {
         ("alloc_objects", "count"),
@@ -39,6 +40,7 @@ VALUE_TYPES: frozenset[tuple[str, str]] = frozenset(
         ("leak_objects", "count"),
         ("leak_space", "bytes"),
         ("page_faults", "count"),
+        ("mapped_space", "bytes"),
         ("goroutines", "count"),
         ("sched_waits", "count"),
         ("sched_latency", "nanoseconds"),
