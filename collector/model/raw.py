@@ -121,3 +121,7 @@ class RawBatch:
     receiver_id: str = ""
     # Receiver-side counters since the previous batch (e.g. {"stack_missing_user": 3}).
     counters: dict[str, int] = field(default_factory=dict)
+    # The batch completes a window the receiver cut itself (a heap window's in-use snapshot,
+    # the live goroutines): the pipeline closes its type's window right after it, so no
+    # window ever holds two snapshots (their values would be summed).
+    window_end: bool = False

@@ -30,3 +30,4 @@ class SymbolizedBatch:
     samples: list[Sample]
     receiver_id: str = ""
     counters: dict[str, int] = field(default_factory=dict)
+    window_end: bool = False  # RawBatch.window_end, carried through the processors

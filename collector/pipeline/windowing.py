@@ -57,10 +57,16 @@ class WindowStage:
         return len(self._windows)
 
     async def add(self, batch: SymbolizedBatch) -> list[Any]:
-        """Deduplicate ``batch`` into its window; hand on any window it filled."""
+        """Deduplicate ``batch`` into its window; hand on any window it filled, and the
+        window it ends when the receiver cut it (``window_end``)."""
         full = await asyncio.to_thread(self._windows.add, batch)
         if full:
             self.counters.add(self.owner, "windows_closed_full", len(full))
+        if batch.window_end:
+            async with self._closing:
+                ended = await asyncio.to_thread(self._windows.close, batch.profile_type)
+            if ended is not None:
+                full.append(ended)
         return await self._hand_on(full)
 
     async def flush(self) -> list[Any]:

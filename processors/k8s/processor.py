@@ -112,7 +112,9 @@ class K8sProcessor:
                 out.append(s)
         if out is None:
             return batch
-        return SymbolizedBatch(batch.profile_type, out, batch.receiver_id, batch.counters)
+        return SymbolizedBatch(
+            batch.profile_type, out, batch.receiver_id, batch.counters, batch.window_end
+        )
 
     def _enriched(self, p: ProcessInfo) -> ProcessInfo:
         hit = self._cache.get(id(p))

@@ -144,7 +144,9 @@ class Symbolizer:
         if out:
             self.counters.add(self.component_id, "stack_cache_hits", len(out) - misses)
             self.counters.add(self.component_id, "stack_cache_misses", misses)
-        return SymbolizedBatch(batch.profile_type, out, batch.receiver_id, dict(batch.counters))
+        return SymbolizedBatch(
+            batch.profile_type, out, batch.receiver_id, dict(batch.counters), batch.window_end
+        )
 
     def close(self) -> None:
         for b in self._binaries.values():

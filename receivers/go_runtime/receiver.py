@@ -248,7 +248,12 @@ class GoRuntimeReceiver:
                 self._count("batches_lost_at_shutdown")
 
     def _take_batches(self) -> list[RawBatch]:
-        out = [RawBatch(t, s, self._id) for t, s in self._pending.items() if s]
+        # A live-goroutines batch is one snapshot: it ends its window (never summed with the next).
+        out = [
+            RawBatch(t, s, self._id, window_end=t is pt.GOROUTINES_LIVE)
+            for t, s in self._pending.items()
+            if s
+        ]
         self._pending = {}
         if self._batch_counters:
             if not out:

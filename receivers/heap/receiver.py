@@ -351,7 +351,10 @@ class HeapReceiver:
         samples = self._state.take(now, now + self._boot_offset)
         if not samples and not self._batch_counters:
             return None
-        batch = RawBatch(self._profile_type, samples, self._id, self._batch_counters)
+        # window_end: the in-use snapshot is this window's; the pipeline must not sum two.
+        batch = RawBatch(
+            self._profile_type, samples, self._id, self._batch_counters, window_end=True
+        )
         self._batch_counters = {}
         return batch
 

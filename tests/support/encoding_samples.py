@@ -23,6 +23,14 @@ from collector.model import (
 )
 
 CPU = cpu_profile_type(99)
+# Several values per sample, as the heap receiver writes them.
+HEAP = ProfileType(
+    "heap",
+    "alloc_objects",
+    "count",
+    extra_values=(("alloc_space", "bytes"), ("inuse_objects", "count"), ("inuse_space", "bytes")),
+    default_sample_type="inuse_space",
+)
 OFF_CPU = ProfileType("off_cpu", "off_cpu", "nanoseconds", notes=("blocked time, not on CPU",))
 T0 = 1_763_800_000_000_000_000  # 2025-11-22T08:26:40Z
 
@@ -94,3 +102,8 @@ def profile_set(profile_type: ProfileType = CPU, scale: int = 1, value: int = 1)
     b = ProfileBuilder(profile_type)
     b.add_all(samples(scale, value))
     return b.build()
+
+
+def heap_sample(stack: Stack, n: int, value: int, more: tuple[int, ...]) -> Sample:
+    """A HEAP sample of APP_PROC at T0 + n: alloc_objects ``value``, then ``more``."""
+    return Sample(stack, APP_PROC, 101, 0, "app", T0 + n, value, more=more)

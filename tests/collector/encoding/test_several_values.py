@@ -10,37 +10,26 @@ from collections import Counter
 from pathlib import Path
 
 from collector.encoding import encode_pprof, folded_totals, pprof_message
-from collector.model import ProfileBuilder, ProfileSet, ProfileType, Sample, Stack
+from collector.model import ProfileBuilder, ProfileSet, Stack
 from collector.otlp.decode import decode_request
 from collector.otlp.encode import encode_profile_set
 from collector.otlp.validate import validate_request
 from exporters.flamegraph.tree import build as build_tree
 from exporters.pyroscope.series import Stats, encode_series
 from tests.support.encoding_pprof import decode, go_pprof
-from tests.support.encoding_samples import APP_PROC, L_MAIN, L_WORK_A, T0
+from tests.support.encoding_samples import HEAP, L_MAIN, L_WORK_A, heap_sample
 
-HEAP = ProfileType(
-    "heap",
-    "alloc_objects",
-    "count",
-    extra_values=(("alloc_space", "bytes"), ("inuse_objects", "count"), ("inuse_space", "bytes")),
-    default_sample_type="inuse_space",
-)
 WORK = Stack((L_WORK_A, L_MAIN))
 MAIN = Stack((L_MAIN,))
-
-
-def _sample(stack: Stack, n: int, value: int, more: tuple[int, ...]) -> Sample:
-    return Sample(stack, APP_PROC, 101, 0, "app", T0 + n, value, more=more)
 
 
 def heap_window() -> ProfileSet:
     b = ProfileBuilder(HEAP)
     for i in range(8):  # allocations during the window, all freed
-        b.add(_sample(WORK, i, 1, (100, 0, 0)))
+        b.add(heap_sample(WORK, i, 1, (100, 0, 0)))
     for i in range(2):
-        b.add(_sample(MAIN, 10 + i, 1, (4096,)))  # trailing values left out: they are 0
-    b.add(_sample(MAIN, 20, 0, (0, 2, 8192)))  # the snapshot at the window's end
+        b.add(heap_sample(MAIN, 10 + i, 1, (4096,)))  # trailing values left out: they are 0
+    b.add(heap_sample(MAIN, 20, 0, (0, 2, 8192)))  # the snapshot at the window's end
     return b.build()
 
 
