@@ -36,6 +36,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 COLLECTOR = ROOT / ".venv" / "bin" / "collector"
+sys.path.insert(0, str(ROOT))
+
+from tests.support.pipelines import profiles_yaml  # noqa: E402
+
 BCC_PROFILE = shutil.which("profile-bpfcc") or "/usr/sbin/profile-bpfcc"
 TICK = os.sysconf("SC_CLK_TCK")
 LOSS_KEYS = (
@@ -52,27 +56,6 @@ LOSS_KEYS = (
     "samples_dropped_memory_pressure",
 )
 
-CONFIG = """
-receivers:
-  cpu:
-    frequency: 99
-    unwind: %(unwind)s
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s
-    interval: 3600
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [folded]
-"""
 
 WORKLOAD = r"""
 #include <stdlib.h>
@@ -141,7 +124,8 @@ class Collector:
         self.out = work / f"{tag}-profiles"
         self.log = work / f"{tag}.log"
         cfg = work / f"{tag}.yaml"
-        cfg.write_text(CONFIG % {"out": self.out, "unwind": unwind})
+        cpu = {"frequency": 99, "unwind": unwind}
+        cfg.write_text(profiles_yaml(self.out, {"cpu": cpu}, interval=3600))
         self.cmd = [str(COLLECTOR), "--config", str(cfg)]
         self.proc: subprocess.Popen[bytes] | None = None
 
