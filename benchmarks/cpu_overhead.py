@@ -29,29 +29,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 COLLECTOR = ROOT / ".venv" / "bin" / "collector"
+sys.path.insert(0, str(ROOT))
+
+from tests.support.pipelines import profiles_yaml  # noqa: E402
+
 BCC_PROFILE = shutil.which("profile-bpfcc") or "/usr/sbin/profile-bpfcc"
 TICK = os.sysconf("SC_CLK_TCK")
 
-CONFIG = """
-receivers:
-  cpu:
-    frequency: 99
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s
-    interval: %(interval)s
-  pprof:
-    directory: %(out)s
-    interval: %(interval)s
-service:
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [folded, pprof]
-"""
+
+def config(out: Path, interval: int) -> str:
+    """cpu at 99 Hz -> symbolize -> folded + pprof every ``interval`` seconds."""
+    return profiles_yaml(
+        out,
+        {"cpu": {"frequency": 99}},
+        exporters=("folded", "pprof"),
+        interval=interval,
+        metrics_address=None,
+    )
 
 
 def build_busy(work: Path) -> Path:
@@ -89,7 +83,7 @@ class Profiler:
         log = self.log.open("w")
         if self.mode == "collector":
             cfg = self.log.with_suffix(".yaml")
-            cfg.write_text(CONFIG % {"out": self.out, "interval": 10})
+            cfg.write_text(config(self.out, 10))
             cmd = [str(COLLECTOR), "--config", str(cfg)]
         else:
             cmd = [BCC_PROFILE, "-F", "99", "3600"]
@@ -163,7 +157,7 @@ def _first_profile(work: Path) -> float:
     out = work / "first"
     shutil.rmtree(out, ignore_errors=True)
     cfg = work / "first.yaml"
-    cfg.write_text(CONFIG % {"out": out, "interval": 1})
+    cfg.write_text(config(out, 1))
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [str(COLLECTOR), "--config", str(cfg)], stderr=subprocess.DEVNULL, cwd=ROOT

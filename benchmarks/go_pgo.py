@@ -26,29 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import gotoolchains as gt  # noqa: E402
 from tests.support.collector_run import start_collector  # noqa: E402
-
-CONFIG = """
-receivers:
-  cpu:
-    frequency: 199
-    comm: "^pgohot$"
-    unwind: tables
-processors:
-  symbolize: {}
-exporters:
-  pprof:
-    directory: %(out)s
-    interval: 5
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [pprof]
-"""
+from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 
 def _seconds(binary: Path, iterations: int) -> tuple[float, float]:
@@ -93,7 +71,8 @@ def main() -> int:
 
     out = tmp / "profiles"
     cfg = tmp / "collector.yaml"
-    cfg.write_text(CONFIG % {"out": out})
+    cpu = {"frequency": 199, "comm": "^pgohot$", "unwind": "tables"}
+    cfg.write_text(profiles_yaml(out, {"cpu": cpu}, exporters=("pprof",), interval=5))
     col = start_collector(cfg)
     try:
         subprocess.run([str(base), "-seconds", secs], check=True, capture_output=True)

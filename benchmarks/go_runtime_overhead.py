@@ -33,29 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import gotoolchains  # noqa: E402
 from tests.support.collector_run import start_collector  # noqa: E402
+from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 SRC = ROOT / "tests" / "receivers" / "go_runtime" / "testdata" / "bench.go"
 TICK = os.sysconf("SC_CLK_TCK")
-CONFIG = """
-receivers:
-  go_runtime:
-    binary: %(binary)s
-processors:
-  symbolize: {}
-exporters:
-  pprof:
-    directory: %(out)s
-    interval: 600
-service:
-  telemetry:
-    metrics:
-      address: ""
-  pipelines:
-    profiles:
-      receivers: [go_runtime]
-      processors: [symbolize]
-      exporters: [pprof]
-"""
 
 
 def cpu_s(pid: int) -> float:
@@ -95,7 +76,9 @@ def main() -> None:
         copy = Path(tmp) / "bench-copy"
         shutil.copy2(binary, copy)
         config = Path(tmp) / "config.yaml"
-        config.write_text(CONFIG % {"binary": binary, "out": Path(tmp) / "profiles"})
+        receivers = {"go_runtime": {"binary": binary}}
+        out = Path(tmp) / "profiles"
+        config.write_text(profiles_yaml(out, receivers, exporters=("pprof",), metrics_address=""))
         col = start_collector(config)
         try:
             load = Path("/proc/loadavg").read_text().split()[0]

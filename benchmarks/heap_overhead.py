@@ -42,6 +42,7 @@ from collector.bpf import AttachSpec, load  # noqa: E402
 from collector.bpf.uprobe import open_uprobe, symbol_offsets  # noqa: E402
 from receivers.heap.targets import allocator_path  # noqa: E402
 from tests.support.collector_run import start_collector  # noqa: E402
+from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 BENCH_C = r"""
 #include <stdio.h>
@@ -96,25 +97,6 @@ int main(int argc, char **argv) {
 }
 """
 
-CONFIG = """
-receivers:
-  heap:
-    pids: [%(pid)d]
-    mode: %(mode)s
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s
-service:
-  telemetry:
-    metrics: {address: ""}
-  pipelines:
-    profiles:
-      receivers: [heap]
-      processors: [symbolize]
-      exporters: [folded]
-"""
 # memleak last in each round: its uprobes linger a moment after it exits (see attach)
 PROFILERS = ("none", "floor", "sampled", "page_faults", "memleak")
 OUR_PROGRAMS = frozenset({"on_empty", "on_malloc", "on_free", "on_alloc_return", "on_realloc"})
@@ -251,7 +233,8 @@ def attach_floor(pid: int):  # the closer, or None when the kernel refused a upr
 
 def attach_collector(mode: str, pid: int, tmp: Path):  # the closer, or None if not attached
     cfg = tmp / f"{mode}.yaml"
-    cfg.write_text(CONFIG % {"pid": pid, "mode": mode, "out": tmp / "out"})
+    heap = {"pids": [pid], "mode": mode}
+    cfg.write_text(profiles_yaml(tmp / "out", {"heap": heap}, interval=None, metrics_address=""))
     col = start_collector(cfg)
     if mode == "sampled" and "heap target attached" not in col.stderr():
         col.stop()

@@ -36,30 +36,12 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 from collector.bpf.events import EVENT  # noqa: E402
 from collector.bpf.ringbuf import HEADER_SIZE  # noqa: E402
+from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 # `python -m` from ROOT: the code of this checkout, whatever the venv's editable install says.
 COLLECTOR = [sys.executable, "-m", "collector.cli"]
 TICK = os.sysconf("SC_CLK_TCK")
 READER = "cpu-reader"
-
-CONFIG = """
-receivers:
-  cpu:
-    frequency: %(freq)d%(unwind)s
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s
-  pprof:
-    directory: %(out)s
-service:
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [folded, pprof]
-"""
 
 
 def ticks(stat_path: Path) -> int:
@@ -93,8 +75,13 @@ def run_rate(freq: int, seconds: float, work: Path, unwind: str | None) -> dict[
     out = work / f"profiles-{freq}"
     cfg = work / f"rate-{freq}.yaml"
     log_path = work / f"rate-{freq}.log"
-    extra = f"\n    unwind: {unwind}" if unwind else ""
-    cfg.write_text(CONFIG % {"freq": freq, "out": out, "unwind": extra})
+    cpu: dict[str, object] = {"frequency": freq}
+    if unwind:
+        cpu["unwind"] = unwind
+    pipeline = profiles_yaml(
+        out, {"cpu": cpu}, exporters=("folded", "pprof"), interval=None, metrics_address=None
+    )
+    cfg.write_text(pipeline)
     with log_path.open("w") as log_f:
         proc = subprocess.Popen(
             [*COLLECTOR, "--config", str(cfg)], stderr=log_f, stdout=log_f, cwd=ROOT
