@@ -15,9 +15,10 @@ import threading
 _lock = threading.Lock()
 _done: tuple[int, int] | None = None
 # Descriptors kept free for everything that is not a pin: BPF maps and programs, sockets,
-# the symbolizer's own copies of binaries, debug files, logs, the loader child's pipes.
+# debug files, logs, the loader child's pipes, the symbolizer's short-lived dup of a pin
+# (it holds none between reads). Half the limit at most, so a tiny limit still pins some.
 RESERVED_FDS = 64
-PIN_SHARE = 0.5  # of what is left: the symbolizer duplicates roughly one fd per pin
+PIN_SHARE = 0.5  # of what is left: headroom for descriptors opened while running
 
 
 def raise_nofile_limit(log: logging.Logger) -> tuple[int, int]:
@@ -41,8 +42,10 @@ def raise_nofile_limit(log: logging.Logger) -> tuple[int, int]:
 
 
 def pin_budget(setting: int) -> int:
-    """Pinned files allowed: the setting, or less when the open-file limit is low."""
+    """Pins that may hold a descriptor at once (the rest are parked and reopened on use):
+    the setting, or less when the open-file limit is low."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return setting
-    return max(8, min(setting, int((soft - RESERVED_FDS) * PIN_SHARE)))
+    left = soft - min(RESERVED_FDS, soft // 2)
+    return max(4, min(setting, int(left * PIN_SHARE)))

@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict, deque
 
 from collector.proc import procfs
+from collector.proc.fdbudget import FdBudget
 from collector.proc.limits import pin_budget
 from collector.proc.pinned import PinError, PinnedFile, map_files_path, open_regular, stat_regular
 from collector.proc.snapshot import MappedRange, Snapshot
@@ -24,8 +25,9 @@ class ProcessTable:
     Writers (the receiver's reader thread, or the symbolizer refreshing) take the lock; readers
     call ``lookup`` without it (one dict get of an immutable tuple).
     Bounds: at most ``max_processes`` snapshots (least recently observed go first), exited ones
-    kept ``grace_s`` seconds, at most ``max_pinned`` open files (beyond that files are not
-    pinned, counted as ``pin_limit``, and their frames stay offsets), at most ``max_mappings``
+    kept ``grace_s`` seconds, at most ``max_pinned`` pins holding a descriptor (fewer under a
+    low open-file limit; the least recently used are parked and reopened on demand, see
+    fdbudget.py), at most ``max_mappings``
     executable mappings per snapshot (``maps_truncated``). Files are only ever opened through
     the kernel's references (/proc/PID/map_files, /proc/PID/exe), never by a path string.
     """
@@ -44,8 +46,7 @@ class ProcessTable:
         self.grace_s = grace_s
         self.max_processes = max_processes
         self.max_pinned = max_pinned  # bounded by the open-file limit at first pin
-        self._pin_budget = -1
-        self._pin_limit_logged = False
+        self._fds: FdBudget | None = None
         self.max_idle_pinned = max_idle_pinned
         self.revalidate_s = revalidate_s
         self.max_mappings = max_mappings
@@ -148,6 +149,7 @@ class ProcessTable:
                 "snapshots": len(self._lru),
                 "pids": len(self._by_pid),
                 "pinned_files": len(self._files),
+                "open_pins": len(self._fds) if self._fds is not None else 0,
             }
 
     # ---- internals (lock held) ---------------------------------------------------------
@@ -221,31 +223,36 @@ class ProcessTable:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         pinned = self._files.get(key)
         if pinned is not None:
+            pinned.add_source(ref)  # a way back to it while this process lives
             return pinned
-        if self._pin_budget < 0:  # at first use: after the collector raised its limit
-            self._pin_budget = pin_budget(self.max_pinned)
-        if len(self._files) >= self._pin_budget:
-            self._evict_idle_pin()
-        if len(self._files) >= self._pin_budget:
-            self.counters.add(COUNTER_GROUP, "pin_limit")
-            if not self._pin_limit_logged:
-                self._pin_limit_logged = True
-                log.warning(
-                    "pinned files limited to %d (max_pinned=%d, open-file limit allows %d): "
-                    "files beyond it are not pinned, counted as pin_limit",
-                    self._pin_budget,
-                    self.max_pinned,
-                    pin_budget(1 << 30),
-                )
-            return None
+        fds = self._fd_budget()
+        if len(fds) >= fds.limit:
+            self._evict_idle_pin()  # an unreferenced pin goes before a live one is parked
         fd, fst = open_regular(ref, st)
-        pinned = PinnedFile(fd, fst, name.removesuffix(" (deleted)"))
+        pinned = PinnedFile(fd, fst, name.removesuffix(" (deleted)"), ref, fds)
         existing = self._files.get(pinned.identity)
         if existing is not None:  # it changed size or mtime between stat and open
             pinned.close()
             return existing
         self._files[pinned.identity] = pinned
         return pinned
+
+    def _fd_budget(self) -> FdBudget:
+        if self._fds is None:  # at first use: after the collector raised its limit
+            self._fds = FdBudget(pin_budget(self.max_pinned), self.counters)
+            self._fds.on_first_park = self._log_parking
+        return self._fds
+
+    def _log_parking(self) -> None:
+        assert self._fds is not None
+        log.warning(
+            "open pinned files limited to %d (max_pinned=%d, open-file limit allows %d): "
+            "the least recently used are closed and reopened on demand, counted as "
+            "pin_parked and pin_reopened",
+            self._fds.limit,
+            self.max_pinned,
+            pin_budget(1 << 30),
+        )
 
     def _evict_idle_pin(self) -> None:
         """Close the least recently used pin no snapshot holds, to make room for a live one."""

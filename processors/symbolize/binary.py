@@ -6,8 +6,10 @@ calls from the DWARF of the debug file (else of the binary) through a SymCache (
 kept on disk per build id and file identity (symcache_store.py).
 
 Keyed by the pinned file's identity (dev, inode, size, mtime), so a replaced binary gets a new
-entry. It keeps its own dup of the pinned descriptor, so it stays readable after the process
-table releases the process.
+entry. It holds no descriptor between reads: symbols are read at load with a dup of the pin,
+which is closed after; DWARF (once, for the SymCache) and Go's lazily read inline trees take
+a dup again (``_reading``), which reopens a pin the process table parked to stay within the
+open-file limit. So the open-file budget is the pins', not one more fd per loaded binary.
 
 Every binary a user maps is read as root, so nothing here may raise into the batch: a binary
 that fails to parse keeps ``error`` (its frames become ``binary+0xoffset``), one whose
@@ -20,7 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from collector.elf import (
     BudgetExceeded,
@@ -62,11 +65,11 @@ class Binary:
         "_debug",
         "_debug_elf",
         "_elf",
-        "_fd",
         "_functions",
         "_go",
         "_lines",
         "_log",
+        "_pinned",
         "_store",
         "_table",
         "_table_loaded",
@@ -105,7 +108,7 @@ class Binary:
         self._debug_elf: ElfReader | None = None
         self.debug_path = ""
         self._elf: ElfReader | None = None
-        self._fd = -1
+        self._pinned = pinned
         self.build_id = ""
         self.symbols: SymbolTable | None = None
         self.error = ""  # why no symbols at all could be read
@@ -121,9 +124,10 @@ class Binary:
         limits = Limits(
             config.binary_max_bytes, config.binary_max_symbols, config.binary_max_seconds
         )
+        fd = -1
         try:
-            self._fd = pinned.dup()
-            elf = ElfReader(self._fd, limits)
+            fd = pinned.dup()
+            elf = ElfReader(fd, limits)
             self.build_id = elf.build_id()
             loaded = load_function_symbols(elf)
             self.symbols, self.source, self.truncated = (
@@ -145,11 +149,36 @@ class Binary:
             self.error = str(e) or type(e).__name__
         except Exception as e:  # a parser bug on hostile bytes costs this binary, not the batch
             self.error, self.malformed = f"{type(e).__name__}: {e}", True
-        if elf is not None and elf.problems:
-            self.problems = tuple(dict.fromkeys(elf.problems))
-            self.malformed = True
+        if fd >= 0:
+            os.close(fd)
+        if elf is not None:
+            elf.fd = -1  # until _reading hands it a fresh dup
+            if elf.problems:
+                self.problems = tuple(dict.fromkeys(elf.problems))
+                self.malformed = True
         if self.error:
             self.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[bool]:
+        """A descriptor for the binary's ELF reader while the block runs (False: the pin was
+        parked and could not be reopened as the same file; counted, the block reads nothing)."""
+        elf = self._elf
+        if elf is None:
+            yield False
+            return
+        try:
+            fd = self._pinned.dup()
+        except OSError:
+            self._count("binary_reopen_failed")
+            yield False
+            return
+        elf.fd = fd
+        try:
+            yield True
+        finally:
+            elf.fd = -1
+            os.close(fd)
 
     @property
     def is_go(self) -> bool:
@@ -179,9 +208,7 @@ class Binary:
         if self._debug is not None:
             os.close(self._debug.fd)
             self._debug = self._debug_elf = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._elf = None
 
     def lines_at(self, file_offset: int) -> tuple[Line, ...]:
         """The frame's lines (inlined first, the symbol's function last); () if unknown."""
@@ -285,7 +312,10 @@ class Binary:
         return tuple(out)
 
     def _resolve_go(self, vaddr: int) -> tuple[Line, ...]:
-        frames = self._go.frames(vaddr) if self._go is not None else []
+        frames = []
+        with self._reading() as readable:  # inline trees are read lazily from the file
+            if readable and self._go is not None:
+                frames = self._go.frames(vaddr)
         if not frames:
             return ()
         if not self.config.inline:
@@ -308,11 +338,15 @@ class Binary:
         if self._table_loaded:
             return self._table
         self._table_loaded = True
+        with self._reading() as readable:
+            return self._load_line_table() if readable else None
+
+    def _load_line_table(self) -> LineTable | None:
         # The debug file's DWARF when there is one, else the binary's own.
         if self._debug is not None and self._debug_elf is not None and has_dwarf(self._debug_elf):
             elf, identity = self._debug_elf, _identity(self._debug.fd)
         elif self._elf is not None and has_dwarf(self._elf):
-            elf, identity = self._elf, _identity(self._fd)
+            elf, identity = self._elf, self._pinned.identity
         else:
             return None  # no DWARF anywhere: names only, nothing to count
         refusal = object_refusal(elf, self.config.dwarf_max_bytes)

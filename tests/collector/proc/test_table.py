@@ -85,7 +85,7 @@ def test_exited_snapshots_are_released_after_grace_and_caps_hold() -> None:
         table.exit(procs[1].pid)
         table.exit(procs[2].pid)
         assert table.lookup(procs[2].pid) is None
-        assert table.stats() == {"snapshots": 0, "pids": 0, "pinned_files": 0}
+        assert table.stats() == {"snapshots": 0, "pids": 0, "pinned_files": 0, "open_pins": 0}
         assert snaps[2] is not None and snaps[2].exe_file is not None
         assert snaps[2].exe_file.closed
     finally:
