@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from otlp_size import make_samples  # the same window generator
+from otlp_size import cpu_ms, make_samples  # the same window generator and timer
 
 from collector.encoding import encode_pprof
 from collector.model import ProcessInfo, ProfileBuilder, ProfileSet, cpu_profile_type
@@ -50,15 +47,6 @@ def window(samples: int, stacks: int, processes: int, executables: int, own: boo
             s.process = procs[rnd.randrange(processes)]
         b.add(s)
     return b.build()
-
-
-def cpu_ms(fn: Callable[[], object], rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t = time.process_time()
-        fn()
-        times.append(time.process_time() - t)
-    return statistics.median(times) * 1000
 
 
 def main() -> None:
