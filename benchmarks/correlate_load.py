@@ -38,10 +38,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from procstat import cpu_seconds, status_kb  # noqa: E402
+
 from collector.spans import SpanIndex, decode_traces  # noqa: E402
 
 COLLECTOR = ROOT / ".venv" / "bin" / "collector"
-TICK = os.sysconf("SC_CLK_TCK")
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 PER_REQUEST = 512
 MAX_SPANS = 100_000
@@ -100,16 +101,6 @@ def send(port: int, rate: int, stop: threading.Event, sent: list[int], per: int)
                 time.sleep(delay)
 
 
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def hwm_mb(pid: int) -> float:
-    m = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
-    return int(m.group(1)) / 1024 if m else 0.0
-
-
 def totals(log: str) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for m in re.finditer(r"msg='totals component=(\S+) ([^']*)'", log):
@@ -136,10 +127,10 @@ def run(mode: str, seconds: float, rate: int, per: int) -> dict[str, float]:
             if mode == "spans":
                 sender.start()
             time.sleep(15)  # past the first windows, index filled to its steady size
-            c0, t0 = cpu_s(proc.pid), time.monotonic()
+            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
             time.sleep(seconds)
-            c1, t1 = cpu_s(proc.pid), time.monotonic()
-            rss = hwm_mb(proc.pid)
+            c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+            rss = status_kb(proc.pid, "VmHWM") / 1024
             stop.set()
             if sender.is_alive():
                 sender.join()

@@ -31,10 +31,11 @@ ROOT = HERE.parent
 COLLECTOR = ROOT / ".venv" / "bin" / "collector"
 sys.path.insert(0, str(ROOT))
 
+from procstat import cpu_seconds, status_kb  # noqa: E402
+
 from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 BCC_PROFILE = shutil.which("profile-bpfcc") or "/usr/sbin/profile-bpfcc"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def config(out: Path, interval: int) -> str:
@@ -52,18 +53,6 @@ def build_busy(work: Path) -> Path:
     out = work / "busy"
     subprocess.run(["gcc", "-O1", "-o", str(out), str(HERE / "busy.c")], check=True)
     return out
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def _default_sigint() -> None:

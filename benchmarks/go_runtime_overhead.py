@@ -31,17 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from procstat import cpu_seconds  # noqa: E402
+
 from tests.support import gotoolchains  # noqa: E402
 from tests.support.collector_run import start_collector  # noqa: E402
 from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 SRC = ROOT / "tests" / "receivers" / "go_runtime" / "testdata" / "bench.go"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def run_bench(binary: Path, requests: int, work: int, col=None) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -56,9 +52,9 @@ def run_bench(binary: Path, requests: int, work: int, col=None) -> tuple[float, 
     assert p.stdout.readline().strip() == "ready"
     if col is not None:
         col.wait_for(lambda: f"probing pid={p.pid}" in col.stderr(), "the exec followed")
-    before = cpu_s(col.proc.pid) if col is not None else 0.0
+    before = cpu_seconds(col.proc.pid) if col is not None else 0.0
     out, _ = p.communicate("\n", timeout=600)
-    after = cpu_s(col.proc.pid) if col is not None else 0.0
+    after = cpu_seconds(col.proc.pid) if col is not None else 0.0
     m = re.search(r"elapsed_ns=(\d+)", out)
     assert p.returncode == 0 and m, out
     return int(m.group(1)) / 1e9, after - before
