@@ -10,11 +10,14 @@
     collector and ``perf record -a -g``, interleaved: the storm's wall time as a ratio to no
     profiler, the collector's CPU during the storm, its RSS before, at peak (VmHWM) and
     ``--after`` seconds after the storm, and the share of cc1 samples with a named leaf.
-(c) the replay of recorded events at a 96-CPU host's rate is not written yet (issue #16).
+(c) ``replay``: a 96-CPU host's 9,500 samples/s through symbolize -> windows -> pprof/OTLP
+    with 1,000 and 5,000 live processes of 100 and 1,000 binaries (benchmarks/busy_replay.py;
+    its arguments follow ``replay``).
 
 Run as root after `make test` (or scripts/setup.sh test):
     .venv/bin/python benchmarks/busy_host.py many [--procs 200 --binaries 100 --seconds 30]
     .venv/bin/python benchmarks/busy_host.py storm [--compiles 300 --rounds 3 --after 60]
+    .venv/bin/python benchmarks/busy_host.py replay [--configs 1000x100,5000x1000 --seconds 60]
 Add ``--unwind auto`` to run the collector with table unwinding.
 """
 
@@ -441,8 +444,10 @@ def run_storm(args: argparse.Namespace, work: Path) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["replay"]:  # no BPF: its own arguments (benchmarks/busy_replay.py)
+        os.execv(sys.executable, [sys.executable, str(HERE / "busy_replay.py"), *sys.argv[2:]])
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["many", "storm"])
+    ap.add_argument("what", choices=["many", "storm", "replay"])
     ap.add_argument("--unwind", default="frame_pointers", choices=["frame_pointers", "auto"])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--procs", type=int, default=200)
