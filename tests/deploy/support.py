@@ -23,35 +23,12 @@ from pathlib import Path
 
 from tests.support.collector_run import READY, ROOT
 from tests.support.encoding_pprof import decode
+from tests.support.pipelines import profiles_yaml
 
 NOBODY = 65534
 SYSTEM_PYTHON = Path("/usr/bin/python3.11")
 # Only to turn a hang into a failure with the collector's stderr; not a speed expectation.
 HANG_GUARD_S = 120.0
-
-PIPELINE = """
-receivers:
-  cpu:
-    frequency: %(hz)d
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s
-    interval: 600
-  pprof:
-    directory: %(out)s
-    interval: 600
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [folded, pprof]
-"""
 
 
 def world_dir(prefix: str) -> Path:
@@ -87,7 +64,7 @@ def pipeline(where: Path, hz: int = 199, owner: int | None = None) -> tuple[Path
     if owner is not None:
         os.chown(out, owner, owner)
     cfg = where / "pipeline.yaml"
-    cfg.write_text(PIPELINE % {"hz": hz, "out": out})
+    cfg.write_text(profiles_yaml(out, {"cpu": {"frequency": hz}}, exporters=("folded", "pprof")))
     cfg.chmod(0o644)
     return cfg, out
 

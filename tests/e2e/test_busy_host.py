@@ -17,31 +17,11 @@ import pytest
 
 from tests.deploy.support import pprof_rows
 from tests.support.collector_run import start_collector
+from tests.support.pipelines import profiles_yaml
 from tests.support.workloads import build
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
-CONFIG = """
-receivers:
-  cpu:
-    frequency: 199
-    unwind: %(unwind)s
-processors:
-  symbolize: {}
-exporters:
-  pprof:
-    directory: %(out)s
-    interval: 600
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [pprof]
-"""
 LOSSES = (
     "stack_lost",
     "user_stack_collision",
@@ -70,7 +50,8 @@ def test_many_processes_lose_nothing_and_are_all_named(tmp_path: Path, unwind: s
     bins = [build("busy_many", ("-O1", f"-DHOT=hot_{i}")) for i in range(50)]
     out = tmp_path / "out"
     cfg = tmp_path / "pipeline.yaml"
-    cfg.write_text(CONFIG % {"out": out, "unwind": unwind})
+    cpu = {"frequency": 199, "unwind": unwind}
+    cfg.write_text(profiles_yaml(out, {"cpu": cpu}, exporters=("pprof",)))
     col = start_collector(cfg)
     try:
         procs = [subprocess.Popen([str(bins[i % 50]), "10"]) for i in range(100)]

@@ -19,33 +19,13 @@ import pytest
 
 from tests.support.collector_run import start_collector
 from tests.support.encoding_pprof import go_pprof
+from tests.support.pipelines import profiles_yaml
 from tests.support.sampling import expected_samples, share_tolerance_pp
 from tests.support.workloads import build, run_for_cpu_time
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
 TRUTH = {"burn_a": 60.0, "burn_b": 30.0, "burn_c": 10.0}
-
-CONFIG = """
-receivers:
-  cpu:
-    frequency: 199
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s
-    interval: 600
-  pprof:
-    directory: %(out)s
-    interval: 600
-service:
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [folded, pprof]
-"""
 
 
 def read_folded(out: Path) -> Counter[str]:
@@ -84,7 +64,11 @@ def profiled_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     tmp = tmp_path_factory.mktemp("e2e_cpu")
     out = tmp / "profiles"
     cfg = tmp / "pipeline.yaml"
-    cfg.write_text(CONFIG % {"out": out})
+    cfg.write_text(
+        profiles_yaml(
+            out, {"cpu": {"frequency": 199}}, exporters=("folded", "pprof"), metrics_address=None
+        )
+    )
     col = start_collector(cfg)  # returns once the BPF program is attached
     try:
         shares_cpu = run_for_cpu_time([str(shares_bin), "6"])

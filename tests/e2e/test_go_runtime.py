@@ -17,29 +17,10 @@ from tests.receivers.go_runtime import support
 from tests.support import gotoolchains
 from tests.support.collector_run import start_collector
 from tests.support.encoding_pprof import go_pprof
+from tests.support.pipelines import profiles_yaml
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
-CONFIG = """
-receivers:
-  go_runtime:
-    binary: %(binary)s
-processors:
-  symbolize: {}
-exporters:
-  pprof:
-    directory: %(out)s
-    interval: 600
-  folded:
-    directory: %(out)s
-    interval: 600
-service:
-  pipelines:
-    profiles:
-      receivers: [go_runtime]
-      processors: [symbolize]
-      exporters: [pprof, folded]
-"""
 
 # profile name -> its sample types, as `go tool pprof -raw` lists them
 TYPES = {
@@ -57,7 +38,14 @@ def test_go_runtime_profiles_through_the_collector(tmp_path: Path) -> None:
     binary = support.fixture("fixture", gotoolchains.LATEST, True)  # stripped
     out = tmp_path / "profiles"
     config = tmp_path / "config.yaml"
-    config.write_text(CONFIG % {"binary": binary, "out": out})
+    config.write_text(
+        profiles_yaml(
+            out,
+            {"go_runtime": {"binary": binary}},
+            exporters=("pprof", "folded"),
+            metrics_address=None,
+        )
+    )
     col = start_collector(config)
     try:
         # started after the collector: found through its exec

@@ -25,6 +25,7 @@ import pytest
 
 from tests.support import hostile_elf
 from tests.support.collector_run import RunningCollector
+from tests.support.pipelines import profiles_yaml
 from tests.support.workloads import build
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
@@ -33,24 +34,6 @@ TOLERANCE_PP = 5.0
 TRUTH = {"burn_a": 60.0, "burn_b": 30.0, "burn_c": 10.0}
 SECONDS = 10
 RSS_GROWTH_LIMIT = 20 << 20
-
-CONFIG = """
-receivers:
-  cpu:
-    frequency: 499
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s
-    interval: 600
-service:
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [folded]
-"""
 
 
 def read_folded(out: Path) -> Counter[str]:
@@ -108,7 +91,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Counter[str],
     bad = [hostile_elf.make(exported, tmp / f"hx_{k}", k) for k in hostile_elf.KINDS]
     out = tmp / "profiles"
     cfg = tmp / "pipeline.yaml"
-    cfg.write_text(CONFIG % {"out": out})
+    cfg.write_text(profiles_yaml(out, {"cpu": {"frequency": 499}}, metrics_address=None))
     col = RunningCollector(cfg)
     try:
         col.wait_started()
@@ -181,7 +164,7 @@ def test_symlink_swap_during_profiling_keeps_the_mapped_file(tmp_path: Path) -> 
     app.chmod(0o755)
     out = tmp_path / "profiles"
     cfg = tmp_path / "pipeline.yaml"
-    cfg.write_text(CONFIG % {"out": out})
+    cfg.write_text(profiles_yaml(out, {"cpu": {"frequency": 499}}, metrics_address=None))
     col = RunningCollector(cfg)
     try:
         col.wait_started()

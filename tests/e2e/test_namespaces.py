@@ -32,6 +32,7 @@ import pytest
 
 from tests.deploy.support import Row, leaf_counts_of, pprof_rows
 from tests.support.collector_run import ROOT, start_collector
+from tests.support.pipelines import profiles_yaml
 from tests.support.sampling import expected_samples, share_tolerance_pp
 from tests.support.workloads import build
 
@@ -43,38 +44,18 @@ SECONDS = "6"
 CID = "7a5c3e1f9b8d7c6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e"
 NEW_NS = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
 
-CONFIG = """
-receivers:
-  cpu:
-    frequency: %(hz)d
-processors:
-  symbolize: {}
-%(k8s)s
-exporters:
-  folded:
-    directory: %(out)s
-    interval: 600
-  pprof:
-    directory: %(out)s
-    interval: 600
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [%(processors)s]
-      exporters: [folded, pprof]
-"""
-
 
 def write_config(tmp: Path, k8s_endpoint: str = "") -> tuple[Path, Path]:
     out = tmp / "out"
-    k8s = f"  k8s:\n    endpoint: {k8s_endpoint}\n    refresh_interval: 1" if k8s_endpoint else ""
-    processors = "symbolize, k8s" if k8s_endpoint else "symbolize"
+    processors: dict[str, dict[str, object]] = {"symbolize": {}}
+    if k8s_endpoint:
+        processors["k8s"] = {"endpoint": k8s_endpoint, "refresh_interval": 1}
     cfg = tmp / "pipeline.yaml"
-    cfg.write_text(CONFIG % {"hz": HZ, "out": out, "k8s": k8s, "processors": processors})
+    cfg.write_text(
+        profiles_yaml(
+            out, {"cpu": {"frequency": HZ}}, exporters=("folded", "pprof"), processors=processors
+        )
+    )
     return cfg, out
 
 

@@ -15,29 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.support.collector_run import ROOT
+from tests.support.pipelines import profiles_yaml
 
 pytestmark = pytest.mark.bpf
-
-CONFIG = """
-receivers:
-  cpu: {}
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %s
-service:
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [folded]
-"""
 
 
 def collector_cmd(tmp_path: Path) -> list[str]:
     cfg = tmp_path / "p.yaml"
-    cfg.write_text(CONFIG % (tmp_path / "out"))
+    cfg.write_text(
+        profiles_yaml(tmp_path / "out", {"cpu": {}}, interval=None, metrics_address=None)
+    )
     return [sys.executable, "-m", "collector.cli", "--config", str(cfg)]
 
 

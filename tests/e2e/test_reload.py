@@ -19,36 +19,18 @@ from collector.otlp import encode_profile_set
 from tests.support.collector_run import CollectorProcess, start_collector
 from tests.support.otlp_fixtures import build, make_batches
 from tests.support.otlp_servers import free_port
+from tests.support.pipelines import profiles_yaml
 from tests.support.workloads import build as build_workload
 from tests.support.workloads import run_for_cpu_time
 
 PROFILES = "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
 
-CPU = """
-receivers:
-  cpu:
-    frequency: 99
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s/folded
-    interval: 1s
-%(extra)s
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [%(exporters)s]
-"""
-PPROF = """  pprof:
-    directory: %(out)s/pprof
-    interval: 1s
-"""
+
+def cpu_config(out: Path, exporters: tuple[str, ...] = ("folded",)) -> str:
+    """cpu -> symbolize -> the exporters, each writing to out/<exporter> every second."""
+    return profiles_yaml(
+        out, {"cpu": {"frequency": 99}}, exporters=exporters, interval="1s", dir_per_exporter=True
+    )
 
 
 def _hup_and_wait(col: CollectorProcess, marker: str, count: int) -> str:
@@ -67,7 +49,7 @@ def _lines(text: str, marker: str) -> list[str]:
 def test_reload_keeps_the_cpu_receiver_and_adds_an_exporter(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     out = tmp_path / "out"
-    cfg.write_text(CPU % {"out": out, "extra": "", "exporters": "folded"})
+    cfg.write_text(cpu_config(out))
     shares = build_workload("cpu_shares")
     col = start_collector(cfg)
     try:
@@ -75,11 +57,7 @@ def test_reload_keeps_the_cpu_receiver_and_adds_an_exporter(tmp_path: Path) -> N
         col.wait_for(lambda: any((out / "folded").glob("*.folded")), "a folded file")
 
         # A typo: refused with one line; the running pipeline goes on writing.
-        cfg.write_text(
-            (CPU % {"out": out, "extra": "", "exporters": "folded"}).replace(
-                "frequency", "frequncy"
-            )
-        )
+        cfg.write_text(cpu_config(out).replace("frequency", "frequncy"))
         logs = _hup_and_wait(col, "reload rejected", 1)
         rejected = _lines(logs, "reload rejected")
         assert len(rejected) == 1 and "frequncy" in rejected[0], rejected
@@ -91,8 +69,7 @@ def test_reload_keeps_the_cpu_receiver_and_adds_an_exporter(tmp_path: Path) -> N
         )
 
         # A good config that adds pprof: it takes effect, the cpu receiver is kept.
-        extra = PPROF % {"out": out}
-        cfg.write_text(CPU % {"out": out, "extra": extra, "exporters": "folded, pprof"})
+        cfg.write_text(cpu_config(out, ("folded", "pprof")))
         logs = _hup_and_wait(col, "reloaded config", 1)
         done = _lines(logs, "reloaded config")[0]
         assert "kept=" in done and "receivers/cpu" in done.split("kept=")[1].split()[0], done

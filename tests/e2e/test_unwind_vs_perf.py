@@ -22,32 +22,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.collector_run import start_collector
+from tests.support.pipelines import profiles_yaml
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
 SECONDS = 4
-CONFIG = """
-receivers:
-  cpu:
-    frequency: 99
-    unwind: auto
-    comm: "%(comm)s"
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s
-    interval: 600
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [folded]
-"""
 PY_LOOP = (
     "import sys, time\n"
     "def leaf(i):\n    return i * i % 7\n"
@@ -134,7 +113,8 @@ def _compare(
         pytest.skip("perf or the workload is not installed")
     out = tmp / "profiles"
     cfg = tmp / "c.yaml"
-    cfg.write_text(CONFIG % {"out": out, "comm": f"^({comm}|warm)$"})
+    cpu = {"frequency": 99, "unwind": "auto", "comm": f"^({comm}|warm)$"}
+    cfg.write_text(profiles_yaml(out, {"cpu": cpu}))
     data = tmp / "perf.data"
     link = tmp / "warm"
     link.symlink_to(argv[0])

@@ -17,34 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.collector_run import start_collector
+from tests.support.pipelines import profiles_yaml
 from tests.support.workloads import build
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
 O2 = ("-O2", "-fomit-frame-pointer")  # the last -f wins over the base flags' frame pointers
-
-CONFIG = """
-receivers:
-  cpu:
-    frequency: 199
-    comm: "^unwind_"
-    unwind: %(unwind)s
-processors:
-  symbolize: {}
-exporters:
-  folded:
-    directory: %(out)s
-    interval: 600
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [folded]
-"""
 
 
 def _folded(out: Path, comm: str) -> Counter[str]:
@@ -61,7 +39,8 @@ def _run(tmp: Path, unwind: str, name: str, seconds: str) -> tuple[Counter[str],
     binary = build(name, O2)
     out = tmp / f"profiles-{unwind}-{name}"
     cfg = tmp / f"{unwind}-{name}.yaml"
-    cfg.write_text(CONFIG % {"out": out, "unwind": unwind})
+    cpu = {"frequency": 199, "comm": "^unwind_", "unwind": unwind}
+    cfg.write_text(profiles_yaml(out, {"cpu": cpu}))
     col = start_collector(cfg)
     try:
         proc = subprocess.Popen(
