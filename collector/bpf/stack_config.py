@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 
 from collector.bpf.events import EVENT
 from collector.bpf.ringbuf import HEADER_SIZE
+from collector.bpf.targets import Pids, RingbufPages
 from collector.component import ComponentConfig
 from collector.config.duration import Duration
 
@@ -23,7 +24,7 @@ TYPICAL_FRAMES = 32
 class StackReceiverConfig(ComponentConfig):
     # The program sends its stacks in the record (bpf/cpu.bpf.c), not only with tables.
     frames_in_event: ClassVar[bool] = False
-    pids: list[int] = Field(default_factory=list, description="only these tgids; [] = all")
+    pids: Pids = Field(default_factory=list, description="only these tgids; [] = all")
     comm: str | None = Field(None, description="regex searched in the 15-char comm (user space)")
     user_stacks: bool = True
     # frame_pointers stays the default until table builds stop costing a burst of CPU at
@@ -36,7 +37,7 @@ class StackReceiverConfig(ComponentConfig):
     )
     kernel_stacks: bool = True
     stack_map_size: int = Field(16384, ge=64, le=1 << 20)
-    ringbuf_pages: int = Field(256, ge=1, le=1 << 16, description="power of two; 4 KiB pages")
+    ringbuf_pages: RingbufPages = Field(256, description="power of two; 4 KiB pages")
     drain_interval: Duration = Field(1.0, gt=0, le=60, description="seconds between batches")
     optional: bool = Field(
         False,
@@ -52,20 +53,6 @@ class StackReceiverConfig(ComponentConfig):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"comm is not a valid regular expression: {exc}") from exc
-        return value
-
-    @field_validator("ringbuf_pages")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError(f"ringbuf_pages must be a power of two, got {value}")
-        return value
-
-    @field_validator("pids")
-    @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if any(p <= 0 for p in value):
-            raise ValueError("pids must be positive process ids")
         return value
 
     def spill_map_size(self) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from collector.bpf.targets import Pids, RingbufPages
 from collector.component import ComponentConfig
 from collector.config.duration import Duration
 
@@ -14,7 +15,7 @@ ALL_SIGNALS: tuple[Signal, ...] = ("goroutines", "sched_latency", "gc", "alloc",
 
 
 class GoRuntimeConfig(ComponentConfig):
-    pids: list[int] = Field(default_factory=list, description="Go processes to probe")
+    pids: Pids = Field(default_factory=list, description="Go processes to probe")
     binary: str | None = Field(
         None, description="probe every process running this binary, also ones started later"
     )
@@ -44,25 +45,11 @@ class GoRuntimeConfig(ComponentConfig):
     goroutine_slots: int = Field(
         16_384, ge=64, le=1 << 20, description="parked/runnable goroutines BPF remembers (LRU)"
     )
-    ringbuf_pages: int = Field(256, ge=1, le=1 << 16, description="power of two; 4 KiB pages")
+    ringbuf_pages: RingbufPages = Field(256, description="power of two; 4 KiB pages")
     drain_interval: Duration = Field(1.0, gt=0, le=60, description="seconds between batches")
     optional: bool = Field(
         False, description="if its reader fails, stop only this receiver (the collector goes on)"
     )
-
-    @field_validator("pids")
-    @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if any(p <= 0 for p in value):
-            raise ValueError("pids must be positive process ids")
-        return value
-
-    @field_validator("ringbuf_pages")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError(f"ringbuf_pages must be a power of two, got {value}")
-        return value
 
     @model_validator(mode="after")
     def _target(self) -> GoRuntimeConfig:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import mmap
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from collector.bpf.targets import Pids, RingbufPages
 from collector.component import ComponentConfig
 from collector.config.duration import Duration
 
@@ -17,7 +18,7 @@ class HeapConfig(ComponentConfig):
         description="sampled: allocator uprobes sampled by bytes; page_faults: no allocator "
         "probes, user page faults and brk/mmap growth of the targets",
     )
-    pids: list[int] = Field(default_factory=list, description="target processes (tgids)")
+    pids: Pids = Field(default_factory=list, description="target processes (tgids)")
     binary: str | None = Field(
         None, description="target every process running this executable, also ones started later"
     )
@@ -38,7 +39,7 @@ class HeapConfig(ComponentConfig):
     drain_interval: Duration = Field(1.0, gt=0, le=60, description="seconds between ring reads")
     outstanding_map_size: int = Field(65536, ge=64, le=1 << 22)
     stack_map_size: int = Field(16384, ge=64, le=1 << 20)
-    ringbuf_pages: int = Field(64, ge=1, le=1 << 16, description="power of two; 4 KiB pages")
+    ringbuf_pages: RingbufPages = Field(64, description="power of two; 4 KiB pages")
     user_stacks: bool = True
     unwind: Literal["auto", "tables", "frame_pointers"] = Field(
         "auto",
@@ -49,20 +50,6 @@ class HeapConfig(ComponentConfig):
     optional: bool = Field(
         False, description="if its reader fails, stop only this receiver (else exit code 4)"
     )
-
-    @field_validator("pids")
-    @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if any(p <= 0 for p in value):
-            raise ValueError("pids must be positive process ids")
-        return value
-
-    @field_validator("ringbuf_pages")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError(f"ringbuf_pages must be a power of two, got {value}")
-        return value
 
     @model_validator(mode="after")
     def _one_target(self) -> HeapConfig:
