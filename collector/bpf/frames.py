@@ -5,16 +5,20 @@ then ``kernel_stack_id`` kernel addresses (EVENT_F_KERNEL_FRAMES), leaf first. N
 involved, so nothing can collide or be cleared away before it is read. Equal stacks share one
 tuple (interned by their bytes, bounded), as the stack map's ids made them share before: the
 symbolizer's per-process caches key on these tuples.
+
+``user_stack`` resolves the other kind, a user stack the event names by its stack id.
 """
 
 from __future__ import annotations
 
-from collector.bpf.events import EVENT
-from collector.model.raw import unwind_stop_sentinel
+from collector.bpf.events import EVENT, F_USER_SPILL, NEG_EFAULT, NEG_ENOENT
+from collector.bpf.stacks import StackReader
+from collector.model.raw import MISSING_USER_STACK, unwind_stop_sentinel
 from collector.unwind import layout as L
 
 MAX_INTERNED = 4096  # per kind: distinct stacks kept to share their tuples (then rebuilt)
 _NO_FRAMES: tuple[int, ...] = ()
+_MISSING_USER = (MISSING_USER_STACK,)
 
 
 class FrameDecoder:
@@ -69,3 +73,17 @@ def _upto_zero(frames: tuple[int, ...]) -> tuple[int, ...]:
         return frames[: frames.index(0)]
     except ValueError:
         return frames
+
+
+def user_stack(
+    stacks: StackReader, spill: StackReader, stack_id: int, flags: int, walked: int
+) -> tuple[int, ...]:
+    """The user stack of an event's ``user_stack_id`` (in ``spill`` if its flags say it
+    collided in ``stacks``), walked next to the stamp ``walked``: () for none by design (a
+    kernel thread, user stacks disabled), the missing marker when it was lost."""
+    if stack_id >= 0:
+        stack = (spill if flags & F_USER_SPILL else stacks).get(stack_id, walked)
+        return _MISSING_USER if stack is None else stack
+    if stack_id in (NEG_EFAULT, NEG_ENOENT):
+        return _NO_FRAMES
+    return _MISSING_USER

@@ -1,22 +1,20 @@
-"""The part every stack-sampling receiver shares: load, reader thread, drain, counters.
+"""The part every stack-sampling receiver shares: load, drain, counters, stacks.
 
 A subclass names its program and attachments, its own counters and profile type; the BPF
-side (bpf/common.h) writes one 64-byte event per sample into a ring buffer. A reader thread
-waits on it (epoll, timeout ``drain_interval``); BPF wakes it at once only for the first event
-of a new process (so its mappings are snapshotted while it lives) and for exec/exit. Samples
-are handed to the event loop as one RawBatch per ``drain_interval``. Shutdown detaches the
-programs first, then drains, so every event the kernel produced is handed on.
+side (bpf/common.h) writes one 64-byte event per sample into a ring buffer. The reader thread
+(collector/bpf/reader.py) waits on it (epoll, timeout ``drain_interval``); BPF wakes it at
+once only for the first event of a new process (so its mappings are snapshotted while it
+lives) and for exec/exit. Samples are handed to the event loop as one RawBatch per
+``drain_interval``. Shutdown detaches the programs first, then drains, so every event the
+kernel produced is handed on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import struct
-import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from collector.bpf.attach import AttachSpec
@@ -30,22 +28,20 @@ from collector.bpf.events import (
     F_KERNEL_SPILL,
     F_NEW_PID,
     F_USER_FRAMES,
-    F_USER_SPILL,
     NEG_EFAULT,
     NEG_ENOENT,
 )
-from collector.bpf.frames import FrameDecoder
+from collector.bpf.frames import FrameDecoder, user_stack
 from collector.bpf.loader import LoadedProgram, load
+from collector.bpf.reader import MAX_FAILED_DRAINS, RingReader
 from collector.bpf.ringbuf import HEADER_SIZE, RingBuffer
 from collector.bpf.stack_config import StackReceiverConfig
 from collector.bpf.stacks import STAMP_BEFORE_WALK, StackReader
-from collector.bpf.syscall import name_thread
 from collector.bpf.unwinding import TableUnwinding
 from collector.component import CreateSettings
 from collector.errors import RuntimeFailure
 from collector.model import (
     MISSING_KERNEL_STACK,
-    MISSING_USER_STACK,
     ProfileType,
     RawBatch,
     RawSample,
@@ -57,6 +53,7 @@ if TYPE_CHECKING:
     from collector.host import Host
 
 _U32 = struct.Struct("<I")
+__all__ = ["MAX_FAILED_DRAINS", "StackReceiver"]  # the reader's limit, named here by tests
 _RECORD_BYTES = EVENT.size + HEADER_SIZE
 # What StackReader (lost, clears) and RingBuffer (discarded, failed) count, reported as:
 _READER_COUNTS = ("stack_lost", "stack_map_clears", "ringbuf_discarded", "events_failed")
@@ -65,21 +62,10 @@ COSTLY_COLLISIONS = 0.01  # of the samples since the last clear: clear sooner
 COSTLY_CLEAR_S = 1.0
 CLEAR_STEP_S = 0.005  # between steps of a clear
 MAX_DEFERRED = 65536  # filtered new pids awaiting unwind tables (exits remove them)
-MAX_FAILED_DRAINS = 5  # in a row: then the receiver has failed
-RETRY_DELAY_S = 0.1  # doubles per failed drain: 0.1 + 0.2 + 0.4 + 0.8 s before the fifth
-_MISSING_USER = (MISSING_USER_STACK,)
 _MISSING_KERNEL = (MISSING_KERNEL_STACK,)
 
 
-class ReaderFailed(Exception):
-    """Drains kept failing: the reader gives up (the last error is chained)."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__(f"{failures} drains in a row failed")
-        self.failures = failures
-
-
-class StackReceiver:
+class StackReceiver(RingReader):
     """Base of the BPF receivers that emit raw stacks (cpu, offcpu)."""
 
     program: ClassVar[str]  # bpf/<program>.bpf.c
@@ -93,34 +79,24 @@ class StackReceiver:
     def __init__(
         self, settings: CreateSettings, config: StackReceiverConfig, profile_type: ProfileType
     ) -> None:
-        self._id = settings.id
-        self._log = settings.logger or logging.getLogger(__name__)
-        self._consumer = settings.consumer
+        super().__init__(
+            settings,
+            optional=config.optional,
+            interval=config.drain_interval,
+            counters=COMMON_COUNTERS + self.program_counters,
+        )
         self._config = config
         self._profile_type = profile_type
-        self._counter_names = COMMON_COUNTERS + self.program_counters
         self._comm_re = re.compile(config.comm) if config.comm else None
         self._comm_ok: dict[bytes, str | None] = {}  # raw comm -> str, or None when filtered
-        self._host: Host | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._prog: LoadedProgram | None = None
-        self._ringbuf: RingBuffer | None = None
         self._stacks: StackReader | None = None
         self._spill: StackReader | None = None  # stacks that collided in self._stacks
         self._unwind: TableUnwinding | None = None  # user stacks from tables (bpf/unwind.h)
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._pending: list[RawSample] = []
-        self._counter_prev = [0] * len(self._counter_names)
-        self._batch_counters: dict[str, int] = {}
-        self._boot_offset = 0
         self._reader_prev = (0, 0, 0, 0)
         self._peak_pending = 0
         self._last_clear = time.monotonic()
         self._events_since_clear = self._collisions_since_clear = 0
-        self._closed = False
-        self._failure: BaseException | None = None
-        self._transient_logged = False
         self._fallback = False  # unwind: auto fell back to frame pointers at load
         # Host.pressure (memory_limiter): keep sampling_factor of the samples, evenly spread
         # (a credit, not a coin: the kept share is exact), the rest counted per drain.
@@ -151,50 +127,32 @@ class StackReceiver:
         time and raw value: by default its time, stamped just before the walks."""
         return time_ns
 
-    def describe(self) -> str:
-        """key=value settings for the start-up log line."""
-        return ""
-
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- lifecycle (the reader's rules: collector/bpf/reader.py) ---------------------------
 
     async def start(self, host: Host) -> None:
-        self._host = host
-        self._loop = asyncio.get_running_loop()
         raise_nofile_limit(self._log)  # once per process: pins need fds (collector.proc.limits)
+        await super().start(host)
+
+    async def _setup(self) -> None:
+        assert self._prog is not None
+        if "unwind_rows" in self._prog.maps:  # built with UNWIND_TABLES
+            self._unwind = TableUnwinding(self._prog, self._id, self._log, self._count)
+            if self._config.pids:  # known now: their tables need not wait
+                await asyncio.to_thread(self._unwind.preload, self._config.pids)
+        if self._config.pids:
+            pid_filter = self._prog.map("pid_filter")
+            for pid in self._config.pids:
+                pid_filter.update(_U32.pack(pid), b"\x01")
+        self._ringbuf = RingBuffer(self._prog.map("events"))
+        self._stacks = StackReader(self._prog.map("stacks"), walk_window=self.walk_window)
+        self._spill = StackReader(self._prog.map("stacks_spill"), walk_window=self.walk_window)
+
+    def _load(self) -> LoadedProgram:
+        """Load the program; with ``unwind: auto``, a kernel that refuses the table walker
+        (verifier, missing helper) gets the frame-pointer build instead (logged, counted)."""
         # Pids as this collector's /proc numbers them (bpf/pidns.h): inside a PID namespace
         # (a sidecar) BPF would otherwise hand over host pids that /proc here cannot read.
         defines = {**self.defines(), **pidns_defines()}
-        self._prog = await asyncio.to_thread(self._load, defines)
-        try:
-            if "unwind_rows" in self._prog.maps:  # built with UNWIND_TABLES
-                self._unwind = TableUnwinding(self._prog, self._id, self._log, self._count)
-                if self._config.pids:  # known now: their tables need not wait
-                    await asyncio.to_thread(self._unwind.preload, self._config.pids)
-            if self._config.pids:
-                pid_filter = self._prog.map("pid_filter")
-                for pid in self._config.pids:
-                    pid_filter.update(_U32.pack(pid), b"\x01")
-            self._ringbuf = RingBuffer(self._prog.map("events"))
-            self._stacks = StackReader(self._prog.map("stacks"), walk_window=self.walk_window)
-            self._spill = StackReader(self._prog.map("stacks_spill"), walk_window=self.walk_window)
-        except BaseException:
-            if self._unwind is not None:
-                self._unwind.close()
-            self._prog.close()
-            raise
-        self._thread = threading.Thread(target=self._run, name=f"{self._id}-reader", daemon=True)
-        self._thread.start()
-        self._log.info(
-            "%s receiver started id=%s %s load_seconds=%.2f",
-            self.program,
-            self._id,
-            self.describe(),
-            self._prog.load_seconds,
-        )
-
-    def _load(self, defines: dict[str, int]) -> LoadedProgram:
-        """Load the program; with ``unwind: auto``, a kernel that refuses the table walker
-        (verifier, missing helper) gets the frame-pointer build instead (logged, counted)."""
         try:
             return load(self.program, defines, self.attachments())
         except RuntimeFailure as exc:
@@ -210,137 +168,43 @@ class StackReceiver:
             self._fallback = True
             return load(self.program, {**defines, "UNWIND_TABLES": 0}, self.attachments())
 
-    async def shutdown(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            self._stop.set()
-            if self._ringbuf is not None:
-                self._ringbuf.wake()
-            await asyncio.to_thread(self._thread.join)
-            await asyncio.sleep(0)  # let batches the thread scheduled go first
-        self._release(self._failure is None, self._hand_on)
-        self._log.info("%s receiver stopped id=%s", self.program, self._id)
+    def _last_read(self, final_drain: bool) -> None:
+        """After a reader failure the ring is not read again: what it still holds is
+        counted (events_unread)."""
+        assert self._ringbuf is not None
+        if final_drain:
+            self._drain()
+        else:
+            self._count("events_unread", self._ringbuf.pending() // _RECORD_BYTES)
 
-    def _hand_on(self, batch: RawBatch | None) -> None:
-        if batch is not None and self._consumer is not None:
-            self._consumer.consume(batch)
-
-    def _release(self, final_drain: bool, hand_on: Callable[[RawBatch | None], None]) -> None:
-        """Detach, hand on what was read, close every fd. After a reader failure the ring
-        is not read again: what it still holds is counted (events_unread)."""
-        if self._prog is not None:
-            self._prog.detach()  # no new events from here on: the last drain gets them all
-        if self._ringbuf is not None and not self._ringbuf.closed:
-            if final_drain:
-                self._drain()
-            else:
-                self._count("events_unread", self._ringbuf.pending() // _RECORD_BYTES)
-            hand_on(self._take_batch())
-            self._ringbuf.close()
+    def _close(self) -> None:
         if self._unwind is not None:
             self._unwind.close()
             self._unwind = None
-        if self._prog is not None:
-            self._prog.close()
+        super()._close()
 
     # -- reader thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
-        name_thread(f"{self._id}-reader")
-        try:
-            self._read_until_stopped()
-        except BaseException as exc:  # the reader is gone: never silently
-            self._failed(exc)
-
-    def _read_until_stopped(self) -> None:
-        assert self._ringbuf is not None
-        interval = self._config.drain_interval
-        next_emit = time.monotonic() + interval
-        failures = 0
-        while not self._stop.is_set():
-            wait = max(0.0, next_emit - time.monotonic())
-            self._ringbuf.poll(min(wait, CLEAR_STEP_S) if self.clearing else wait)
-            if self._stop.is_set():
-                return
-            try:
-                self._drain()
-                if time.monotonic() >= next_emit:
-                    next_emit = time.monotonic() + interval
-                    self._emit(self._take_batch())
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                self._count("reader_errors")
-                if failures >= MAX_FAILED_DRAINS:
-                    raise ReaderFailed(failures) from exc
-                if failures == 1 and not self._transient_logged:
-                    # One line, the first time: the traceback goes with the failure, if any.
-                    self._transient_logged = True
-                    self._log.warning(
-                        "%s receiver drain failed id=%s error=%r (retrying; counted as "
-                        "reader_errors)",
-                        self.program,
-                        self._id,
-                        exc,
-                    )
-                # Back off briefly: the buffer holds seconds of events, so a few retries
-                # cannot overflow it, and a broken reader is known within about 2 s.
-                self._stop.wait(RETRY_DELAY_S * 2 ** (failures - 1))
+    def _poll_timeout(self) -> float:
+        wait = super()._poll_timeout()
+        return min(wait, CLEAR_STEP_S) if self.clearing else wait
 
     def _failed(self, exc: BaseException) -> None:
-        """Log the cause once, count it, hand on what was read; then stop the collector
-        (report_fatal) or, for an optional receiver, only this receiver."""
-        self._failure = exc
-        cause = exc.__cause__ if isinstance(exc, ReaderFailed) and exc.__cause__ else exc
-        message = f"reader failed: {type(cause).__name__}: {cause}"
-        if isinstance(exc, ReaderFailed):
-            message += f" ({exc.failures} drains in a row)"
-        self._count("receiver_failed")
-        if self._stacks is not None:
+        if self._stacks is not None:  # the last batch carries what the readers counted
             self._count_reader()
-        self._log.error(
-            "%s receiver failed id=%s optional=%s: %s",
-            self.program,
-            self._id,
-            self._config.optional,
-            message,
-            exc_info=cause,
-        )
-        self._emit(self._take_batch())  # what was read before the failure goes on
-        if self._config.optional:
-            self._release(False, self._emit)  # this receiver only: its program and fds
-        elif self._host is not None:
-            self._host.report_fatal(self._id, message)
+        super()._failed(exc)
 
-    def _emit(self, batch: RawBatch | None) -> None:
-        if batch is None or self._consumer is None or self._loop is None:
-            return
-        try:
-            self._loop.call_soon_threadsafe(self._consumer.consume, batch)
-        except RuntimeError:  # loop closed during shutdown
-            self._count("batches_lost_at_shutdown")
-
-    def _take_batch(self) -> RawBatch | None:
+    def _take_batches(self) -> list[RawBatch]:
         if not self._pending and not self._batch_counters:
-            return None
-        batch = RawBatch(self._profile_type, self._pending, self._id, self._batch_counters)
+            return []
+        batch = RawBatch(self._profile_type, self._pending, self._id, self._take_counters())
         self._pending = []
-        self._batch_counters = {}
-        return batch
-
-    def _count(self, name: str, n: int = 1) -> None:
-        if not n:
-            return
-        self._batch_counters[name] = self._batch_counters.get(name, 0) + n
-        if self._host is not None:
-            self._host.counters.add(self._id, name, n)
+        return [batch]
 
     def _drain(self) -> None:
         """Read every event, then the BPF counters, then maybe empty the stack map."""
         assert self._ringbuf is not None and self._stacks is not None
-        self._boot_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        self._set_boot_offset()
         # The fullest the buffer was seen (a gauge, counted by its increases): how close
         # the reader came to losing events.
         pending = self._ringbuf.pending() // _RECORD_BYTES
@@ -417,20 +281,6 @@ class StackReceiver:
             self._count(name, value - prev)
         self._reader_prev = now
 
-    def _read_counters(self) -> int:
-        """Add the BPF counters' growth to host.counters; return the new stack collisions."""
-        assert self._prog is not None
-        counters = self._prog.map("counters")
-        collisions = 0
-        for i, name in enumerate(self._counter_names):
-            value = counters.percpu_u64_sum(_U32.pack(i))
-            delta = value - self._counter_prev[i]
-            self._count(name, delta)
-            self._counter_prev[i] = value
-            if name.endswith("_stack_collision"):
-                collisions += delta
-        return collisions
-
     def _on_event(self, view: memoryview) -> None:
         time_ns, value, kind, flags, pid, tid, cpu, ustack, kstack, threshold, raw_comm = (
             EVENT.unpack_from(view)
@@ -481,7 +331,7 @@ class StackReceiver:
         if flags & F_USER_FRAMES:
             user = self._frames.user(view, ustack)
         else:
-            user = self._user_stack(ustack, flags, walked)
+            user = user_stack(self._stacks, self._spill, ustack, flags, walked)  # type: ignore[arg-type]
         if flags & F_KERNEL_FRAMES:
             kernel = self._frames.kernel(view, ustack, bool(flags & F_USER_FRAMES), kstack)
         else:
@@ -506,15 +356,6 @@ class StackReceiver:
             self._comm_ok.clear()
         self._comm_ok[raw] = comm if keep else None
         return comm if keep else None
-
-    def _user_stack(self, stack_id: int, flags: int, walked: int) -> tuple[int, ...]:
-        if stack_id >= 0:
-            reader = self._spill if flags & F_USER_SPILL else self._stacks
-            stack = reader.get(stack_id, walked)  # type: ignore[union-attr]
-            return _MISSING_USER if stack is None else stack
-        if stack_id in (NEG_EFAULT, NEG_ENOENT):  # kernel thread, or user stacks disabled
-            return ()
-        return _MISSING_USER
 
     def _kernel_stack(self, stack_id: int, flags: int, walked: int) -> tuple[int, ...]:
         if stack_id >= 0:

@@ -2,7 +2,8 @@
 blocking of unmodified Go programs, from uprobes (bpf/go_runtime.bpf.c).
 
 The program is loaded once with its uprobe functions unattached; each target process gets
-its own uprobes (receivers/go_runtime/targets.py). A reader thread drains the ring buffer and
+its own uprobes (receivers/go_runtime/targets.py). The reader thread (collector/bpf/reader.py,
+shared with the other BPF receivers) drains the ring buffer and
 hands on one RawBatch per profile type every ``drain_interval``, plus a goroutines_live
 snapshot every ``live_interval``. Shutdown detaches first, then drains, so nothing the kernel
 produced is lost.
@@ -11,17 +12,14 @@ produced is lost.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import struct
-import threading
 import time
-from typing import TYPE_CHECKING
 
 from collector.bpf.attach import AttachSpec
 from collector.bpf.loader import LoadedProgram, load
+from collector.bpf.reader import RingReader
 from collector.bpf.ringbuf import HEADER_SIZE, RingBuffer
-from collector.bpf.syscall import name_thread
+from collector.bpf.targets import BinaryTarget
 from collector.component import CreateSettings
 from collector.model import ProfileType, RawBatch, RawSample
 from receivers.go_runtime import profiles as pt
@@ -37,41 +35,29 @@ from receivers.go_runtime.events import (
 )
 from receivers.go_runtime.targets import Targets, bpf_functions
 
-if TYPE_CHECKING:
-    from collector.host import Host
-
-_U32 = struct.Struct("<I")
-MAX_FAILED_DRAINS = 5
 TYPICAL_RECORD = HEADER + HEADER_SIZE + 8 * 24  # for how often BPF wakes the reader
 
 
-class GoRuntimeReceiver:
+class GoRuntimeReceiver(RingReader):
+    program = "go_runtime"
+
     def __init__(self, settings: CreateSettings, config: GoRuntimeConfig) -> None:
-        self._id = settings.id
-        self._log = settings.logger or logging.getLogger(__name__)
-        self._consumer = settings.consumer
+        super().__init__(
+            settings,
+            optional=config.optional,
+            interval=config.drain_interval,
+            counters=COUNTERS,
+        )
         self._config = config
         self._signals = list(dict.fromkeys(config.signals))
         self._alloc_type = pt.alloc_type(config.alloc_sample_bytes)
-        self._host: Host | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._prog: LoadedProgram | None = None
-        self._ringbuf: RingBuffer | None = None
         self._targets: Targets | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._pending: dict[ProfileType, list[RawSample]] = {}
-        self._batch_counters: dict[str, int] = {}
-        self._counter_prev = [0] * len(COUNTERS)
         self._stacks = pt.Stacks()
         self._comms: dict[bytes, str] = {}
         self._live = pt.LiveGoroutines(config.max_live)
-        self._boot_offset = 0
-        self._binary_key: tuple[int, int] | None = None
-        self._closed = False
-        self._failure: BaseException | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
+        self._next_live = 0.0
+        self._binary = BinaryTarget(config.binary) if config.binary is not None else None
 
     def defines(self) -> dict[str, int]:
         ncpus = max(1, os.cpu_count() or 1)
@@ -95,157 +81,69 @@ class GoRuntimeReceiver:
             AttachSpec("tracepoint", "on_exec", "sched:sched_process_exec"),
         ]
 
-    async def start(self, host: Host) -> None:
-        self._host = host
-        self._loop = asyncio.get_running_loop()
-        self._prog = await asyncio.to_thread(load, "go_runtime", self.defines(), self.attachments())
-        try:
-            programs = self._prog.attachments
-            prog_fds = {a["target"]: a["fd"] for a in programs if a["kind"] == "program"}
-            go_procs = self._prog.map("go_procs")
-            self._targets = Targets(
-                self._signals, prog_fds, go_procs, self._log, self._count, self._id
-            )
-            self._ringbuf = RingBuffer(self._prog.map("events"))
-            await asyncio.to_thread(self._add_initial)
-        except BaseException:
-            self._close_all()
-            raise
-        self._thread = threading.Thread(target=self._run, name=f"{self._id}-reader", daemon=True)
-        self._thread.start()
-        self._log.info(
-            "go_runtime receiver started id=%s signals=%s targets=%d load_seconds=%.2f",
-            self._id,
-            ",".join(self._signals),
-            len(self._targets.traced),
-            self._prog.load_seconds,
-        )
+    # -- lifecycle (the reader's rules: collector/bpf/reader.py) ---------------------------
+
+    def _load(self) -> LoadedProgram:
+        return load(self.program, self.defines(), self.attachments())
+
+    async def _setup(self) -> None:
+        assert self._prog is not None
+        programs = self._prog.attachments
+        prog_fds = {a["target"]: a["fd"] for a in programs if a["kind"] == "program"}
+        go_procs = self._prog.map("go_procs")
+        self._targets = Targets(self._signals, prog_fds, go_procs, self._log, self._count, self._id)
+        self._ringbuf = RingBuffer(self._prog.map("events"))
+        await asyncio.to_thread(self._add_initial)
+        self._next_live = time.monotonic() + self._config.live_interval
+
+    def describe(self) -> str:
+        assert self._targets is not None
+        return f"signals={','.join(self._signals)} targets={len(self._targets.traced)}"
 
     def _add_initial(self) -> None:
-        assert self._targets is not None
         for pid in self._config.pids:
             self._add(pid)
-        if self._config.binary is not None:
-            try:
-                st = os.stat(self._config.binary)
-            except OSError as exc:
-                self._log.warning(
-                    "go_runtime: binary %s id=%s: %s (processes started later are still "
-                    "matched by path)", self._config.binary, self._id, exc.strerror,
-                )  # fmt: skip
-                return
-            self._binary_key = (st.st_dev, st.st_ino)
-            for name in os.listdir("/proc"):
-                if name.isdigit() and self._runs_binary(int(name)):
-                    self._add(int(name))
-
-    def _runs_binary(self, pid: int) -> bool:
+        if self._binary is None:
+            return
         try:
-            st = os.stat(f"/proc/{pid}/exe")
-            if self._binary_key is not None:
-                return (st.st_dev, st.st_ino) == self._binary_key
-            return os.readlink(f"/proc/{pid}/exe") == self._config.binary
-        except OSError:
-            return False
+            os.stat(self._binary.path)
+        except OSError as exc:
+            self._log.warning(
+                "go_runtime: binary %s id=%s: %s (processes started later are still "
+                "matched by path)", self._binary.path, self._id, exc.strerror,
+            )  # fmt: skip
+            return
+        for pid in self._binary.running():
+            self._add(pid)
 
     def _add(self, pid: int) -> None:
         assert self._targets is not None and self._host is not None
         if self._targets.add(pid):
             self._host.processes.observe(pid)
 
-    async def shutdown(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            self._stop.set()
-            if self._ringbuf is not None:
-                self._ringbuf.wake()
-            await asyncio.to_thread(self._thread.join)
-            await asyncio.sleep(0)
-        self._release(self._failure is None, self._hand_on)
-        self._log.info("go_runtime receiver stopped id=%s", self._id)
-
-    def _hand_on(self, batches: list[RawBatch]) -> None:
-        if self._consumer is not None:
-            for b in batches:
-                self._consumer.consume(b)
-
-    def _release(self, final_drain: bool, hand_on) -> None:  # type: ignore[no-untyped-def]
-        """Detach every probe, hand on what was read (a last live snapshot), close fds."""
+    def _detach(self) -> None:
         if self._targets is not None:
             self._targets.close()
-        if self._prog is not None:
-            self._prog.detach()
-        if self._ringbuf is not None and not self._ringbuf.closed:
-            if final_drain:
-                self._drain()
-                self._snapshot_live()
-            hand_on(self._take_batches())
-        self._close_all()
+        super()._detach()
 
-    def _close_all(self) -> None:
+    def _last_read(self, final_drain: bool) -> None:
+        if final_drain:
+            self._drain()
+            self._snapshot_live()  # a last live snapshot
+
+    def _close(self) -> None:
         if self._targets is not None:
             self._targets.close()
-        if self._ringbuf is not None and not self._ringbuf.closed:
-            self._ringbuf.close()
-        if self._prog is not None:
-            self._prog.close()
+        super()._close()
 
     # -- reader thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
-        name_thread(f"{self._id}-reader")
-        try:
-            self._read_until_stopped()
-        except BaseException as exc:  # never silently
-            self._failure = exc
-            self._count("receiver_failed")
-            self._log.error(
-                "go_runtime receiver failed id=%s optional=%s: %s: %s",
-                self._id, self._config.optional, type(exc).__name__, exc, exc_info=exc,
-            )  # fmt: skip
-            self._emit(self._take_batches())
-            if self._config.optional:
-                self._release(False, self._emit)
-            elif self._host is not None:
-                self._host.report_fatal(self._id, f"reader failed: {exc}")
-
-    def _read_until_stopped(self) -> None:
-        assert self._ringbuf is not None
-        interval = self._config.drain_interval
-        next_emit = time.monotonic() + interval
-        next_live = time.monotonic() + self._config.live_interval
-        failures = 0
-        while not self._stop.is_set():
-            self._ringbuf.poll(max(0.0, next_emit - time.monotonic()))
-            if self._stop.is_set():
-                return
-            try:
-                self._drain()
-                now = time.monotonic()
-                if now >= next_live:
-                    next_live = now + self._config.live_interval
-                    self._snapshot_live()
-                if now >= next_emit:
-                    next_emit = now + interval
-                    self._emit(self._take_batches())
-                failures = 0
-            except Exception:
-                failures += 1
-                self._count("reader_errors")
-                if failures >= MAX_FAILED_DRAINS:
-                    raise
-                self._stop.wait(0.1 * 2 ** (failures - 1))
-
-    def _emit(self, batches: list[RawBatch]) -> None:
-        if not batches or self._consumer is None or self._loop is None:
-            return
-        for b in batches:
-            try:
-                self._loop.call_soon_threadsafe(self._consumer.consume, b)
-            except RuntimeError:  # loop closed during shutdown
-                self._count("batches_lost_at_shutdown")
+    def _after_drain(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_live:
+            self._next_live = now + self._config.live_interval
+            self._snapshot_live()
+        super()._after_drain()
 
     def _take_batches(self) -> list[RawBatch]:
         # A live-goroutines batch is one snapshot: it ends its window (never summed with the next).
@@ -258,16 +156,8 @@ class GoRuntimeReceiver:
         if self._batch_counters:
             if not out:
                 out.append(RawBatch(pt.GOROUTINES, [], self._id))
-            out[0].counters = self._batch_counters
-            self._batch_counters = {}
+            out[0].counters = self._take_counters()
         return out
-
-    def _count(self, name: str, n: int = 1) -> None:
-        if not n:
-            return
-        self._batch_counters[name] = self._batch_counters.get(name, 0) + n
-        if self._host is not None:
-            self._host.counters.add(self._id, name, n)
 
     def _snapshot_live(self) -> None:
         if "goroutines" in self._signals:
@@ -275,14 +165,10 @@ class GoRuntimeReceiver:
             self._pending.setdefault(pt.GOROUTINES_LIVE, []).extend(self._live.snapshot(now))
 
     def _drain(self) -> None:
-        assert self._ringbuf is not None and self._prog is not None
-        self._boot_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        assert self._ringbuf is not None
+        self._set_boot_offset()
         self._ringbuf.drain(self._on_record)
-        counters = self._prog.map("counters")
-        for i, name in enumerate(COUNTERS):
-            value = counters.percpu_u64_sum(_U32.pack(i))
-            self._count(name, value - self._counter_prev[i])
-            self._counter_prev[i] = value
+        self._read_counters()
 
     def _on_record(self, view: memoryview) -> None:
         if len(view) < HEADER:
@@ -328,5 +214,5 @@ class GoRuntimeReceiver:
             return
         if traced:
             self._host.processes.exec(pid)
-        if self._config.binary is not None and self._runs_binary(pid):
+        if self._binary is not None and self._binary.runs(pid):
             self._add(pid)

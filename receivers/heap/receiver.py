@@ -4,21 +4,16 @@ BPF (bpf/heap.bpf.c) samples allocations by bytes and sends one record per sampl
 and per free of a sampled block; this side keeps the outstanding sampled blocks with their
 stacks (state.HeapState) and emits one batch per ``interval``: allocations of the window and
 a snapshot of what is outstanding at its end, in Go's heap profile value types. Targets are
-attached per process (targets.py); the reader thread and its failure rules follow
-collector/bpf/stack_receiver.py, whose reader this one does not share because its records,
-windows and per-process probes differ.
+attached per process (targets.py); the reader thread and its failure rules are
+collector/bpf/reader.py's, shared with the other BPF receivers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import logging
 import struct
-import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from collector.bpf.events import (
     COMMON_COUNTERS,
@@ -27,18 +22,16 @@ from collector.bpf.events import (
     EVENT_EXIT,
     F_NEW_PID,
     F_USER_FRAMES,
-    F_USER_SPILL,
-    NEG_EFAULT,
-    NEG_ENOENT,
 )
-from collector.bpf.frames import FrameDecoder
+from collector.bpf.frames import FrameDecoder, user_stack
 from collector.bpf.loader import LoadedProgram
+from collector.bpf.reader import RingReader
 from collector.bpf.ringbuf import RingBuffer
 from collector.bpf.stacks import STAMP_AFTER_WALK, StackReader
-from collector.bpf.syscall import name_thread
+from collector.bpf.targets import BinaryTarget, exe_id
 from collector.bpf.unwinding import TableUnwinding
 from collector.component import CreateSettings
-from collector.model import MISSING_USER_STACK, RawBatch
+from collector.model import RawBatch
 from receivers.heap.config import HeapConfig
 from receivers.heap.events import (
     F_BRK,
@@ -58,26 +51,24 @@ from receivers.heap.targets import (
     Probes,
     TargetProblem,
     allocator_path,
-    exe_id,
     mapped_name,
-    processes_running,
 )
-
-if TYPE_CHECKING:
-    from collector.host import Host
 
 _U32 = struct.Struct("<I")
 _KEY = struct.Struct("<IIQ")  # struct alloc_key
 COLLISION_CLEAR_S = 10.0
-MAX_FAILED_DRAINS = 5
-_MISSING = (MISSING_USER_STACK,)
 
 
-class HeapReceiver:
+class HeapReceiver(RingReader):
+    program = "heap"
+
     def __init__(self, settings: CreateSettings, config: HeapConfig) -> None:
-        self._id = settings.id
-        self._log = settings.logger or logging.getLogger(__name__)
-        self._consumer = settings.consumer
+        super().__init__(
+            settings,
+            optional=config.optional,
+            interval=config.interval,
+            counters=COMMON_COUNTERS + PROGRAM_COUNTERS,
+        )
         self._config = config
         self._faults = config.mode == "page_faults"
         self._profile_type = (
@@ -90,110 +81,60 @@ class HeapReceiver:
             if self._faults
             else HeapState(config.sample_bytes, config.min_age, 2 * config.outstanding_map_size)
         )
-        self._counter_names = COMMON_COUNTERS + PROGRAM_COUNTERS
-        self._counter_prev = [0] * len(self._counter_names)
-        self._batch_counters: dict[str, int] = {}
-        self._host: Host | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._prog: LoadedProgram | None = None
-        self._ring: RingBuffer | None = None
         self._stacks: StackReader | None = None
         self._spill: StackReader | None = None
         self._probes: Probes | None = None
         self._unwind: TableUnwinding | None = None  # page_faults: stacks from tables
         self._frames = FrameDecoder()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._resolving: dict[int, float] = {}  # exec'd targets without their allocator yet
         self._allocators: dict[tuple[int, int], str] = {}  # executable -> allocator path
         self._comms: dict[bytes, str] = {}
-        self._binary = exe_id(config.binary) if config.binary else None
-        self._boot_offset = 0
+        self._binary = BinaryTarget(config.binary) if config.binary else None
+        self._targets_at_start = 0
         self._last_clear = time.monotonic()
         self._collisions = 0
-        self._closed = False
-        self._failure: BaseException | None = None
+        self._lost_prev = 0
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    async def start(self, host: Host) -> None:
-        self._host = host
-        self._loop = asyncio.get_running_loop()
-        self._prog = await asyncio.to_thread(self._load)
-        try:
-            if "unwind_rows" in self._prog.maps:
-                self._unwind = TableUnwinding(self._prog, self._id, self._log, self._count)
-            if not self._faults:
-                table = self._prog.map("exp_table")
-                for i, d in enumerate(exp_table(self._config.sample_bytes)):
-                    table.update(_U32.pack(i), struct.pack("<Q", d))
-                progs = {
-                    a["target"]: a["fd"] for a in self._prog.attachments if a["kind"] == "program"
-                }
-                self._probes = Probes(progs, self._log, self._count)
-            self._ring = RingBuffer(self._prog.map("events"))
-            self._stacks = StackReader(self._prog.map("stacks"), walk_window=STAMP_AFTER_WALK)
-            self._spill = StackReader(self._prog.map("stacks_spill"), walk_window=STAMP_AFTER_WALK)
-            pids = self._config.pids or list(processes_running(self._config.binary or ""))
-            await asyncio.to_thread(self._add_targets, pids)
-            if self._unwind is not None and pids:  # their tables before their first fault
-                await asyncio.to_thread(self._unwind.preload, pids)
-        except BaseException:
-            self._close_fds()
-            raise
-        self._thread = threading.Thread(target=self._run, name=f"{self._id}-reader", daemon=True)
-        self._thread.start()
-        self._log.info(
-            "heap receiver started id=%s mode=%s targets=%d sample_bytes=%d load_seconds=%.2f",
-            self._id,
-            self._config.mode,
-            len(pids),
-            self._config.sample_bytes,
-            self._prog.load_seconds,
-        )
+    # -- lifecycle (the reader's rules: collector/bpf/reader.py) ---------------------------
 
     def _load(self) -> LoadedProgram:
         return load_program(self._config, self._id, self._log, self._count)
 
-    async def shutdown(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            self._stop.set()
-            if self._ring is not None:
-                self._ring.wake()
-            await asyncio.to_thread(self._thread.join)
-            await asyncio.sleep(0)
-        self._release(self._failure is None, self._hand_on)
-        self._log.info("heap receiver stopped id=%s", self._id)
+    async def _setup(self) -> None:
+        assert self._prog is not None
+        if "unwind_rows" in self._prog.maps:
+            self._unwind = TableUnwinding(self._prog, self._id, self._log, self._count)
+        if not self._faults:
+            table = self._prog.map("exp_table")
+            for i, d in enumerate(exp_table(self._config.sample_bytes)):
+                table.update(_U32.pack(i), struct.pack("<Q", d))
+            progs = {a["target"]: a["fd"] for a in self._prog.attachments if a["kind"] == "program"}
+            self._probes = Probes(progs, self._log, self._count)
+        self._ringbuf = RingBuffer(self._prog.map("events"))
+        self._stacks = StackReader(self._prog.map("stacks"), walk_window=STAMP_AFTER_WALK)
+        self._spill = StackReader(self._prog.map("stacks_spill"), walk_window=STAMP_AFTER_WALK)
+        pids = self._config.pids or (self._binary.running() if self._binary else [])
+        self._targets_at_start = len(pids)
+        await asyncio.to_thread(self._add_targets, pids)
+        if self._unwind is not None and pids:  # their tables before their first fault
+            await asyncio.to_thread(self._unwind.preload, pids)
 
-    def _hand_on(self, batch: RawBatch | None) -> None:
-        if batch is not None and self._consumer is not None:
-            self._consumer.consume(batch)
+    def describe(self) -> str:
+        c = self._config
+        return f"mode={c.mode} targets={self._targets_at_start} sample_bytes={c.sample_bytes}"
 
-    def _release(self, final_drain: bool, hand_on: Callable[[RawBatch | None], None]) -> None:
-        """Detach every probe, read what they left, hand on the last window, close."""
+    def _detach(self) -> None:
         if self._probes is not None:
             self._probes.close()
-        if self._prog is not None:
-            self._prog.detach()
-        if self._ring is not None and not self._ring.closed:
-            if final_drain:
-                self._drain()
-            hand_on(self._take_batch())
-        self._close_fds()
+        super()._detach()
 
-    def _close_fds(self) -> None:
+    def _close(self) -> None:
         if self._probes is not None:
             self._probes.close()
         if self._unwind is not None:
             self._unwind.close()
             self._unwind = None
-        if self._ring is not None and not self._ring.closed:
-            self._ring.close()
-        if self._prog is not None:
-            self._prog.close()
+        super()._close()
 
     # -- targets ---------------------------------------------------------------------------
 
@@ -263,14 +204,11 @@ class HeapReceiver:
             if self._unwind is not None:
                 self._unwind.process_exec(pid)
             self._forget(pid)
-            if self._config.binary is not None and exe_id(pid) != self._binary:
+            if self._binary is not None and not self._binary.runs(pid):
                 self._prog.map("pid_filter").delete(_U32.pack(pid))
                 return
-        else:
-            if self._binary is None and self._config.binary:  # created after the start
-                self._binary = exe_id(self._config.binary)
-            if self._binary is None or exe_id(pid) != self._binary:
-                return  # another program with the same file name
+        elif self._binary is None or not self._binary.runs(pid):
+            return  # another program with the same file name
         self._add_target(pid, time.monotonic() + RESOLVE_WINDOW_S)
 
     def _on_exit(self, pid: int) -> None:
@@ -293,82 +231,32 @@ class HeapReceiver:
 
     # -- reader thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
-        name_thread(f"{self._id}-reader")
-        try:
-            self._read_until_stopped()
-        except BaseException as exc:
-            self._failed(exc)
+    def _poll_timeout(self) -> float:
+        # A target that just exec'd is retried soon: its allocator is being mapped.
+        if self._resolving:
+            return 0.01
+        return min(self._config.drain_interval, super()._poll_timeout())
 
-    def _read_until_stopped(self) -> None:
-        assert self._ring is not None
-        c = self._config
-        next_window = time.monotonic() + c.interval
-        failures = 0
-        while not self._stop.is_set():
-            wait = min(c.drain_interval, max(0.0, next_window - time.monotonic()))
-            self._ring.poll(0.01 if self._resolving else wait)
-            if self._stop.is_set():
-                return
-            try:
-                self._drain()
-                self._retry_resolving()
-                if time.monotonic() >= next_window:
-                    next_window += c.interval
-                    self._emit(self._take_batch())
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                self._count("reader_errors")
-                if failures >= MAX_FAILED_DRAINS:
-                    raise RuntimeError(f"{failures} drains in a row failed") from exc
-                if failures == 1:
-                    self._log.warning("heap receiver drain failed id=%s error=%r", self._id, exc)
-                self._stop.wait(0.1 * 2 ** (failures - 1))
+    def _after_drain(self) -> None:
+        self._retry_resolving()
+        if time.monotonic() >= self._next_emit:
+            self._next_emit += self._interval  # windows of equal length, not drifting
+            self._emit(self._take_batches())
 
-    def _failed(self, exc: BaseException) -> None:
-        self._failure = exc
-        cause = exc.__cause__ or exc
-        message = f"reader failed: {type(cause).__name__}: {cause}"
-        self._count("receiver_failed")
-        self._log.error("heap receiver failed id=%s: %s", self._id, message, exc_info=cause)
-        self._emit(self._take_batch())
-        if self._config.optional:
-            self._release(False, self._emit)
-        elif self._host is not None:
-            self._host.report_fatal(self._id, message)
-
-    def _emit(self, batch: RawBatch | None) -> None:
-        if batch is None or self._consumer is None or self._loop is None:
-            return
-        try:
-            self._loop.call_soon_threadsafe(self._consumer.consume, batch)
-        except RuntimeError:
-            self._count("batches_lost_at_shutdown")
-
-    def _take_batch(self) -> RawBatch | None:
+    def _take_batches(self) -> list[RawBatch]:
         now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         samples = self._state.take(now, now + self._boot_offset)
         if not samples and not self._batch_counters:
-            return None
+            return []
         # window_end: the in-use snapshot is this window's; the pipeline must not sum two.
-        batch = RawBatch(
-            self._profile_type, samples, self._id, self._batch_counters, window_end=True
-        )
-        self._batch_counters = {}
-        return batch
-
-    def _count(self, name: str, n: int = 1) -> None:
-        if not n:
-            return
-        self._batch_counters[name] = self._batch_counters.get(name, 0) + n
-        if self._host is not None:
-            self._host.counters.add(self._id, name, n)
+        return [
+            RawBatch(self._profile_type, samples, self._id, self._take_counters(), window_end=True)
+        ]
 
     def _drain(self) -> None:
-        assert self._ring is not None and self._stacks is not None and self._spill is not None
-        self._boot_offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        self._ring.drain(self._on_record)
+        assert self._ringbuf is not None and self._stacks is not None and self._spill is not None
+        self._set_boot_offset()
+        self._ringbuf.drain(self._on_record)
         self._collisions += self._read_counters()
         if self._unwind is not None:
             self._unwind.read_counters()
@@ -386,21 +274,6 @@ class HeapReceiver:
             self._collisions = 0
         self._count("stack_lost", self._stacks.lost + self._spill.lost - self._lost_prev)
         self._lost_prev = self._stacks.lost + self._spill.lost
-
-    _lost_prev = 0
-
-    def _read_counters(self) -> int:
-        assert self._prog is not None
-        counters = self._prog.map("counters")
-        collisions = 0
-        for i, name in enumerate(self._counter_names):
-            value = counters.percpu_u64_sum(_U32.pack(i))
-            delta = value - self._counter_prev[i]
-            self._count(name, delta)
-            self._counter_prev[i] = value
-            if name.endswith("_stack_collision"):
-                collisions += delta
-        return collisions
 
     def _on_record(self, view: memoryview) -> None:
         time_ns, value, kind, flags, pid, _tid, _cpu, ustack, _k, _t, raw_comm = EVENT.unpack_from(
@@ -432,7 +305,7 @@ class HeapReceiver:
         if flags & F_USER_FRAMES:
             stack = self._frames.user(view, ustack)
         else:
-            stack = self._user_stack(ustack, flags, time_ns)
+            stack = user_stack(self._stacks, self._spill, ustack, flags, time_ns)  # type: ignore[arg-type]
         state = self._state
         if kind == HEAP_ALLOC and isinstance(state, HeapState):
             problem = state.alloc(pid, comm, addr, value, stack, time_ns, not flags & F_UNTRACKED)
@@ -445,12 +318,3 @@ class HeapReceiver:
             state.grow(pid, comm, stack, 0 if brk else value, value if brk else 0, time_ns)
         else:
             self._count("records_unknown")
-
-    def _user_stack(self, stack_id: int, flags: int, walked: int) -> tuple[int, ...]:
-        if stack_id >= 0:
-            reader = self._spill if flags & F_USER_SPILL else self._stacks
-            stack = reader.get(stack_id, walked)  # type: ignore[union-attr]
-            return _MISSING if stack is None else stack
-        if stack_id in (NEG_EFAULT, NEG_ENOENT):
-            return ()
-        return _MISSING

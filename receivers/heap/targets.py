@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from collector.bpf.uprobe import ElfError, UprobeError, open_uprobe, symbol_offsets
 
@@ -49,27 +49,6 @@ def mapped_name(pid: int, allocator: str) -> str | None:
     except OSError:
         return None
     return None
-
-
-def exe_id(pid: int | str) -> tuple[int, int] | None:
-    """(device, inode) of process ``pid``'s executable, or of the file at a path."""
-    try:
-        st = os.stat(pid if isinstance(pid, str) else f"/proc/{pid}/exe")
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def processes_running(binary: str) -> Iterator[int]:
-    """Pids whose executable is the file ``binary`` (same device and inode)."""
-    try:
-        st = os.stat(binary)
-    except OSError:
-        return
-    want = (st.st_dev, st.st_ino)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and exe_id(int(entry)) == want:
-            yield int(entry)
 
 
 def allocator_path(pid: int, allocator: str) -> str | None:
