@@ -8,11 +8,9 @@ good calls they raise, while the program runs on.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -22,6 +20,7 @@ from collector.host import Host
 from collector.model import RawBatch
 from receivers.cpu import factory
 from receivers.cpu.config import CpuConfig
+from tests.collector.bpf.ring_faults import fail_ring
 
 pytestmark = pytest.mark.bpf
 
@@ -66,17 +65,7 @@ class Run:
 
     def arm(self, method: str, fail: Callable[[int], bool]) -> None:
         """Wrap the live ring buffer's ``method``: call n (from 1) raises when fail(n)."""
-        rb = self.receiver._ringbuf
-        real = getattr(rb, method)
-        calls = [0]
-
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            calls[0] += 1
-            if fail(calls[0]):
-                raise OSError(errno.EIO, f"injected {method} failure {calls[0]}")
-            return real(*args, **kwargs)
-
-        setattr(rb, method, wrapped)
+        fail_ring(self.receiver, method, fail)
 
     async def start_and_wait_for_samples(self) -> None:
         await self.receiver.start(self.host)

@@ -41,6 +41,16 @@ def fixture(name: str, version: str, stripped: bool, pie: bool = False) -> Path:
     return out
 
 
+def start_fixture(binary: Path, *args: str) -> subprocess.Popen[str]:
+    """Start a fixture with its stdin and stdout piped as text (it prints "ready", then
+    waits for a line on stdin between phases)."""
+    p = subprocess.Popen(
+        [binary, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )  # fmt: skip
+    assert p.stdin is not None and p.stdout is not None
+    return p
+
+
 class ListConsumer:
     def __init__(self) -> None:
         self.batches: list[RawBatch] = []

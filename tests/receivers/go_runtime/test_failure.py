@@ -2,24 +2,22 @@
 collector/bpf/reader.py (shared with cpu, offcpu and heap). An optional receiver whose reader
 fails removes its uprobes from the target at once, and the Go program runs on to a clean exit.
 
-A fault is injected into the live ring buffer's poll (the only fake: a kernel that breaks a
-ring buffer on demand does not exist); the program, its uprobes and the target are real.
+A fault is injected into the live ring buffer's poll (tests/collector/bpf/ring_faults.py); the
+program, its uprobes and the target are real.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import subprocess
 import time
-from typing import Any
 
 import pytest
 
 from collector.component import CreateSettings
 from collector.host import Host
 from receivers.go_runtime import factory
+from tests.collector.bpf.ring_faults import fail_ring
 from tests.receivers.go_runtime import support
 from tests.receivers.go_runtime.support import ListConsumer
 from tests.support import gotoolchains
@@ -34,13 +32,7 @@ def test_an_optional_receiver_fails_alone_and_unprobes_its_target() -> None:
     host = Host()
     host.on_fatal(lambda c, m: fatal.append((c, m)))
     consumer = ListConsumer()
-    p = subprocess.Popen(
-        [binary, "20", "1", "10", "10", "0"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert p.stdin is not None and p.stdout is not None
+    p = support.start_fixture(binary, "20", "1", "10", "10", "0")
     assert p.stdout.readline().strip() == "ready"
     cfg = factory.config_model.model_validate(
         {"pids": [p.pid], "drain_interval": 0.2, "optional": True}
@@ -54,15 +46,7 @@ def test_an_optional_receiver_fails_alone_and_unprobes_its_target() -> None:
         await rec.start(host)
         try:
             assert p.pid in rec._targets.traced
-            rb = rec._ringbuf
-            real_poll = rb.poll
-
-            def poll(*args: Any) -> Any:
-                if count("bpf_events") > 0:  # once the target's records flow
-                    raise OSError(errno.EIO, "injected poll failure")
-                return real_poll(*args)
-
-            rb.poll = poll
+            fail_ring(rec, "poll", lambda _n: count("bpf_events") > 0)  # once records flow
             p.stdin.write("\n")  # the first phase: goroutines are created
             p.stdin.flush()
             deadline = time.monotonic() + 60  # a hang guard, not a speed requirement

@@ -87,13 +87,7 @@ def test_non_go_target_is_one_line_and_the_others_go_on(
     support.skip_unless_toolchain(gotoolchains.LATEST)
     go_binary = support.fixture("fixture", gotoolchains.LATEST, True)
     not_go = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    go = subprocess.Popen(
-        [go_binary, "50", "1", "10", "10", "0"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert go.stdin is not None and go.stdout is not None
+    go = support.start_fixture(go_binary, "50", "1", "10", "10", "0")
     try:
         assert go.stdout.readline().strip() == "ready"
 
@@ -127,13 +121,7 @@ def test_binary_follows_processes_started_later() -> None:
 
     async def during(host: Host) -> None:
         for i in range(2):  # two processes, both started after the receiver
-            p = subprocess.Popen(
-                [binary, "20", "1", "10", "10", "0"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert p.stdin is not None and p.stdout is not None
+            p = support.start_fixture(binary, "20", "1", "10", "10", "0")
             pids.append(p.pid)
             assert (await asyncio.to_thread(p.stdout.readline)).strip() == "ready"
             deadline = time.monotonic() + 60  # a hang guard, not a speed requirement

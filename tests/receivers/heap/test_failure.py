@@ -1,19 +1,15 @@
 """The heap receiver's reader failing, on the real kernel: the rules of collector/bpf/reader.py
 (shared with cpu, offcpu and go_runtime) with per-process uprobes to release as well.
 
-Faults are injected into the live ring buffer's poll/drain (the only fake: a kernel that
-breaks a ring buffer on demand does not exist); everything else is the real program attached
-to tests/workloads/heap_leak.c.
+Faults are injected into the live ring buffer's poll/drain (tests/collector/bpf/ring_faults.py);
+everything else is the real program attached to tests/workloads/heap_leak.c.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -22,6 +18,7 @@ from collector.component import CreateSettings
 from collector.host import Host
 from receivers.heap import factory
 from receivers.heap.config import HeapConfig
+from tests.collector.bpf.ring_faults import fail_ring
 from tests.receivers.heap.test_receiver import ListConsumer, go, start_workload, wait_until
 from tests.support.workloads import build
 
@@ -52,20 +49,6 @@ class Run:
     def counters(self) -> dict[str, int]:
         return self.host.counters.snapshot().get("heap", {})
 
-    def arm(self, method: str, fail: Callable[[int], bool]) -> None:
-        """Call n (from 1) of the live ring buffer's ``method`` raises when fail(n)."""
-        rb = self.rec._ringbuf
-        real = getattr(rb, method)
-        calls = [0]
-
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            calls[0] += 1
-            if fail(calls[0]):
-                raise OSError(errno.EIO, f"injected {method} failure {calls[0]}")
-            return real(*args, **kwargs)
-
-        setattr(rb, method, wrapped)
-
     def stop(self) -> None:
         assert self.wl.stdin is not None
         self.wl.stdin.close()
@@ -83,7 +66,7 @@ def test_drains_failing_in_a_row_stop_the_collector_with_the_cause(
         try:
             await asyncio.to_thread(go, run.wl)
             await wait_until(lambda: any(b.samples for b in run.consumer.batches))
-            run.arm("drain", lambda n: n > 2)
+            fail_ring(run.rec, "drain", lambda n: n > 2)
             assert await asyncio.to_thread(run.fatal_called.wait, WAIT_S)
         finally:
             await run.rec.shutdown()
@@ -114,7 +97,7 @@ def test_an_optional_receiver_fails_alone_and_releases_its_probes_at_once() -> N
         try:
             assert run.rec._probes.attached(run.wl.pid)
             await asyncio.to_thread(go, run.wl)
-            run.arm("poll", lambda n: n > 1)
+            fail_ring(run.rec, "poll", lambda n: n > 1)
             await wait_until(lambda: "receiver_failed" in run.counters())
             thread = run.rec._thread
             assert thread is not None
