@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import gotoolchains as gt  # noqa: E402
 from tests.support.collector_run import start_collector  # noqa: E402
+from tests.support.pgo_check import collector_pgo  # noqa: E402
 from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 
@@ -81,23 +82,7 @@ def main() -> int:
     if rc != 0:
         sys.exit(f"collector exited {rc}:\n{col.logs()}")
     ours = tmp / "default.pgo"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "collector.cli",
-            "pgo",
-            "--from",
-            str(out),
-            "--binary",
-            str(base),
-            "-o",
-            str(ours),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    r = collector_pgo(out, base, ours)
     if r.returncode != 0:
         sys.exit(r.stderr)
     print(r.stderr.strip())

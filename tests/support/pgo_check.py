@@ -9,13 +9,23 @@ last is the callee it devirtualizes to), and ``hot-budget check allows inlining 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.support import gotoolchains as gt
+from tests.support.collector_run import ROOT
 
 PKG = "example.com/pgohot"
 _EDGE = re.compile(r"edge (\S+):(\d+) -> (\S+) \(weight (\d+)\): hottest so far")
 _HOT = re.compile(r"hot-budget check allows inlining for call (\S+) .* in function (\S+)")
+
+
+def collector_pgo(source: Path, binary: Path | str, out: Path) -> subprocess.CompletedProcess[str]:
+    """``collector pgo --from source --binary binary -o out`` run as a user runs it."""
+    cmd = [sys.executable, "-m", "collector.cli", "pgo", "--from", str(source)]
+    cmd += ["--binary", str(binary), "-o", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
 
 
 def pgo_build(version: str, profile: Path, out: Path) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from collector.pgo import PgoError, build_pgo
 from collector.pgo.profile_pb import profile_class
 from tests.support import gotoolchains as gt
-from tests.support.pgo_check import hot_inlined, hottest_callee, pgo_build
+from tests.support.pgo_check import collector_pgo, hot_inlined, hottest_callee, pgo_build
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -49,23 +48,7 @@ def test_go_runtime_profile_through_collector_pgo(go_profile, tmp_path: Path) ->
     (d / "cpu-0.pb.gz").write_bytes(prof.read_bytes())  # runtime/pprof writes gzip
     _other_files(d)
     out = tmp_path / "default.pgo"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "collector.cli",
-            "pgo",
-            "--from",
-            str(d),
-            "--binary",
-            str(binary),
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    r = collector_pgo(d, binary, out)
     assert r.returncode == 0, r.stderr
     assert "matched by build id" in r.stderr  # Go writes the GNU build id of the section
     assert "2 unreadable and 1 non-CPU files passed over" in r.stderr, r.stderr
@@ -89,22 +72,6 @@ def test_samples_of_another_binary_are_dropped(go_profile, tmp_path: Path) -> No
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "collector.cli",
-            "pgo",
-            "--from",
-            str(tmp_path / "none"),
-            "--binary",
-            "/bin/true",
-            "-o",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    r = collector_pgo(tmp_path / "none", "/bin/true", tmp_path / "o")
     assert r.returncode == 2
     assert r.stderr.strip() == f"collector: error: --from {tmp_path / 'none'} is not a directory"

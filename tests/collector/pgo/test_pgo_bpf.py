@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -21,38 +20,14 @@ import pytest
 from tests.support import gotoolchains as gt
 from tests.support.collector_run import start_collector
 from tests.support.encoding_pprof import decode
-from tests.support.pgo_check import hot_inlined, hottest_callee, pgo_build
+from tests.support.pgo_check import collector_pgo, hot_inlined, hottest_callee, pgo_build
+from tests.support.pipelines import profiles_yaml
 
 # The module fixture builds with three toolchains (cold: ~20 s each) and runs the collector six
 # times (~15 s each): more than the suite's default 300 s on a slow machine.
 pytestmark = [pytest.mark.bpf, pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[3]
 SOURCE = (gt.WORKLOADS / "pgohot" / "main.go").read_text().splitlines()
-
-CONFIG = """
-receivers:
-  cpu:
-    frequency: 199
-    comm: "^pgohot$"
-    # Frame pointers skip the caller of a frameless Go leaf (digest, Mix): their return
-    # address is at RSP, not behind RBP. Tables come from .gopclntab (collector/gosym/cfi.py).
-    unwind: tables
-processors:
-  symbolize: {}
-exporters:
-  pprof:
-    directory: %(out)s
-    interval: 2
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    profiles:
-      receivers: [cpu]
-      processors: [symbolize]
-      exporters: [pprof]
-"""
 
 
 def func_line(pattern: str) -> int:
@@ -64,7 +39,10 @@ def _profile(tmp: Path, version: str, stripped: bool) -> tuple[Path, Path, str]:
     tag = f"{version}-{'stripped' if stripped else 'full'}"
     out = tmp / f"profiles-{tag}"
     cfg = tmp / f"{tag}.yaml"
-    cfg.write_text(CONFIG % {"out": out})
+    # Frame pointers skip the caller of a frameless Go leaf (digest, Mix): their return
+    # address is at RSP, not behind RBP. Tables come from .gopclntab (collector/gosym/cfi.py).
+    cpu = {"frequency": 199, "comm": "^pgohot$", "unwind": "tables"}
+    cfg.write_text(profiles_yaml(out, {"cpu": cpu}, exporters=("pprof",), interval=2))
     col = start_collector(cfg)
     try:
         r = subprocess.run([str(binary), "-seconds", "6"], capture_output=True, text=True)
@@ -164,23 +142,7 @@ def test_go_frames_named_stripped_or_not(runs: dict, version: str) -> None:
 def test_collector_pgo_feeds_go_build(runs: dict, version: str, stripped: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
     binary, out, _logs = runs[(version, stripped)]
     pgo = tmp_path / "default.pgo"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "collector.cli",
-            "pgo",
-            "--from",
-            str(out),
-            "--binary",
-            str(binary),
-            "-o",
-            str(pgo),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    r = collector_pgo(out, binary, pgo)
     assert r.returncode == 0, r.stderr
     assert "matched by build id" in r.stderr, r.stderr
     output = pgo_build(version, pgo, tmp_path / "pgohot")
