@@ -66,6 +66,22 @@ def symbol(path: Path, name: str) -> int:
     raise SystemExit(f"{name} not in {path}")
 
 
+def stopped(path: Path) -> subprocess.Popen[bytes]:
+    """Start the workload and SIGSTOP it once libc is mapped (past the dynamic loader), so
+    thousands of them cost the machine no CPU: only one runs at a time, for a moment."""
+    p = subprocess.Popen([str(path), "600"])
+    for _ in range(2000):
+        try:
+            maps = Path(f"/proc/{p.pid}/maps").read_text().splitlines()
+            if any(" r-xp " in ln and "libc" in ln for ln in maps):
+                break
+        except OSError:
+            pass
+        time.sleep(0.0005)
+    p.send_signal(signal.SIGSTOP)
+    return p
+
+
 def rss_mb(key: str = "VmRSS") -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -175,13 +191,22 @@ def run(args: argparse.Namespace) -> None:
     work.mkdir(parents=True, exist_ok=True)
     bins = build(work, max(m for _, m in configs))
     syms = {str(b): [symbol(b, f"hot_{i}"), symbol(b, "main")] for i, b in enumerate(bins)}
-    rows = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the workers are killed
+    print(
+        f"replay at {RATE} samples/s (96 CPUs x 99 Hz), {args.seconds:.0f} s per configuration, "
+        f"{WINDOW_S} s windows, pprof + OTLP encoded; steady = median window after the first; "
+        "dKB/proc = RSS growth from before the snapshots to the end, per live process"
+    )
+    hdr = (
+        f"{'procs':>6} {'bins':>5} {'first ms/10k':>12} {'steady ms/10k':>13} {'% core':>7} "
+        f"{'snap ms/proc':>12} {'RSS MB':>7} {'dKB/proc':>8} {'target MB':>9} {'named':>6}"
+    )
+    print(hdr, flush=True)
     for n, m in configs:
-        procs = [subprocess.Popen([str(bins[i % m]), "600"]) for i in range(n)]
-        time.sleep(1.0 + n / 2000)  # every one past the dynamic loader: libc mapped
-        for p in procs:
-            p.send_signal(signal.SIGSTOP)
+        procs: list[subprocess.Popen[bytes]] = []
         try:
+            for i in range(n):
+                procs.append(stopped(bins[i % m]))
             spec = {
                 "pids": [p.pid for p in procs],
                 "binary_of": [str(bins[i % m]) for i in range(n)],
@@ -196,28 +221,19 @@ def run(args: argparse.Namespace) -> None:
             )
             if out.returncode:
                 raise SystemExit(f"{n}x{m} failed:\n{out.stderr}")
-            rows.append((n, m, json.loads(out.stdout.splitlines()[-1])))
+            r = json.loads(out.stdout.splitlines()[-1])
+            target = 100 + 20 * n / 1024
+            print(
+                f"{n:>6} {m:>5} {r['first_ms']:>12.1f} {r['steady_ms']:>13.1f} "
+                f"{r['core_pct']:>7.2f} {r['snapshot_ms']:>12.2f} {r['rss_mb']:>7.1f} "
+                f"{r['kb_per_proc']:>8.1f} {target:>9.0f} {r['named']:>6.1%}",
+                flush=True,
+            )
         finally:
             for p in procs:
                 p.kill()
             for p in procs:
                 p.wait()
-    print(
-        f"replay at {RATE} samples/s (96 CPUs x 99 Hz), {args.seconds:.0f} s per configuration, "
-        f"{WINDOW_S} s windows, pprof + OTLP encoded; steady = median window after the first"
-    )
-    hdr = (
-        f"{'procs':>6} {'bins':>5} {'first ms/10k':>12} {'steady ms/10k':>13} {'% core':>7} "
-        f"{'snap ms/proc':>12} {'RSS MB':>7} {'KB/proc':>8} {'target MB':>9} {'named':>6}"
-    )
-    print(hdr)
-    for n, m, r in rows:
-        target = 100 + 20 * n / 1024
-        print(
-            f"{n:>6} {m:>5} {r['first_ms']:>12.1f} {r['steady_ms']:>13.1f} {r['core_pct']:>7.2f} "
-            f"{r['snapshot_ms']:>12.2f} {r['rss_mb']:>7.1f} {r['kb_per_proc']:>8.1f} "
-            f"{target:>9.0f} {r['named']:>6.1%}"
-        )
 
 
 def main() -> None:
