@@ -212,7 +212,7 @@ def attach_floor(pid: int):  # the closer, or None when the kernel refused a upr
     time.sleep(0.05)  # the loader maps libc by now
     path = allocator_path(pid, "libc.so.6")
     assert path is not None
-    offsets = symbol_offsets(path, ("malloc", "free"))
+    offsets = symbol_offsets(path, ("malloc", "free"), entry_sites=True)  # as the receiver
     fds: list[int] = []
     try:
         for sym in ("malloc", "free"):

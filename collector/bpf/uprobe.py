@@ -17,6 +17,7 @@ import os
 import struct
 from collections.abc import Iterable
 
+from collector.bpf.probe_site import entry_site
 from collector.elf.dynamic import SymbolSpan, dynamic_symbols
 from collector.elf.reader import SHT_DYNSYM, SHT_SYMTAB, ElfError, ElfReader
 
@@ -70,10 +71,12 @@ def open_uprobe(prog_fd: int, path: str, offset: int, pid: int, ret: bool = Fals
     return fd
 
 
-def symbol_offsets(path: str, names: Iterable[str]) -> dict[str, int]:
+def symbol_offsets(path: str, names: Iterable[str], entry_sites: bool = False) -> dict[str, int]:
     """File offsets of the function symbols ``names`` defined in ``path`` (what a uprobe is
     placed at); names it does not define are absent. Reads ``.symtab`` and ``.dynsym``
-    (or ``.dynsym`` through PT_DYNAMIC) within collector.elf's budgets; ElfError if unreadable."""
+    (or ``.dynsym`` through PT_DYNAMIC) within collector.elf's budgets; ElfError if unreadable.
+    ``entry_sites``: each offset moved past leading compare-only instructions, where a probe
+    is emulated instead of single-stepped (collector.bpf.probe_site)."""
     wanted = {n.encode() for n in names}
     found: dict[str, int] = {}
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -92,6 +95,8 @@ def symbol_offsets(path: str, names: Iterable[str]) -> dict[str, int]:
                 offset = elf.vaddr_to_file_offset(vaddr)
                 if offset is not None:
                     found.setdefault(name, offset)
+        if entry_sites:
+            found = {n: entry_site(fd, off) for n, off in found.items()}
     finally:
         os.close(fd)
     return found

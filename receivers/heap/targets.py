@@ -105,7 +105,8 @@ class Probes:
             key = (st.st_dev, st.st_ino)
             offsets = self._offsets.get(key)
             if offsets is None:
-                offsets = symbol_offsets(path, (name for name, _, _ in PROBES))
+                # Entry sites: free() starts with a test the kernel would single-step.
+                offsets = symbol_offsets(path, (name for name, _, _ in PROBES), entry_sites=True)
                 self._offsets[key] = offsets
         except (OSError, ElfError) as exc:
             raise TargetProblem(f"cannot read allocator {path}: {exc}") from exc
