@@ -361,6 +361,24 @@ int on_mmap(struct sys_enter_tp *ctx) {
 /* Does nothing: benchmarks/heap_overhead.py attaches it to malloc and free for the trap floor. */
 int on_empty(struct pt_regs *ctx) { return 0; }
 
+/* An exec or exit record, user space woken at once (it attaches or frees the target). */
+static __always_inline int lifecycle(u32 kind, u32 flags, u64 id) {
+    struct heap_event *r = events.ringbuf_reserve(sizeof(struct heap_event));
+    if (!r) {
+        count(C_RINGBUF_FULL);
+        return 0;
+    }
+    __builtin_memset(r, 0, sizeof(*r));
+    r->e.time_ns = bpf_ktime_get_boot_ns();
+    r->e.kind = kind;
+    r->e.flags = flags;
+    r->e.pid = id >> 32;
+    r->e.tid = (u32)id;
+    bpf_get_current_comm(r->e.comm, sizeof(r->e.comm));
+    events.ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
+    return 0;
+}
+
 /* A target execs (its heap is gone) or a process starts running the `binary` target. */
 int on_exec(void *ctx) {
     u64 id;
@@ -381,20 +399,7 @@ int on_exec(void *ctx) {
         return 0;
 #endif
     }
-    struct heap_event *r = events.ringbuf_reserve(sizeof(struct heap_event));
-    if (!r) {
-        count(C_RINGBUF_FULL);
-        return 0;
-    }
-    __builtin_memset(r, 0, sizeof(*r));
-    r->e.time_ns = bpf_ktime_get_boot_ns();
-    r->e.kind = EVENT_EXEC;
-    r->e.flags = flags;
-    r->e.pid = tgid;
-    r->e.tid = (u32)id;
-    bpf_get_current_comm(r->e.comm, sizeof(r->e.comm));
-    events.ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
-    return 0;
+    return lifecycle(EVENT_EXEC, flags, id);
 }
 
 /* A target's last thread leaves: it stops being a target in BPF at once, so a process that
@@ -408,16 +413,5 @@ int on_exit(void *ctx) {
         return 0;
     pid_filter.delete(&tgid);
     known_pids.delete(&tgid);
-    struct heap_event *r = events.ringbuf_reserve(sizeof(struct heap_event));
-    if (!r) {
-        count(C_RINGBUF_FULL);
-        return 0;
-    }
-    __builtin_memset(r, 0, sizeof(*r));
-    r->e.time_ns = bpf_ktime_get_boot_ns();
-    r->e.kind = EVENT_EXIT;
-    r->e.pid = tgid;
-    r->e.tid = (u32)id;
-    events.ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
-    return 0;
+    return lifecycle(EVENT_EXIT, 0, id);
 }
