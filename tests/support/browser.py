@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +63,21 @@ class Page:
             raise RuntimeError(f"page script failed: {r['exceptionDetails']}")
         return r["result"].get("value")
 
-    async def wait_for(self, expression: str, tries: int = 200) -> Any:
-        """Poll ``expression`` until it is truthy (every 50 ms; a hang guard, not a bound)."""
-        for _ in range(tries):
+    async def wait_for(self, expression: str, guard_s: float = 90.0) -> Any:
+        """Poll ``expression`` until it is truthy, every 50 ms.
+
+        ``guard_s`` is a hang guard, not a bound: a page that renders in 0.1 s on a quiet machine
+        took more than the old 10 s guard (a zoom transition) with the load average in the
+        hundreds, so the guard is generous and counted in wall time, not in tries.
+        """
+        deadline = time.monotonic() + guard_s
+        while True:
             value = await self.evaluate(expression)
             if value:
                 return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never true in the page within {guard_s:g} s: {expression}")
             await asyncio.sleep(0.05)
-        raise AssertionError(f"never true in the page: {expression}")
 
     async def click(self, x: float, y: float) -> None:
         """A real left click (move, press, release) at page coordinates."""
