@@ -197,10 +197,11 @@ class HeapReceiver(RingReader):
         for pid, deadline in list(self._resolving.items()):
             self._add_target(pid, deadline)
 
-    def _on_exec(self, pid: int, flags: int) -> None:
+    def _on_exec(self, pid: int, flags: int, time_ns: int) -> None:
         assert self._host is not None and self._prog is not None
         if not flags & F_CANDIDATE:  # a target exec'd: its heap is gone
-            self._host.processes.exec(pid)
+            # The new image's records are those after the exec itself, not after this read.
+            self._host.processes.exec(pid, time_ns + self._boot_offset)
             if self._unwind is not None:
                 self._unwind.process_exec(pid)
             self._forget(pid)
@@ -282,7 +283,7 @@ class HeapReceiver(RingReader):
         # Records with their frames (table-unwound faults) carry no address.
         addr = 0 if flags & F_USER_FRAMES else HEAP_ADDR.unpack_from(view, EVENT.size)[0]
         if kind == EVENT_EXEC:
-            self._on_exec(pid, flags)
+            self._on_exec(pid, flags, time_ns)
             return
         if kind == EVENT_EXIT:
             self._on_exit(pid)
