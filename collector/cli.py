@@ -21,11 +21,11 @@ from collections.abc import Callable
 
 import yaml
 
-from collector import __version__, logs
+from collector import __version__, logs, memory
 from collector.config.load import SECTIONS, LoadedConfig, load_config
 from collector.config.redact import redact
 from collector.errors import CollectorError, RuntimeFailure
-from collector.pgo import command as pgo_command
+from collector.pgo import command as pgo_command  # argparse only: merging loads on use
 from collector.preflight import check_bpf
 from collector.registry import Registry
 
@@ -206,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if cfg.needs_bpf():
             check_bpf(cfg.needs_tracefs())
+        # Before the event loop and any reader or worker thread exist: arenas made earlier stay.
+        tuned = memory.tune_malloc()
+        log.info(
+            "malloc %s", " ".join(f"{k}={v}" for k, v in tuned.items()) or "defaults (not tuned)"
+        )
         return _runner()(_run(cfg, registry, args.log_level))
     except CollectorError as exc:
         kind = type(exc).__name__

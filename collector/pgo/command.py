@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from collector.pgo.merge import build_pgo
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
@@ -39,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     """Write the profile; PgoError (exit 2) when there is nothing to write."""
+    from collector.pgo.merge import build_pgo  # protobuf only when the command runs
+
     r = build_pgo(Path(args.source), Path(args.binary), Path(args.output))
     for path, why in list(r.skipped.items())[:20]:
         print(f"collector pgo: skipped {path}: {why}", file=sys.stderr)

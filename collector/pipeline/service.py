@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector import logs
+from collector import logs, memory
 from collector.component import Component, CreateSettings, Emit
 from collector.config.load import LoadedConfig
 from collector.config.schema import pipeline_signal
@@ -225,6 +225,7 @@ class Service:
         for rid, rec in self._receivers.items():
             await self.start_receiver(rid, rec)
         self._spawn(self._report_loop())
+        self._spawn(memory.trim_loop(self.host.counters))  # freed memory back to the kernel
         log.info(
             "started pipelines=%d receivers=%d exporters=%d",
             len(self._pipelines),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+if TYPE_CHECKING:  # the protobuf modules load with the first decode: a profiles-only
+    # collector imports this module (queues tell spans from samples) but never decodes
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 # tid of a span that says nothing about its thread (no ``thread.id`` attribute).
 NO_THREAD = -1
@@ -52,6 +53,10 @@ def _int(v: AnyValue) -> int | None:
 
 def decode_traces(body: bytes, receiver_id: str = "") -> SpanBatch:
     """Parse an ExportTraceServiceRequest (raises google.protobuf DecodeError)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
     req = ExportTraceServiceRequest.FromString(body)
     spans: list[Span] = []
     total = without_pid = 0
