@@ -17,7 +17,7 @@ costs memory (its traces) and turns pymalloc's statistics off, so this mode expl
 measures.
 
 Run as root after `make test`:
-    .venv/bin/python benchmarks/memory.py run [--compiles 300 --after 60]
+    .venv/bin/python benchmarks/memory.py run [--compiles 300 --after 60 --comm REGEX]
     .venv/bin/python benchmarks/memory.py where [--idle 30 --compiles 300 --after 60]
 """
 
@@ -36,6 +36,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -74,11 +75,16 @@ def _default_sigint() -> None:
 class Run:
     """One collector on the default pipeline with its own output folder and metrics port."""
 
-    def __init__(self, work: Path, tag: str, env: dict[str, str], port: int, argv: list[str]):
+    def __init__(
+        self, work: Path, tag: str, env: dict[str, str], port: int, argv: list[str], comm: str
+    ) -> None:
         self.tag = tag
         self.log = work / f"{tag}.log"
         extra = work / f"{tag}.yaml"
-        extra.write_text(f"service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{port}\n")
+        text = f"service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{port}\n"
+        if comm:  # only these processes' samples are symbolized: a quiet host's caches
+            text += f"receivers:\n  cpu:\n    comm: {json.dumps(comm)}\n"
+        extra.write_text(text)
         env = dict(os.environ, PROFILES_DIR=str(work / f"{tag}-profiles"), **env)
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
@@ -151,7 +157,7 @@ def _trim_totals(log: str) -> str:
 def cmd_run(args: argparse.Namespace, work: Path) -> None:
     variants = {"defaults": {memory.ENV_SWITCH: "0"}, "tuned": {memory.ENV_SWITCH: "1"}}
     runs = [
-        Run(work, tag, env, 18870 + i, [str(COLLECTOR)])
+        Run(work, tag, env, 18870 + i, [str(COLLECTOR)], args.comm)
         for i, (tag, env) in enumerate(variants.items())
     ]
     for r in runs:
@@ -179,10 +185,11 @@ def cmd_run(args: argparse.Namespace, work: Path) -> None:
     hwm = {r.tag: r.hwm() for r in runs}
     sampler.done.set()
     logs = {r.tag: r.stop() for r in runs}
+    what = f"comm {args.comm!r}" if args.comm else "the whole machine"
     print(
-        f"\ndefault pipeline, both variants side by side; storm: {args.compiles} compiles + "
-        f"{3 * args.compiles} /bin/true in {seconds:.1f} s; load average {load_idle:.1f} idle, "
-        f"{load_storm:.1f} at the storm's end\n"
+        f"\ndefault pipeline ({what}), both variants side by side; storm: {args.compiles} "
+        f"compiles + {3 * args.compiles} /bin/true in {seconds:.1f} s; load average "
+        f"{load_idle:.1f} idle, {load_storm:.1f} at the storm's end\n"
     )
     print("| MB: RSS / PSS / USS / anon | " + " | ".join(variants) + " |")
     print("|---|" + "---|" * len(variants))
@@ -209,6 +216,10 @@ def _area(filename: str) -> str:
     return "python (imports, stdlib)"
 
 
+def _site(frame: Any) -> str:
+    return f"{frame.filename.split(str(ROOT) + '/', 1)[-1]}:{frame.lineno}"
+
+
 def _dump(path: Path) -> None:
     import tracemalloc
 
@@ -227,6 +238,7 @@ def _dump(path: Path) -> None:
         "tracemalloc_overhead": tracemalloc.get_tracemalloc_memory(),
         "areas": areas.most_common(),
         "files": files.most_common(25),
+        "lines": [(_site(st.traceback[0]), st.size) for st in snap.statistics("lineno")[:15]],
     }
     path.write_text(json.dumps(report))
 
@@ -271,6 +283,9 @@ def _report(title: str, path: Path) -> None:
     print("largest files (MB):")
     for fn, size in rep["files"][:12]:
         print(f"  {size / 2**20:7.2f}  {fn}")
+    print("largest allocation sites (MB; the line that allocated, tracemalloc depth 1):")
+    for where, size in rep["lines"][:10]:
+        print(f"  {size / 2**20:7.2f}  {where}")
     print("resident set by mapping (MB: rss, pss, anon, file-backed clean):")
     for r in rep["regions"][:12]:
         file_kb = r["rss"] - r["anon"]
@@ -283,7 +298,7 @@ def _report(title: str, path: Path) -> None:
 def cmd_where(args: argparse.Namespace, work: Path) -> None:
     out = work / "where"
     argv = [sys.executable, str(Path(__file__).resolve()), "_child", str(out)]
-    run = Run(work, "where", {}, 18879, argv)
+    run = Run(work, "where", {}, 18879, argv, args.comm)
     run.wait_started()
 
     def request(n: int) -> Path:
@@ -312,6 +327,12 @@ def main() -> None:
     ap.add_argument("--compiles", type=int, default=300)
     ap.add_argument("--after", type=float, default=60.0)
     ap.add_argument("--idle", type=float, default=30.0)
+    ap.add_argument(
+        "--comm",
+        default="",
+        help="cpu receiver comm regex, e.g. '^(cc1|as|gcc|collect2|ld|true|sh)$' to keep other "
+        "programs on a shared machine out of the caches",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the collector loads BPF programs")
