@@ -41,6 +41,7 @@ from collector.gosym import GoBinary
 from collector.model import Function, Line
 from collector.proc import PinnedFile
 from processors.symbolize.config import SymbolizeConfig
+from processors.symbolize.decl_lines import DeclLines, inlined_decls
 from processors.symbolize.demangle import demangle
 from processors.symbolize.lines import (
     LineTable,
@@ -64,6 +65,7 @@ class Binary:
         "_count",
         "_debug",
         "_debug_elf",
+        "_decls",
         "_elf",
         "_functions",
         "_go",
@@ -104,6 +106,7 @@ class Binary:
         self._store = store
         self._table: LineTable | None = None
         self._table_loaded = False
+        self._decls = DeclLines(self.path, self._count, self._log)
         self._debug: DebugFile | None = None
         self._debug_elf: ElfReader | None = None
         self.debug_path = ""
@@ -180,6 +183,12 @@ class Binary:
             elf.fd = -1
             os.close(fd)
 
+    @contextmanager
+    def _fd(self) -> Iterator[int]:
+        """The binary's descriptor for the block (-1 when it cannot be reopened)."""
+        with self._reading() as readable:
+            yield self._elf.fd if readable and self._elf is not None else -1
+
     @property
     def is_go(self) -> bool:
         """Named from its own .gopclntab (frames are tagged go)."""
@@ -204,6 +213,7 @@ class Binary:
 
     def close(self) -> None:
         self._table = None
+        self._decls.close()
         self._go = None
         if self._debug is not None:
             os.close(self._debug.fd)
@@ -300,14 +310,23 @@ class Binary:
         frames = table.lookup(vaddr)
         head = table.lookup(start)
         fn_file, fn_line = (head[-1][1], head[-1][2]) if head else ("", 0)
+        # DW_AT_decl_line/decl_file of the function and of each inlined call (outermost first)
+        # where the DWARF has them; else the line of the function's first instruction.
+        decls = self._decls.chain(vaddr, self._fd) if frames else ()
+        if decls:
+            fn_line, fn_file = decls[0][0] or fn_line, decls[0][1] or fn_file
         if not frames:
             return (Line(self._function(name, fn_file, fn_line)),)
         outer_line = frames[-1][2]
         if not self.config.inline:
             return (Line(self._function(name, fn_file or frames[-1][1], fn_line), outer_line),)
+        inlined = inlined_decls(decls, len(frames), self._count)
         # Innermost inlined function first, at the address's own line; each enclosing one at
         # the call site of the function it inlined; the symbol's function last.
-        out = [Line(self._function(sym, file, 0), line) for sym, file, line in frames[:-1]]
+        out = [
+            Line(self._function(sym, d[1] or file, d[0]), ln)
+            for (sym, file, ln), d in zip(frames[:-1], inlined, strict=True)
+        ]
         out.append(Line(self._function(name, fn_file or frames[-1][1], fn_line), outer_line))
         return tuple(out)
 
@@ -354,6 +373,10 @@ class Binary:
             self._count("dwarf_skipped")
             self._log.info("DWARF not read path=%s why=%s", self.path, refusal, extra=_ONCE)
             return None
+        if self.config.decl_lines:
+            cfg = self.config
+            from_debug = elf is self._debug_elf
+            self._decls.open(elf, from_debug, cfg.dwarf_max_bytes, cfg.decl_max_seconds)
         key = cache_key(self.build_id, identity)
         store = self._store
         t0 = time.perf_counter()

@@ -18,6 +18,12 @@ class SymbolizeConfig(ComponentConfig):
     # interrupted: its cost is bounded by dwarf_max_bytes; the result is kept and cached).
     dwarf_max_seconds: float = Field(default=5.0, ge=0)
     inline: bool = True  # show inlined calls as frames of their own (needs dwarf_lines)
+    # Function.start_line and its file from DW_AT_decl_line/decl_file (collector/dwarf), read
+    # lazily per compile unit; needs dwarf_lines. Without it: the first instruction's line.
+    decl_lines: bool = True
+    # Time for decl lines per binary (all units walked together); past it, counted
+    # decl_budget_exceeded, that binary's functions keep the first instruction's line.
+    decl_max_seconds: float = Field(default=3.0, ge=0)
     # Separate debug files: /usr/lib/debug/.build-id, then .gnu_debuglink (README.md).
     debug_files: bool = True
     # SymCaches on disk ("" = default_dir(): /var/cache/... as root, else $XDG_CACHE_HOME).

@@ -39,12 +39,22 @@ def elf_seeds(work: Path) -> list[Path]:
         out.append(hostile_elf.make(exported, work / f"hostile_{kind}", kind))
     hostile_elf.synthetic(work / "synthetic", 2000)
     out.append(work / "synthetic")
+    out += decl_fixtures(work)
     out += [Path(p) for p in (LIBC,) if os.path.exists(p)]
     go = go_binary()
     if go is not None:
         out.append(go)
     out += go_fixtures()
     return out
+
+
+def decl_fixtures(work: Path) -> list[Path]:
+    """The decl-line fixtures at -O2 (DWARF 5 with inlined calls, C++ specifications; a few
+    tens of KB each, so mutations reach the DWARF often)."""
+    from tests.processors.symbolize import decl_truth
+
+    (work / "decl").mkdir(exist_ok=True)
+    return [decl_truth.build(k, 2, work / "decl") for k in ("c", "cc") if not decl_truth.have(k)]
 
 
 def go_fixtures() -> list[Path]:

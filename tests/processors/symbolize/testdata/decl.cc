@@ -1,0 +1,50 @@
+// Decl-line fixture (C++): a method declared in its class and defined outside it
+// (DW_AT_specification), one defined inside its class, a template, and an inline function.
+#include <cstdio>
+#include <cstdlib>
+
+namespace shapes {
+
+struct Grid {
+    explicit Grid(int n) : n_(n) {} // DECL:Grid::Grid
+    long
+    sum() const; // declared here, but its DW_AT_decl_line is the definition's
+    __attribute__((noinline)) int
+    cell(int i) const // DECL:Grid::cell
+    {
+        return (i * 7) % n_;
+    }
+    int n_;
+};
+
+inline int
+clamp(int v, int hi) // DECL:clamp
+{
+    return v > hi ? hi : v;
+}
+
+template <typename T>
+__attribute__((noinline)) T
+scaled(T v, T k) // DECL:scaled
+{
+    return v * k + static_cast<T>(clamp(static_cast<int>(v), 100));
+}
+
+long
+Grid::sum() const // DECL:Grid::sum
+{
+    long total = 0;
+    for (int i = 0; i < n_; i++)
+        total += cell(i) + scaled<long>(i, 3);
+    return total;
+}
+
+}  // namespace shapes
+
+int
+main(int argc, char **argv) // DECL:main
+{
+    shapes::Grid g(argc > 1 ? std::atoi(argv[1]) : 1000);
+    std::printf("%ld %f\n", g.sum(), shapes::scaled<double>(1.5, 2.0));
+    return 0;
+}
