@@ -6,7 +6,7 @@
 namespace shapes {
 
 struct Grid {
-    explicit Grid(int n) : n_(n) {} // DECL:Grid::Grid
+    explicit Grid(int n) : n_(n) {}
     long
     sum() const; // declared here, but its DW_AT_decl_line is the definition's
     __attribute__((noinline)) int
@@ -44,7 +44,11 @@ Grid::sum() const // DECL:Grid::sum
 int
 main(int argc, char **argv) // DECL:main
 {
-    shapes::Grid g(argc > 1 ? std::atoi(argv[1]) : 1000);
-    std::printf("%ld %f\n", g.sum(), shapes::scaled<double>(1.5, 2.0));
+    long rounds = argc > 1 ? std::atol(argv[1]) : 1, total = 0;  // rounds of the hot loop
+    for (long r = 0; r < rounds; r++) {
+        shapes::Grid g(1000 + static_cast<int>(r & 7));
+        total += g.sum();
+    }
+    std::printf("%ld %f\n", total, shapes::scaled<double>(1.5, 2.0));
     return 0;
 }
