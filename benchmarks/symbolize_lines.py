@@ -13,6 +13,11 @@ libLLVM-15 (117 MB, no DWARF: symbolic names only) when installed. For each:
 
     .venv/bin/python benchmarks/symbolize_lines.py [--functions 20000] [--lookups 200] \
         [--extra ~/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/bin/cargo]
+
+``--decl`` measures what decl lines (DW_AT_decl_line, collector/dwarf) add instead: the real
+``Binary.lines_at`` for the same --lookups functions with ``decl_lines`` off and on, each in
+a fresh child with the SymCache already on disk (so both pay the same SymCache load), in
+alternating order for --rounds rounds; it prints the medians and the on/off ratio.
 """
 
 from __future__ import annotations
@@ -137,6 +142,67 @@ def child_pyelftools(path: str, n: int, max_seconds: float) -> dict[str, float]:
     }
 
 
+def child_binary(path: str, cache_dir: str, n: int, decl: bool) -> dict[str, float]:
+    """The symbolizer's own per-binary path: Binary.lines_at for n function addresses."""
+    from collector.proc import PinnedFile
+    from processors.symbolize.binary import Binary
+    from processors.symbolize.config import SymbolizeConfig
+
+    counts: dict[str, int] = {}
+
+    def count(name: str) -> None:
+        counts[name] = counts.get(name, 0) + 1
+
+    fd = os.open(path, os.O_RDONLY)
+    elf = ElfReader(fd, Limits(max_read_bytes=BIG))
+    offsets = [elf.vaddr_to_file_offset(a) for a in _addresses(elf, n)]
+    config = SymbolizeConfig(
+        decl_lines=decl, symcache_dir=cache_dir, dwarf_max_bytes=BIG, decl_max_seconds=600
+    )
+    store = SymCacheStore(cache_dir, BIG)
+    pinned = PinnedFile(os.dup(fd), os.fstat(fd), path)
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    b = Binary(pinned, {}, config, count=count, store=store)
+    starts = [ln[-1].function.start_line for off in offsets if off and (ln := b.lines_at(off))]
+    total = time.perf_counter() - t0
+    return {
+        "seconds": total,
+        "rss_delta_mb": _rss_mb() - rss0,
+        "lookups": len(offsets),
+        "with_start_line": sum(1 for x in starts if x),
+        "decl_units": counts.get("decl_units", 0),
+        "disk_hit": counts.get("symcache_disk_hits", 0),
+    }
+
+
+def decl_main(targets: dict[str, str], lookups: int, rounds: int) -> None:
+    import statistics
+
+    cache_dir = tempfile.mkdtemp(prefix="symcache-decl-")
+    print(f"load average {os.getloadavg()[0]:.1f} at start")
+    for name, path in targets.items():
+        if not path or not os.path.exists(path):
+            print(f"{name}: not on this machine")
+            continue
+        _child("binary", path, cache_dir, "1")  # builds the SymCache once: both read it
+        runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+        for r in range(rounds):
+            for decl in (False, True) if r % 2 == 0 else (True, False):
+                runs[decl].append(_child("binary", path, cache_dir, "1" if decl else "0"))
+        off, on = (
+            {k: statistics.median(x[k] for x in runs[d]) for k in runs[d][0]} for d in (False, True)
+        )
+        print(
+            f"{name}: {lookups} functions; decl off {off['seconds']:.3f} s "
+            f"(+{off['rss_delta_mb']:.0f} MB), on {on['seconds']:.3f} s "
+            f"(+{on['rss_delta_mb']:.0f} MB), on/off {on['seconds'] / off['seconds']:.1f}x, "
+            f"{on['decl_units']:.0f} units walked, start lines {off['with_start_line']:.0f} -> "
+            f"{on['with_start_line']:.0f} of {on['lookups']:.0f} (median of {rounds})"
+        )
+    print(f"load average {os.getloadavg()[0]:.1f} at end")
+
+
 def _child(*args: str) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
@@ -165,12 +231,16 @@ def main() -> None:
     ap.add_argument("--lookups", type=int, default=200)
     ap.add_argument("--pyelftools-seconds", type=float, default=60.0)
     ap.add_argument("--extra", nargs="*", default=[], help="more binaries (e.g. a Rust cargo)")
+    ap.add_argument("--decl", action="store_true", help="decl lines off vs on (see above)")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--child", nargs="*")
     args = ap.parse_args()
     if args.child:
         kind, path, *rest = args.child
         if kind == "symbolic":
             res = child_symbolic(path, rest[0], args.lookups)
+        elif kind == "binary":
+            res = child_binary(path, rest[0], args.lookups, rest[1] == "1")
         else:
             res = child_pyelftools(path, args.lookups, args.pyelftools_seconds)
         print(json.dumps(res))
@@ -186,6 +256,10 @@ def main() -> None:
     targets["libLLVM-15 (no DWARF)"] = LLVM
     for path in args.extra:
         targets[os.path.basename(path)] = path
+    if args.decl:  # the symbolizer's path: libc itself, its debug file found by build id
+        targets["libc (libc6-dbg debug file)"] = LIBC
+        decl_main(targets, args.lookups, args.rounds)
+        return
     cache_dir = tempfile.mkdtemp(prefix="symcache-bench-")
     for name, path in targets.items():
         if not path or not os.path.exists(path):
