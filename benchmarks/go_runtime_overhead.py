@@ -7,13 +7,19 @@ channel (about 16 runtime events per request: go statement, goroutine exit, chan
 and wake-ups, scheduling, allocations). ``--rounds-of-work`` sets the hashing per request,
 the work between runtime events; the program times its own request loop.
 
+``--variants plain,pprof`` also runs a build that links runtime/pprof (as a service that
+imports net/http/pprof does): the Go runtime then samples allocations for its heap profile,
+and the receiver probes those samples (runtime.profilealloc) instead of every allocation. In
+the plain build the linker disables memory profiling and every mallocgc is probed.
+
 Per work level it prints the median request-loop time without the collector and with it
 (collector -> go_runtime -> symbolize -> pprof, the binary followed from its exec), their
 ratio (the slowdown), and the collector's CPU seconds per second of the loop. Modes alternate
 in every round, so drift hits both alike.
 
 Run as root after `make test` (or scripts/setup.sh test):
-    .venv/bin/python benchmarks/go_runtime_overhead.py [--repeats 5] [--work 16,64,256]
+    .venv/bin/python benchmarks/go_runtime_overhead.py [--repeats 5] [--work 16,64,256] \
+        [--variants plain,pprof]
 """
 
 from __future__ import annotations
@@ -38,6 +44,18 @@ from tests.support.collector_run import start_collector  # noqa: E402
 from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 SRC = ROOT / "tests" / "receivers" / "go_runtime" / "testdata" / "bench.go"
+# Linked in, runtime/pprof keeps the runtime's heap-profile sampling on (nothing else changes).
+_PPROF = 'package main\n\nimport _ "runtime/pprof"\n'
+
+
+def build_variant(variant: str, tmp: Path, version: str) -> Path:
+    src = tmp / f"src-{variant}"
+    src.mkdir()
+    shutil.copy2(SRC, src / "bench.go")
+    (src / "go.mod").write_text("module bench\n\ngo 1.21\n")
+    if variant == "pprof":
+        (src / "pprof.go").write_text(_PPROF)
+    return gotoolchains.build(src, tmp / f"bench-{variant}", version)
 
 
 def run_bench(binary: Path, requests: int, work: int, col=None) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -65,14 +83,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--requests", type=int, default=50_000)
     ap.add_argument("--work", default="16,64,256", help="hash rounds (1 KiB) per request")
+    ap.add_argument("--variants", default="plain", help="plain and/or pprof (see above)")
     args = ap.parse_args()
     version = gotoolchains.LATEST
+    variants = args.variants.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        binary = gotoolchains.build(SRC, Path(tmp) / "bench", version)
-        copy = Path(tmp) / "bench-copy"
-        shutil.copy2(binary, copy)
+        binaries, copies = {}, {}
+        for v in variants:
+            binaries[v] = build_variant(v, Path(tmp), version)
+            copies[v] = Path(tmp) / f"bench-{v}-copy"
+            shutil.copy2(binaries[v], copies[v])
         config = Path(tmp) / "config.yaml"
-        receivers = {"go_runtime": {"binary": binary}}
+        # one receiver per variant: each follows the execs of its binary
+        receivers = {f"go_runtime/{v}": {"binary": b} for v, b in binaries.items()}
         out = Path(tmp) / "profiles"
         config.write_text(profiles_yaml(out, receivers, exporters=("pprof",), metrics_address=""))
         col = start_collector(config)
@@ -81,20 +104,21 @@ def main() -> None:
             print(f"Go {version}, {args.requests} requests, {os.cpu_count()} CPUs, load "
                   f"average {load} at start, {args.repeats} interleaved repeats; "
                   "medians")  # fmt: skip
-            print(f"{'work/request':>14} {'without s':>10} {'with s':>10} {'slowdown':>9} "
-                  f"{'collector CPU':>14}")  # fmt: skip
+            print(f"{'variant':>8} {'work/request':>14} {'without s':>10} {'with s':>10} "
+                  f"{'slowdown':>9} {'collector CPU':>14}")  # fmt: skip
             for work in (int(w) for w in args.work.split(",")):
-                base, probed, cpu = [], [], []
-                for _ in range(args.repeats):
-                    # The collector runs throughout and follows every exec of ``binary``:
-                    # the baseline runs an identical copy (another inode) it does not watch.
-                    base.append(run_bench(copy, args.requests, work)[0])
-                    t, c = run_bench(binary, args.requests, work, col)
-                    probed.append(t)
-                    cpu.append(c / t)
-                b, w = statistics.median(base), statistics.median(probed)
-                print(f"{work:>11} rnd {b:>10.3f} {w:>10.3f} {w / b:>8.2f}x "
-                      f"{statistics.median(cpu):>11.2f} s/s")  # fmt: skip
+                for v in variants:
+                    base, probed, cpu = [], [], []
+                    for _ in range(args.repeats):
+                        # The collector runs throughout and follows every exec of the binary:
+                        # the baseline runs an identical copy (another inode) it does not watch.
+                        base.append(run_bench(copies[v], args.requests, work)[0])
+                        t, c = run_bench(binaries[v], args.requests, work, col)
+                        probed.append(t)
+                        cpu.append(c / t)
+                    b, w = statistics.median(base), statistics.median(probed)
+                    print(f"{v:>8} {work:>11} rnd {b:>10.3f} {w:>10.3f} {w / b:>8.2f}x "
+                          f"{statistics.median(cpu):>11.2f} s/s", flush=True)  # fmt: skip
         finally:
             col.stop()
             print(f"load average at the end: {Path('/proc/loadavg').read_text().split()[0]}")

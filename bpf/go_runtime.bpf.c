@@ -28,6 +28,9 @@
 #ifndef GSTATE_SIZE
 #define GSTATE_SIZE 16384
 #endif
+#ifndef WANT_CREATE
+#define WANT_CREATE 1 /* send GO_EV_CREATE records (the goroutines signal) */
+#endif
 #ifndef MAX_PER_SLOT
 #define MAX_PER_SLOT 200 /* scheduling and channel records per CPU per RATE_SLOT_NS, each */
 #endif
@@ -35,7 +38,6 @@
 
 BPF_HASH(go_procs, u32, struct go_proc, 4096);
 BPF_TABLE("lru_hash", struct go_gkey, struct go_gstate, gstate, GSTATE_SIZE);
-BPF_HASH(pending_create, u32, struct go_event, 4096); /* by tid: newproc -> runqput */
 BPF_HASH(gc_stack, u32, struct go_event, 4096);       /* by tgid: the last gcStart */
 BPF_HASH(stw_start, u32, u64, 4096);                  /* by tgid: a GC stop-the-world */
 BPF_PERCPU_ARRAY(ev_scratch, struct go_event, 1);
@@ -66,39 +68,12 @@ static __always_inline u64 goid_of(struct go_proc *p, u64 g) {
     return goid;
 }
 
-/* At a function's entry: the probed pc, the caller's return address at [RSP], then the
- * frame-pointer chain. At most GO_MAX_FRAMES - 1 frames (the record's size is masked). */
-static __always_inline u32 walk_entry(struct pt_regs *ctx, u64 *frames) {
-    frames[0] = PT_REGS_IP(ctx);
-    u64 ret = 0;
-    if (bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx)) != 0 || !ret)
-        return 1;
-    frames[1] = ret;
-    u32 n = 2;
-    u64 bp = ctx->bp;
-    for (int i = 2; i < GO_MAX_FRAMES - 1; i++) {
-        u64 pair[2] = {};
-        if (!bp || bpf_probe_read_user(pair, sizeof(pair), (void *)bp) != 0 || !pair[1])
-            break;
-        frames[i] = pair[1];
-        n = i + 1;
-        if (pair[0] <= bp) /* frames grow towards higher addresses: a loop otherwise */
-            break;
-        bp = pair[0];
-    }
-    return n;
-}
-
-/* A descheduled goroutine's stack, from its saved context (g.sched: pc and frame pointer,
- * saved by mcall before the scheduler runs on g0). */
-static __always_inline u32 walk_sched(struct go_proc *p, u64 g, u64 *frames) {
-    u64 pc = 0, bp = 0;
-    if (bpf_probe_read_user(&pc, sizeof(pc), (void *)(g + p->sched_pc_offset)) != 0 || !pc)
-        return 0;
-    bpf_probe_read_user(&bp, sizeof(bp), (void *)(g + p->sched_bp_offset));
-    frames[0] = pc;
-    u32 n = 1;
-    for (int i = 1; i < GO_MAX_FRAMES - 1; i++) {
+/* The frame-pointer chain from bp into frames[first..]: at most GO_MAX_FRAMES - 1 frames in
+ * all (the record's size is masked). Frames grow towards higher addresses: a chain that
+ * does not is a loop, or a switch of stacks, and ends the walk. */
+static __always_inline u32 walk_fp(u64 bp, u64 *frames, const int first) {
+    u32 n = first;
+    for (int i = first; i < GO_MAX_FRAMES - 1; i++) {
         u64 pair[2] = {};
         if (!bp || bpf_probe_read_user(pair, sizeof(pair), (void *)bp) != 0 || !pair[1])
             break;
@@ -109,6 +84,50 @@ static __always_inline u32 walk_sched(struct go_proc *p, u64 g, u64 *frames) {
         bp = pair[0];
     }
     return n;
+}
+
+/* At a function's entry: the probed pc (unless from_caller: the stack then starts at the
+ * caller, as if the probed function were not on it), the caller's return address at [RSP],
+ * then the frame-pointer chain. from_caller is a constant at every call. */
+static __always_inline u32 walk_entry(struct pt_regs *ctx, u64 *frames, const int from_caller) {
+    u32 n = 0;
+    if (!from_caller)
+        frames[n++] = PT_REGS_IP(ctx);
+    u64 ret = 0;
+    if (bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx)) != 0 || !ret)
+        return n;
+    frames[n] = ret;
+    return walk_fp(ctx->bp, frames, from_caller ? 1 : 2);
+}
+
+/* A descheduled goroutine's stack, from its saved context (g.sched: pc and frame pointer,
+ * saved by mcall before the scheduler runs on g0). */
+static __always_inline u32 walk_sched(struct go_proc *p, u64 g, u64 *frames) {
+    u64 pc = 0, bp = 0;
+    if (bpf_probe_read_user(&pc, sizeof(pc), (void *)(g + p->sched_pc_offset)) != 0 || !pc)
+        return 0;
+    bpf_probe_read_user(&bp, sizeof(bp), (void *)(g + p->sched_bp_offset));
+    frames[0] = pc;
+    return walk_fp(bp, frames, 1);
+}
+
+/* The `go` statement's stack at a runqput called by newproc.func1 (on the system stack):
+ * systemstack switches SP to g0 but keeps the frame-pointer chain, so newproc.func1's frame
+ * record (a return into systemstack, skipped) links to the goroutine's stack: a record whose
+ * return address lies in newproc (skipped too: newproc's entry site is the leaf), then the
+ * go statement's caller and the rest. What an entry probe on newproc would walk, without
+ * its trap. */
+static __always_inline u32 walk_create(struct pt_regs *ctx, struct go_proc *p, u64 *frames) {
+    u64 pair[2] = {};
+    frames[0] = p->newproc_pc;
+    if (!ctx->bp || bpf_probe_read_user(pair, sizeof(pair), (void *)ctx->bp) != 0)
+        return 1;
+    u64 bp = pair[0];
+    if (!bp || bpf_probe_read_user(pair, sizeof(pair), (void *)bp) != 0)
+        return 1;
+    if (pair[1] >= p->newproc_lo && pair[1] < p->newproc_hi)
+        bp = pair[0];
+    return walk_fp(bp, frames, 1);
 }
 
 static __always_inline struct go_event *scratch_event(u32 kind, u32 tgid, u64 id) {
@@ -126,7 +145,7 @@ static __always_inline struct go_event *scratch_event(u32 kind, u32 tgid, u64 id
     e->cpu = bpf_get_smp_processor_id();
     e->nframes = 0;
     e->weight_threshold = SAMPLE_UNSAMPLED;
-    e->pad = 0;
+    e->aux = 0;
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     return e;
 }
@@ -163,20 +182,6 @@ static __always_inline void send(struct go_event *e) {
         return;
     }
     count(C_EVENTS);
-}
-
-/* runtime.newproc(fn): on the goroutine that runs the `go` statement. */
-int on_newproc(struct pt_regs *ctx) {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32, tid = (u32)id;
-    if (!go_proc_of(tgid))
-        return 0;
-    struct go_event *e = scratch_event(GO_EV_CREATE, tgid, id);
-    if (!e)
-        return 0;
-    e->nframes = walk_entry(ctx, e->frames);
-    pending_create.update(&tid, e);
-    return 0;
 }
 
 /* runtime.goexit0(gp): a goroutine ended. */
@@ -219,7 +224,7 @@ int on_gopark(struct pt_regs *ctx) {
     struct go_gstate *s = g_scratch.lookup(&zero);
     if (!goid || !s)
         return 0;
-    s->nframes = walk_entry(ctx, s->frames);
+    s->nframes = walk_entry(ctx, s->frames, 0);
     s->park_ns = bpf_ktime_get_boot_ns();
     s->runnable_ns = 0;
     s->flags = 0;
@@ -234,12 +239,12 @@ int on_gopark(struct pt_regs *ctx) {
     return 0;
 }
 
-/* runtime.runqput(pp, gp, next): gp goes on a run queue. Created (newproc left a pending
- * creation on this thread: newproc1 made gp and newproc's closure queues it), readied
- * (ready() of a parked goroutine), or already runnable and only moved. RBX is gp. */
+/* runtime.runqput(pp, gp, next): gp goes on a run queue. Created (called by newproc.func1,
+ * the `go` statement's closure on the system stack), readied (ready() of a parked
+ * goroutine), or already runnable and only moved. RBX is gp. */
 int on_runqput(struct pt_regs *ctx) {
     u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32, tid = (u32)id;
+    u32 tgid = id >> 32;
     struct go_proc *p = go_procs.lookup(&tgid);
     if (!p)
         return 0;
@@ -248,11 +253,16 @@ int on_runqput(struct pt_regs *ctx) {
         return 0;
     struct go_gkey k = {.tgid = tgid, .goid = goid};
     u64 now = bpf_ktime_get_boot_ns();
-    struct go_event *c = pending_create.lookup(&tid);
-    if (c) {
+    u64 caller = 0;
+    bpf_probe_read_user(&caller, sizeof(caller), (void *)PT_REGS_SP(ctx));
+    if (caller >= p->create_lo && caller < p->create_hi) {
+        struct go_event *c = scratch_event(GO_EV_CREATE, tgid, id);
+        if (!c)
+            return 0;
         c->goid = goid;
-        c->time_ns = now;
-        send(c);
+        c->nframes = walk_create(ctx, p, c->frames);
+        if (WANT_CREATE)
+            send(c);
         u32 zero = 0;
         struct go_gstate *n = g_scratch.lookup(&zero);
         if (n) {
@@ -263,7 +273,6 @@ int on_runqput(struct pt_regs *ctx) {
             __builtin_memcpy(n->frames, c->frames, sizeof(n->frames));
             gstate.update(&k, n);
         }
-        pending_create.delete(&tid);
         return 0;
     }
     struct go_gstate *s = gstate.lookup(&k);
@@ -349,7 +358,7 @@ int on_gcstart(struct pt_regs *ctx) {
     struct go_event *e = scratch_event(GO_EV_GC, tgid, id);
     if (!e)
         return 0;
-    e->nframes = walk_entry(ctx, e->frames);
+    e->nframes = walk_entry(ctx, e->frames, 0);
     gc_stack.update(&tgid, e);
     return 0;
 }
@@ -410,7 +419,32 @@ int on_malloc(struct pt_regs *ctx) {
         return 0;
     e->value = size;
     e->weight_threshold = threshold;
-    e->nframes = walk_entry(ctx, e->frames);
+    e->nframes = walk_entry(ctx, e->frames, 0);
+    send(e);
+    return 0;
+}
+
+/* runtime.profilealloc(mp, x, size): the runtime's heap profiler sampled this allocation
+ * (on average one per MemProfileRate bytes, a Poisson process in bytes): one trap per sample
+ * instead of one per allocation. The rate is read at each hit (a program may change it);
+ * user space scales by 1 / (1 - exp(-size / rate)) as runtime/pprof does. The stack starts
+ * at profilealloc's caller (mallocgc or a size-specialised entry point), as with on_malloc. */
+int on_profilealloc(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    struct go_proc *p = go_proc_of(tgid);
+    if (!p)
+        return 0;
+    go_count(C_GO_ALLOC_SEEN);
+    struct go_event *e = scratch_event(GO_EV_ALLOC_SAMPLED, tgid, id);
+    if (!e)
+        return 0;
+    e->value = ctx->cx;
+    u64 rate = 0;
+    if (p->mem_profile_rate)
+        bpf_probe_read_user(&rate, sizeof(rate), (void *)p->mem_profile_rate);
+    e->aux = rate > 0xffffffffull ? 0xffffffffu : (u32)rate;
+    e->nframes = walk_entry(ctx, e->frames, 1);
     send(e);
     return 0;
 }

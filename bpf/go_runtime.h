@@ -11,6 +11,8 @@
 #define GO_EV_GC 4     /* a GC stop-the-world ended: value = nanoseconds stopped */
 #define GO_EV_ALLOC 5  /* an allocation, sampled: value = bytes, weight_threshold set */
 #define GO_EV_CHAN 6   /* a goroutine parked on a channel or select was readied: value = ns */
+#define GO_EV_ALLOC_SAMPLED 7 /* an allocation the runtime's heap profiler sampled
+                               * (profilealloc): value = bytes, aux = MemProfileRate then */
 #define GO_EV_PROC_EXIT 8 /* a traced process exited */
 #define GO_EV_PROC_EXEC 9 /* a traced process called exec */
 
@@ -30,7 +32,7 @@ struct go_event {
     u32 cpu;
     u32 nframes;
     u32 weight_threshold; /* recorded with probability weight_threshold / 2^32 */
-    u32 pad;
+    u32 aux;              /* GO_EV_ALLOC_SAMPLED: the program's MemProfileRate (0: unknown) */
     char comm[16];
     u64 frames[GO_MAX_FRAMES];
 };
@@ -48,6 +50,16 @@ struct go_proc {
     u32 pad;
     u64 chan_lo[GO_CHAN_RANGES];
     u64 chan_hi[GO_CHAN_RANGES];
+    u64 mem_profile_rate; /* address of runtime.MemProfileRate (0: unknown) */
+    /* A `go` statement: newproc runs newproc.func1 on the system stack, which makes the g
+     * and queues it with runqput; a runqput returning into [create_lo, create_hi) is a
+     * creation, and its stack starts at newproc_pc (newproc's entry probe site), then the
+     * goroutine's frames below newproc ([newproc_lo, newproc_hi)). */
+    u64 create_lo;
+    u64 create_hi;
+    u64 newproc_pc;
+    u64 newproc_lo;
+    u64 newproc_hi;
 };
 
 /* What one goroutine left for later, keyed by (tgid, goid). */
@@ -71,7 +83,8 @@ struct go_gstate {
 #define C_GO_STATE_MISSING 1   /* readied, never seen parking (parked before attach) */
 #define C_GO_GOID_READ 2       /* a g's goid could not be read */
 #define C_GO_STW_UNPAIRED 3    /* a GC pause whose gcStart was not seen */
-#define C_GO_ALLOC_SEEN 4      /* allocations seen (sampled or not) */
+#define C_GO_ALLOC_SEEN 4      /* allocation probe hits (mallocgc: every one; profilealloc:
+                                * the runtime's samples) */
 #define C_GO_SCHED_UNTRACKED 5 /* ran without being queued by runqput: preempted, GC worker,
                                 * woken by the network poller */
 #define C_GO_RATE_LIMITED 6    /* a scheduling or channel record left out by the sampling */

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from collector.elf.reader import ElfError, ElfReader
+from collector.golang.memrate import disable_flag_address, mem_profile_rate_address
 from collector.golang.rets import frame_push, ret_addresses
 from collector.gosym import GoBinary, GoSymError, version_tuple
 
@@ -61,6 +62,11 @@ class ProbedBinary:
     # is where the kernel mapped file offset 0 minus this
     functions: dict[str, ProbeFunction] = field(default_factory=dict)
     open_path: str = ""  # what to open for the code (/proc/<pid>/exe), "" = path
+    # link-time address of runtime.MemProfileRate (0: unknown), when profilealloc was asked
+    # for; memory_profiling: False when the linker disabled it (the runtime then never
+    # samples: nothing in the program reads a heap profile), None when that is unknown
+    mem_profile_rate: int = 0
+    memory_profiling: bool | None = None
 
     def code(self, fn: ProbeFunction, limit: int | None = None) -> bytes:
         fd = os.open(self.open_path or self.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -103,6 +109,29 @@ def malloc_entry_names() -> list[str]:
     return [f"runtime.mallocgc{p}SC{n}" for p in _MALLOC_PREFIXES for n in range(1, _SIZE_CLASSES)]
 
 
+def _memory_profiling(elf: ElfReader, go: GoBinary, binary: ProbedBinary) -> None:
+    """Where MemProfileRate is, and whether the linker disabled memory profiling
+    (collector.golang.memrate)."""
+    alloc = binary.functions["runtime.profilealloc"]
+    code = elf.read(alloc.offset, min(alloc.size, 512), "runtime.profilealloc code")
+    binary.mem_profile_rate = mem_profile_rate_address(code, alloc.start) or 0
+    bounds = go.function("runtime.schedinit")
+    if not binary.mem_profile_rate or bounds is None:
+        return
+    offset = elf.vaddr_to_file_offset(bounds[0])
+    if offset is None:
+        return
+    code = elf.read(offset, min(bounds[1] - bounds[0], 8192), "runtime.schedinit code")
+    flag = disable_flag_address(code, bounds[0], binary.mem_profile_rate)
+    if flag is None:
+        return
+    flag_offset = elf.vaddr_to_file_offset(flag)
+    if flag_offset is not None:  # initialised data: the linker wrote it (true, disabled)
+        binary.memory_profiling = elf.read(flag_offset, 1, "disableMemoryProfiling") == b"\0"
+    elif any(s.vaddr <= flag < s.vaddr + s.memsz for s in elf.loads):  # bss: false
+        binary.memory_profiling = True
+
+
 def read_go_binary(path: str, names: Iterable[str], open_path: str = "") -> ProbedBinary:
     """Version, goid offset and the bounds of ``names`` (plus the size-specialised mallocs
     when ``runtime.mallocgc`` is asked for) of the Go binary at ``path``, opened through
@@ -136,7 +165,7 @@ def read_go_binary(path: str, names: Iterable[str], open_path: str = "") -> Prob
             offset = elf.vaddr_to_file_offset(start)
             if offset is not None and end > start:
                 functions[name] = ProbeFunction(name, start, end - start, offset)
-        return ProbedBinary(
+        binary = ProbedBinary(
             path=path,
             version=go.version,
             major_minor=mm,
@@ -147,6 +176,9 @@ def read_go_binary(path: str, names: Iterable[str], open_path: str = "") -> Prob
             functions=functions,
             open_path=open_path,
         )
+        if "runtime.profilealloc" in functions:
+            _memory_profiling(elf, go, binary)
+        return binary
     finally:
         os.close(fd)
 

@@ -22,12 +22,18 @@ class GoRuntimeConfig(ComponentConfig):
     signals: list[Signal] = Field(
         default_factory=lambda: list(ALL_SIGNALS), min_length=1, description="what to record"
     )
+    alloc_sampling: Literal["auto", "mallocgc"] = Field(
+        "auto",
+        description="auto: per process, the allocations the Go runtime's heap profiler samples "
+        "(a probe hit per MemProfileRate bytes) when the program profiles memory, else every "
+        "allocation; mallocgc: always every allocation",
+    )
     alloc_sample_bytes: int = Field(
         512 * 1024,
         ge=1,
         le=1 << 30,
-        description="an allocation of s bytes is recorded with probability min(1, s / this); "
-        "values are scaled back",
+        description="where every allocation is probed: one of s bytes is recorded with "
+        "probability min(1, s / this); values are scaled back",
     )
     max_rate: int = Field(
         2000,

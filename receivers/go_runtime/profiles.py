@@ -6,12 +6,14 @@ delay), as ``value`` and ``more[0]`` (collector.model ProfileType.extra_values).
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
 from collector.bpf.events import UNSAMPLED
 from collector.model import ProfileType, RawSample
 from receivers.go_runtime.events import (
+    EV_ALLOC_SAMPLED,
     EV_CHAN,
     EV_CREATE,
     EV_GC,
@@ -77,17 +79,30 @@ _TWO_32 = float(1 << 32)
 _KIND_TYPES = {EV_SCHED: SCHED_LATENCY, EV_GC: GC_PAUSE, EV_CHAN: CHAN_BLOCK}
 
 
-def alloc_type(sample_bytes: int) -> ProfileType:
+DEFAULT_MEM_PROFILE_RATE = 512 * 1024  # Go's runtime.MemProfileRate unless the program sets it
+
+
+def alloc_type(sampling: str, sample_bytes: int) -> ProfileType:
+    every = (
+        f"runtime.mallocgc and its size-specialised entry points, an allocation of s bytes "
+        f"recorded with probability min(1, s/{sample_bytes}) and scaled by its inverse"
+    )
+    if sampling == "auto":
+        note = (
+            "per process: the allocations the Go runtime's heap profiler samples "
+            "(runtime.profilealloc, one per runtime.MemProfileRate bytes on average, read from "
+            "the program), scaled by 1/(1-exp(-size/rate)) as runtime/pprof does, when the "
+            f"program profiles memory (links runtime/pprof); else {every}"
+        )
+    else:
+        note = every
     return ProfileType(
         name=GO_ALLOC.name,
         sample_type=GO_ALLOC.sample_type,
         sample_unit=GO_ALLOC.sample_unit,
         extra_values=GO_ALLOC.extra_values,
         default_sample_type=GO_ALLOC.default_sample_type,
-        notes=(
-            f"runtime.mallocgc and its size-specialised entry points; an allocation of s bytes "
-            f"recorded with probability min(1, s/{sample_bytes}), values scaled by its inverse",
-        ),
+        notes=(note,),
     )
 
 
@@ -154,7 +169,7 @@ def decode(
 ) -> tuple[int, int, int, RawSample]:
     """(kind, goid, nframes, sample) of one sample record; the sample's values are set for
     its kind (alloc scaled by its recording probability)."""
-    time_ns, value, goid, kind, _flags, pid, tid, cpu, n, threshold, _pad, raw_comm = (
+    time_ns, value, goid, kind, _flags, pid, tid, cpu, n, threshold, aux, raw_comm = (
         GO_EVENT.unpack_from(view)
     )
     n = min(n, MAX_FRAMES - 1, (len(view) - HEADER) // 8)
@@ -168,6 +183,11 @@ def decode(
     when = time_ns + boot_offset
     if kind == EV_CREATE:
         return kind, goid, n, RawSample(pid, tid, cpu, comm, when, 1, stack)
+    if kind == EV_ALLOC_SAMPLED:
+        scale = heap_sample_scale(value, aux or DEFAULT_MEM_PROFILE_RATE)
+        more = (_scaled(value, scale),)
+        sample = RawSample(pid, tid, cpu, comm, when, _scaled(1, scale), stack, more=more)
+        return kind, goid, n, sample
     # Recorded with probability threshold / 2**32 (alloc: by size; sched and chan: the
     # adaptive rate limit): scaled by its inverse, totals stay unbiased.
     if threshold >= UNSAMPLED or threshold == 0:
@@ -176,6 +196,15 @@ def decode(
     more = (_scaled(value, scale),)
     sample = RawSample(pid, tid, cpu, comm, when, _scaled(1, scale), stack, more=more)
     return kind, goid, n, sample
+
+
+def heap_sample_scale(size: int, rate: int) -> float:
+    """1 / the probability that the runtime's heap profiler samples an allocation of ``size``
+    bytes at ``rate`` (a Poisson process in bytes: 1 - exp(-size/rate)); runtime/pprof's
+    scaleHeapSample. A rate of 1 samples every allocation."""
+    if rate <= 1 or size <= 0:
+        return 1.0
+    return 1.0 / -math.expm1(-size / rate)
 
 
 def _scaled(x: int, scale: float) -> int:

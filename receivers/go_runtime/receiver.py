@@ -26,6 +26,8 @@ from receivers.go_runtime import profiles as pt
 from receivers.go_runtime.config import GoRuntimeConfig
 from receivers.go_runtime.events import (
     COUNTERS,
+    EV_ALLOC,
+    EV_ALLOC_SAMPLED,
     EV_CREATE,
     EV_EXIT,
     EV_PROC_EXEC,
@@ -33,7 +35,7 @@ from receivers.go_runtime.events import (
     GO_EVENT,
     HEADER,
 )
-from receivers.go_runtime.targets import Targets, bpf_functions
+from receivers.go_runtime.targets import Targets, bpf_functions, probes_for
 
 TYPICAL_RECORD = HEADER + HEADER_SIZE + 8 * 24  # for how often BPF wakes the reader
 
@@ -50,7 +52,7 @@ class GoRuntimeReceiver(RingReader):
         )
         self._config = config
         self._signals = list(dict.fromkeys(config.signals))
-        self._alloc_type = pt.alloc_type(config.alloc_sample_bytes)
+        self._alloc_type = pt.alloc_type(config.alloc_sampling, config.alloc_sample_bytes)
         self._targets: Targets | None = None
         self._pending: dict[ProfileType, list[RawSample]] = {}
         self._stacks = pt.Stacks()
@@ -68,13 +70,15 @@ class GoRuntimeReceiver(RingReader):
             "GSTATE_SIZE": self._config.goroutine_slots,
             "ALLOC_RATE": self._config.alloc_sample_bytes,
             "WATCH_EXEC": int(self._config.binary is not None),
+            "WANT_CREATE": int("goroutines" in self._signals),
             "WAKE_EVERY": max(1, events // (4 * ncpus)),
             # per 100 ms slot; 0 (no limit) as a bound no slot reaches
             "MAX_PER_SLOT": max(1, rate // 10) if rate else 1 << 31,
         }
 
     def attachments(self) -> list[AttachSpec]:
-        programs = [AttachSpec("program", fn, fn) for fn in bpf_functions(self._signals)]
+        functions = bpf_functions(self._signals, self._config.alloc_sampling)
+        programs = [AttachSpec("program", fn, fn) for fn in functions]
         return [
             *programs,
             AttachSpec("tracepoint", "on_exit", "sched:sched_process_exit"),
@@ -91,7 +95,10 @@ class GoRuntimeReceiver(RingReader):
         programs = self._prog.attachments
         prog_fds = {a["target"]: a["fd"] for a in programs if a["kind"] == "program"}
         go_procs = self._prog.map("go_procs")
-        self._targets = Targets(self._signals, prog_fds, go_procs, self._log, self._count, self._id)
+        self._targets = Targets(
+            probes_for(self._signals, self._config.alloc_sampling),
+            prog_fds, go_procs, self._log, self._count, self._id,
+        )  # fmt: skip
         self._ringbuf = RingBuffer(self._prog.map("events"))
         await asyncio.to_thread(self._add_initial)
         self._next_live = time.monotonic() + self._config.live_interval
@@ -190,7 +197,7 @@ class GoRuntimeReceiver(RingReader):
             if not self._live.add(pid, goid, sample.user_stack, sample.comm):
                 self._count("live_goroutines_dropped")
             return
-        ptype = self._alloc_type if kind == 5 else pt.profile_for(kind)
+        ptype = self._alloc_type if kind in (EV_ALLOC, EV_ALLOC_SAMPLED) else pt.profile_for(kind)
         if ptype is None or not self._wanted(ptype):
             self._count("records_unknown")
             return

@@ -3,16 +3,19 @@ offset against DWARF, the same probe points in stripped and unstripped builds.""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from collector.elf.reader import ElfReader
 from collector.golang import NotGo, UnsupportedGo, frame_push, read_go_binary, ret_addresses
 from collector.golang.binary import goid_offset
+from collector.golang.memrate import mem_profile_rate_address
 from receivers.go_runtime.config import GoRuntimeConfig
-from receivers.go_runtime.targets import CHAN_FUNCTIONS, probes_for
+from receivers.go_runtime.targets import CHAN_FUNCTIONS, CREATE_FUNCTIONS, probes_for
 from tests.receivers.go_runtime import support
 from tests.receivers.go_runtime.support import BUILDS
 from tests.support import gotoolchains
@@ -20,7 +23,10 @@ from tests.support.workloads import build
 
 SIGNALS = ["goroutines", "sched_latency", "gc", "alloc", "chan_block"]
 NAMES = sorted(
-    {rt for _fn, rt, _r in probes_for(SIGNALS)} | set(CHAN_FUNCTIONS) | {"runtime.newproc1"}
+    {rt for _fn, rt, _r in probes_for(SIGNALS) + probes_for(SIGNALS, "mallocgc")}
+    | set(CHAN_FUNCTIONS)
+    | set(CREATE_FUNCTIONS)
+    | {"runtime.newproc1"}
 )
 VERSIONS = [v for v, _ in BUILDS[::2]]
 
@@ -131,7 +137,8 @@ def test_stripped_build_has_the_same_probe_points(version: str) -> None:
     # and the symbol table agrees with the line table on where each function starts
     nm = subprocess.run(["nm", str(support.fixture("fixture", version, False))],
                         capture_output=True, text=True, check=True).stdout  # fmt: skip
-    starts = {ln.split()[2]: int(ln.split()[0], 16) for ln in nm.splitlines() if " T " in ln}
+    starts = {ln.split()[2]: int(ln.split()[0], 16) for ln in nm.splitlines()
+              if ln.split()[1:2] in (["T"], ["t"])}  # fmt: skip
     assert all(starts[n] == f.start for n, f in plain.functions.items())
     if version == gotoolchains.LATEST:  # Go 1.27: compiled code calls these, not mallocgc
         assert any("SC" in n for n in plain.functions)
@@ -149,3 +156,45 @@ def test_config_needs_a_target() -> None:
         GoRuntimeConfig(pids=[1], signals=["gc", "heap"])  # type: ignore[list-item]
     assert GoRuntimeConfig(binary="/bin/x").signals == SIGNALS
     assert UnsupportedGo  # the error the receiver logs for a Go binary it cannot probe
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_mem_profile_rate_address_matches_the_symbol_table(version: str) -> None:
+    """runtime.MemProfileRate, found in profilealloc's code, is the data symbol's address;
+    in the stripped build (no symbols, laid out differently) it holds the initial 512 KiB."""
+    support.skip_unless_toolchain(version)
+    plain_path = support.fixture("fixture", version, False)
+    nm = subprocess.run(["nm", str(plain_path)], capture_output=True, text=True, check=True)
+    symbols = {ln.split()[2]: int(ln.split()[0], 16) for ln in nm.stdout.splitlines()
+               if len(ln.split()) == 3}  # fmt: skip
+    plain = read_go_binary(str(plain_path), NAMES)
+    stripped = read_go_binary(str(support.fixture("fixture", version, True)), NAMES)
+    assert plain.mem_profile_rate == symbols["runtime.MemProfileRate"] != 0
+    for b in (plain, stripped):
+        fd = os.open(b.path, os.O_RDONLY)
+        try:
+            offset = ElfReader(fd).vaddr_to_file_offset(b.mem_profile_rate)
+            assert offset is not None
+            assert int.from_bytes(os.pread(fd, 8, offset), "little") == 512 * 1024
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_memory_profiling_is_known_from_the_linker_flag(version: str) -> None:
+    """The linker disables memory profiling in a program that cannot read a heap profile
+    (fixture.go: then the runtime never samples) and leaves it on with runtime/pprof linked
+    (heapcheck.go); stripped builds tell the same."""
+    support.skip_unless_toolchain(version)
+    for name, profiling in (("fixture", False), ("heapcheck", True)):
+        for stripped in (False, True):
+            b = read_go_binary(str(support.fixture(name, version, stripped)), NAMES)
+            assert b.memory_profiling is profiling, (name, stripped)
+
+
+def test_mem_profile_rate_address_of_hand_made_code() -> None:
+    # mov rdx,[rip+0x10]; test rdx,rdx; je; mov rax,[rip+0x20]; cmp rax,1: the second load
+    code = bytes.fromhex("488b1510000000 4885d2 7406 488b0520000000 4883f801".replace(" ", ""))
+    assert mem_profile_rate_address(code, 0x1000) == 0x1000 + 12 + 7 + 0x20
+    # nothing compared with 1: unknown (the receiver then assumes the default rate)
+    assert mem_profile_rate_address(bytes.fromhex("488b1510000000c3"), 0x1000) is None

@@ -62,7 +62,9 @@ def test_stack_growth_under_every_probe_exits_zero(build: tuple[str, bool]) -> N
     async def during(host: Host) -> None:
         result.append(await asyncio.to_thread(proc.communicate, "\n", 600))
 
-    consumer, host = asyncio.run(_probe({"pids": [proc.pid], "alloc_sample_bytes": 64}, during))
+    consumer, host = asyncio.run(
+        _probe({"pids": [proc.pid], "alloc_sampling": "mallocgc", "alloc_sample_bytes": 64}, during)
+    )
     out, err = result[0]
     assert proc.returncode == 0, err
     assert "ready\n" + out == expected.stdout  # the same checksum: nothing was corrupted
