@@ -27,13 +27,28 @@ class StackReceiverConfig(ComponentConfig):
     pids: Pids = Field(default_factory=list, description="only these tgids; [] = all")
     comm: str | None = Field(None, description="regex searched in the 15-char comm (user space)")
     user_stacks: bool = True
-    # frame_pointers stays the default until table builds stop costing a burst of CPU at
-    # every start (a core for seconds on a host with many binaries: collector/unwind/README.md).
+    # auto by default: table builds are lazy (a process at its first sample), held to
+    # unwind_budget of a core and cached on disk by build id (collector/unwind/README.md).
     unwind: Literal["auto", "frame_pointers", "tables"] = Field(
-        "frame_pointers",
+        "auto",
         description="user stacks: tables (.eh_frame, unwound in BPF) where a binary has one, "
         "frame pointers elsewhere; auto = tables, or frame pointers if the kernel refuses "
         "the walker; frame_pointers = the kernel's walker only",
+    )
+    unwind_budget: float = Field(
+        0.1,
+        gt=0,
+        le=4,
+        description="share of one core that loading processes and building their unwind "
+        "tables may use on average (bursts of 0.5 s of CPU); the rest waits, most-sampled first",
+    )
+    unwind_cache: str | None = Field(
+        "/var/cache/collector/unwind",
+        description="directory of built unwind tables by build id, so a restart does not "
+        "build them again; null = no cache",
+    )
+    unwind_cache_size: int = Field(
+        256, ge=1, le=65536, description="MB the unwind table cache may hold (LRU)"
     )
     kernel_stacks: bool = True
     stack_map_size: int = Field(16384, ge=64, le=1 << 20)

@@ -48,6 +48,7 @@ from collector.model import (
 )
 from collector.proc.limits import raise_nofile_limit
 from collector.proc.pidns import pidns_defines
+from collector.unwind.cache import TableCache
 
 if TYPE_CHECKING:
     from collector.host import Host
@@ -136,7 +137,13 @@ class StackReceiver(RingReader):
     async def _setup(self) -> None:
         assert self._prog is not None
         if "unwind_rows" in self._prog.maps:  # built with UNWIND_TABLES
-            self._unwind = TableUnwinding(self._prog, self._id, self._log, self._count)
+            cfg = self._config
+            cache = None
+            if cfg.unwind_cache:
+                cache = TableCache(cfg.unwind_cache, cfg.unwind_cache_size << 20)
+            self._unwind = TableUnwinding(
+                self._prog, self._id, self._log, self._count, cfg.unwind_budget, cache
+            )
             if self._config.pids:  # known now: their tables need not wait
                 await asyncio.to_thread(self._unwind.preload, self._config.pids)
         if self._config.pids:
@@ -318,9 +325,12 @@ class StackReceiver(RingReader):
         if comm is None:
             self._count("comm_filtered")
             return  # the comm regex runs here: BPF cannot match regular expressions
-        if self._unwind_deferred and pid in self._unwind_deferred:
-            self._unwind_deferred.discard(pid)  # its first sample past the filter: load it
-            unwind.process_seen(pid)  # type: ignore[union-attr]
+        if unwind is not None:
+            if self._unwind_deferred and pid in self._unwind_deferred:
+                self._unwind_deferred.discard(pid)  # its first sample past the filter: load it
+                unwind.process_seen(pid)
+            else:
+                unwind.sampled(pid)  # a process waiting for its tables moves up
         if self._factor < 1.0:  # before the stack look-ups: a dropped sample costs nothing
             self._credit += self._factor
             if self._credit < 1.0:

@@ -2,9 +2,15 @@
 
 A stack receiver whose program was built with UNWIND_TABLES owns one ``TableUnwinding``:
 - processes are loaded into the walker's maps (``UnwindMaps.add_process``: ~1 ms with its
-  binaries' tables loaded, 0.1-0.3 s per table to build) on a worker thread, never on the
-  reader: the reader only queues pids (bounded; what does not fit is counted and that process
-  stays on frame pointers until its next exec);
+  binaries' tables loaded, 0.1-0.3 s per table to build, less when the on-disk cache has it)
+  on a worker thread, never on the reader. The reader only notes pids (bounded; what does not
+  fit is counted and that process stays on frame pointers until its next exec);
+- lazily and cheaply: a process is queued at its first sample, the worker takes the queued
+  process with the most samples first, a process that exits while queued costs nothing more
+  (``unwind_skipped_exited``), and the worker's CPU is held to a budget (``CpuBudget``:
+  ``unwind_budget`` of a core on average), so a start or an exec storm on a busy host never
+  takes a core for seconds. Samples taken before a process is loaded are walked with frame
+  pointers and say ``no_process``;
 - events carry their user frames after the 64-byte header (decoded by
   collector.bpf.frames), and a walk that stopped before the outermost frame ends with a
   sentinel address naming why (collector.model.raw.UNWIND_STOP_BASE);
@@ -15,17 +21,23 @@ A stack receiver whose program was built with UNWIND_TABLES owns one ``TableUnwi
 from __future__ import annotations
 
 import logging
-import queue
+import os
+import resource
 import threading
+import time
 from collections.abc import Callable
 
 from collector.bpf.loader import LoadedProgram
 from collector.bpf.syscall import name_thread
+from collector.unwind.budget import CpuBudget
+from collector.unwind.cache import TableCache
 from collector.unwind.maps import UnwindMaps
 
-QUEUE_SIZE = 1024  # process loads waiting for the worker
-_ADD, _REMOVE, _STOP, _MARK = 0, 1, 2, 3
+QUEUE_SIZE = 4096  # processes waiting for the worker (an exec storm queues many short ones)
 PRELOAD_TIMEOUT_S = 5.0  # start() waits at most this long for the configured pids' tables
+BURST_S = 0.5  # CPU seconds the worker may spend at once before the budget's rate applies
+FD_HEADROOM = 24  # descriptors left free for others before the worker opens a binary
+_URGENT = 1 << 40  # sample count that puts a preloaded pid ahead of every sampled one
 # Counted from the store and the maps (user space), as unwind_<name>; gauges are left out.
 _USER_COUNTERS = (
     "processes_loaded",
@@ -33,15 +45,40 @@ _USER_COUNTERS = (
     "mappings_overflow",
     "open_failed",
     "tables_built",
+    "tables_from_cache",
     "tables_failed",
     "tables_evicted",
     "tables_no_space",
+    "cache_hits",
+    "cache_misses",
+    "cache_rejected",
+    "cache_writes",
+    "cache_write_failed",
+    "cache_evicted",
 )
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # less listdir's own
+    except OSError:
+        return 0
+
+
+class _Stopped(Exception):
+    """close() was called while a load waited for budget: the load is abandoned."""
 
 
 class TableUnwinding:
     def __init__(
-        self, prog: LoadedProgram, name: str, log: logging.Logger, count: Callable[[str, int], None]
+        self,
+        prog: LoadedProgram,
+        name: str,
+        log: logging.Logger,
+        count: Callable[[str, int], None],
+        budget: float | None = None,
+        cache: TableCache | None = None,
+        burst: float = BURST_S,
     ) -> None:
         self._log = log
         self._count = count  # the receiver's counter (called on the reader thread only)
@@ -50,44 +87,88 @@ class TableUnwinding:
             prog.map("unwind_mappings"),
             prog.map("unwind_procs"),
             prog.map("unwind_stats"),
+            cache=cache,
+            gate=self._gate,
         )
-        self._queue: queue.Queue[tuple[int, int]] = queue.Queue(QUEUE_SIZE)
-        self._worker_counts = {"load_failed": 0}  # written by the worker, read by the reader
+        self._budget = CpuBudget(budget, burst) if budget else None
+        self._cond = threading.Condition()
+        # Guarded by _cond: pid -> samples seen while it waits (insertion order breaks ties),
+        # pids handed to the worker (so their exit is passed on), removals to do, the pid
+        # being loaded now.
+        self._pending: dict[int, int] = {}
+        self._known: set[int] = set()
+        self._removals: set[int] = set()
+        self._busy = 0
+        self._stop = False
+        self._cpu_s = 0.0  # the worker's CPU time in all
+        self._mark = 0.0  # the worker's thread time when the budget was last charged
+        self._urgent_job = False  # the job in hand is a preload: no budget wait
+        self._worker_counts = {
+            "load_failed": 0,
+            "queued": 0,
+            "skipped_exited": 0,
+            "budget_waits": 0,
+            "worker_cpu_ms": 0,
+            "budget_wait_ms": 0,
+            "fd_waits": 0,
+        }  # written under _cond, read by the reader
         self._kernel_prev: dict[str, int] = {}
         self._user_prev: dict[str, int] = {}
         self._failure_logged = False
-        self._marked = threading.Event()
         self._thread = threading.Thread(target=self._work, name=f"{name}-unwind", daemon=True)
         self._thread.start()
 
     # -- reader thread -----------------------------------------------------------------
 
     def process_seen(self, pid: int) -> None:
-        """The first event of a process since load or exec: load its mappings."""
-        self._enqueue(_ADD, pid)
+        """The first sample of a process since load or exec: queue it for loading."""
+        with self._cond:
+            if pid in self._pending:
+                return
+            if len(self._pending) >= QUEUE_SIZE:
+                self._count("unwind_queue_full", 1)
+                return
+            self._pending[pid] = 1
+            self._removals.discard(pid)  # a load replaces what the pid had
+            self._worker_counts["queued"] += 1
+            self._cond.notify()
+
+    def sampled(self, pid: int) -> None:
+        """Another sample of a process: a queued one moves up (no lock when it is not)."""
+        if pid in self._pending:
+            with self._cond:
+                if pid in self._pending:
+                    self._pending[pid] += 1
 
     def process_exec(self, pid: int) -> None:
         """Its old mappings are gone; its next event (EVENT_F_NEW_PID) loads the new ones."""
-        self._enqueue(_REMOVE, pid)
+        self._gone(pid)
 
     def process_exit(self, pid: int) -> None:
-        self._enqueue(_REMOVE, pid)
+        self._gone(pid)
+
+    def _gone(self, pid: int) -> None:
+        with self._cond:
+            if self._pending.pop(pid, None) is not None:
+                self._worker_counts["skipped_exited"] += 1
+            if pid in self._known or pid == self._busy:
+                self._removals.add(pid)
+                self._cond.notify()
 
     def preload(self, pids: list[int], timeout: float = PRELOAD_TIMEOUT_S) -> bool:
-        """Load ``pids`` now and wait (bounded) until done: with a ``pids`` setting their
-        libraries' tables are built before their first sample, not 0.1-0.3 s after it.
-        False when the wait timed out (the loads go on in the background)."""
-        for pid in pids:
-            self._enqueue(_ADD, pid)
-        self._marked.clear()
-        self._enqueue(_MARK, 0)
-        return self._marked.wait(timeout)
-
-    def _enqueue(self, op: int, pid: int) -> None:
-        try:
-            self._queue.put_nowait((op, pid))
-        except queue.Full:
-            self._count("unwind_queue_full", 1)
+        """Load ``pids`` now, ahead of sampled processes and regardless of the budget, and
+        wait (bounded) until done: with a ``pids`` setting their libraries' tables are built
+        before their first sample, not 0.1-0.3 s after it. False when the wait timed out (the
+        loads go on in the background)."""
+        want = set(pids)
+        with self._cond:
+            for pid in want:
+                self._pending[pid] = _URGENT
+                self._worker_counts["queued"] += 1
+            self._cond.notify()
+            return self._cond.wait_for(
+                lambda: not (want & self._pending.keys()) and self._busy not in want, timeout
+            )
 
     def read_counters(self) -> None:
         """Add the growth of the walk reasons and the worker's counters."""
@@ -96,38 +177,117 @@ class TableUnwinding:
             self._kernel_prev[name] = value
         stats = self.maps.stats()
         now = {k: int(stats.get(k, 0)) for k in _USER_COUNTERS}
-        now.update(self._worker_counts)
+        with self._cond:
+            now.update(self._worker_counts)
         for name, value in now.items():
             self._count(f"unwind_{name}", value - self._user_prev.get(name, 0))
             self._user_prev[name] = value
 
     # -- worker thread -----------------------------------------------------------------
 
+    def _next(self) -> tuple[bool, int] | None:
+        """(is_add, pid) of the next job, waiting for one (and for the budget); None: stop."""
+        with self._cond:
+            while True:
+                if self._stop:
+                    return None
+                if self._removals:  # cheap, and frees slots for the loads
+                    return False, self._removals.pop()
+                if self._pending:
+                    pid = max(self._pending, key=self._pending.__getitem__)
+                    wait = 0.0
+                    if self._budget is not None and self._pending[pid] < _URGENT:
+                        wait = self._budget.wait_s()
+                    if wait <= 0:
+                        self._urgent_job = self._pending.pop(pid) >= _URGENT
+                        self._known.add(pid)
+                        self._busy = pid
+                        return True, pid
+                    self._wait_budget(wait)  # an exit or an urgent pid may come meanwhile
+                    continue
+                self._cond.wait()
+
+    def _wait_budget(self, wait: float) -> None:
+        """Under _cond: wait up to ``wait`` seconds for the budget to refill."""
+        assert self._budget is not None
+        self._worker_counts["budget_waits"] += 1
+        t0 = time.monotonic()
+        self._cond.wait(wait)
+        self._budget.note_wait(time.monotonic() - t0)
+        self._worker_counts["budget_wait_ms"] = int(self._budget.waited * 1e3)
+
+    def _gate(self) -> None:
+        """Worker thread, inside add_process, before each table is read or built: charge what
+        the job spent so far, and wait while the budget is spent (one process mapping 60
+        libraries would otherwise build them all in one go: seconds of a core)."""
+        self._wait_for_descriptors()
+        if self._budget is None:
+            return
+        now = time.thread_time()
+        with self._cond:
+            self._budget.charge(now - self._mark)
+            self._mark = now
+            while not self._urgent_job:
+                if self._stop:
+                    raise _Stopped
+                wait = self._budget.wait_s()
+                if wait <= 0:
+                    return
+                self._wait_budget(wait)
+
+    def _wait_for_descriptors(self) -> None:
+        """A build holds 3-4 descriptors for a moment (the binary, symbolic's own open, its
+        temporary file); under a low open-file limit, wait until enough are free, so that
+        the symbolizer reopening a parked pin meanwhile does not get EMFILE (at a limit of
+        64 with 80 binaries: 2-4 processes left unnamed without this wait)."""
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY or soft > 4096:
+            return  # plenty: not worth listing /proc/self/fd
+        while _open_fds() > soft - FD_HEADROOM:
+            with self._cond:
+                if self._stop:
+                    raise _Stopped
+                self._worker_counts["fd_waits"] += 1
+                self._cond.wait(0.05)
+
     def _work(self) -> None:
         name_thread(self._thread.name)
         # Normal priority on purpose: at nice 19, two busy CPUs starved the builds for
         # seconds (a 3 s python run: 70 % of its samples before its tables, 11 % at nice 0).
-        while True:
-            op, pid = self._queue.get()
-            if op == _STOP:
-                return
-            if op == _MARK:
-                self._marked.set()
-                continue
+        # The budget, not the priority, keeps the builds from taking a core.
+        while (job := self._next()) is not None:
+            add, pid = job
+            cpu0 = self._mark = time.thread_time()
             try:
-                if op == _ADD:
+                if add:
                     self.maps.add_process(pid)
                 else:
                     self.maps.remove_process(pid)
+            except _Stopped:
+                return
             except Exception:  # one process's failure must not end the worker
-                self._worker_counts["load_failed"] += 1
+                with self._cond:
+                    self._worker_counts["load_failed"] += 1
                 if not self._failure_logged:
                     self._failure_logged = True
                     self._log.warning("unwind: loading pid=%d failed", pid, exc_info=True)
+            now = time.thread_time()
+            spent = now - cpu0
+            with self._cond:
+                if self._budget is not None:
+                    self._budget.charge(now - self._mark)
+                if not add:
+                    self._known.discard(pid)
+                self._busy = 0
+                self._cpu_s += spent
+                self._worker_counts["worker_cpu_ms"] = int(self._cpu_s * 1e3)
+                self._cond.notify_all()  # preload() waits for its pids
 
     def close(self) -> None:
-        """Stop the worker (after what is queued), then release the maps' mmaps."""
-        if self._thread.is_alive():
-            self._queue.put((_STOP, 0))
-            self._thread.join()
+        """Stop the worker (after the job in hand; queued loads are dropped), then release
+        the maps' mmaps."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
         self.maps.close()

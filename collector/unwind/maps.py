@@ -8,9 +8,11 @@ only once its mappings are complete, and deleted first when it goes.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from collector.bpf import Map
@@ -18,10 +20,47 @@ from collector.elf import ElfError, ElfReader
 from collector.proc.pinned import PinError, map_files_path, open_regular, stat_regular
 from collector.proc.procfs import MapLine, read_maps
 from collector.unwind import layout as L
+from collector.unwind.cache import TableCache
+from collector.unwind.shared_mem import SharedMapping
 from collector.unwind.store import TableStore
-from collector.unwind.table import binary_key, build_table
+from collector.unwind.table import TableError, UnwindTable, binary_key, build_table
 
 MAX_VDSO = 1 << 20
+MAX_BINARIES = 8192  # files whose ELF facts are remembered (by dev, inode, size, mtime)
+
+
+@dataclass(frozen=True, slots=True)
+class _Binary:
+    """What a process's mapping of a file needs of it, read once per file."""
+
+    key: str  # table key (collector.unwind.table.binary_key)
+    image_base: int  # the first PT_LOAD's page: Breakpad pcs are relative to it
+    loads: tuple[tuple[int, int, int], ...]  # (file offset, file size, vaddr) per PT_LOAD
+
+    def vaddr(self, offset: int) -> int | None:
+        for off, size, vaddr in self.loads:
+            if off <= offset < off + max(size, 1):
+                return offset - off + vaddr
+        return None
+
+
+def _read_binary(fd: int) -> _Binary | None:
+    """None: not an ELF file with loadable segments (no table, frame pointers)."""
+    try:
+        elf = ElfReader(fd)
+        loads = tuple((s.offset, s.filesz, s.vaddr) for s in elf.loads)
+        build_id = elf.build_id()
+    except (ElfError, OSError, ValueError):
+        return None
+    if not loads:
+        return None
+    # Breakpad addresses are relative to the image's load address (the first PT_LOAD's
+    # page): 0 for PIE and shared objects, 0x400000 for a classic -no-pie executable.
+    image_base = min(v for _, _, v in loads) & ~(mmap.PAGESIZE - 1)
+    return _Binary(binary_key(fd, build_id), image_base, loads)
+
+
+_UNSEEN = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,21 +74,30 @@ class Entry:
     key: str  # table key, "" when the mapping has no table (frame pointers)
 
 
-def _mmap(m: Map) -> mmap.mmap:
-    size = m.max_entries * m.value_size
-    size = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
-    return mmap.mmap(m.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+def _mmap(m: Map) -> SharedMapping:
+    return SharedMapping(m.fd, m.max_entries * m.value_size)
 
 
 class UnwindMaps:
-    def __init__(self, rows: Map, mappings: Map, procs: Map, stats: Map | None = None) -> None:
+    def __init__(
+        self,
+        rows: Map,
+        mappings: Map,
+        procs: Map,
+        stats: Map | None = None,
+        cache: TableCache | None = None,
+        gate: Callable[[], None] | None = None,
+    ) -> None:
         if rows.value_size != L.ROW.size or mappings.value_size != L.MAPPING.size:
             raise ValueError("unwind maps do not match collector/unwind/layout.py")
         self._rows_mm = _mmap(rows)
         self._map_mm = _mmap(mappings)
         self._procs = procs
         self._stats = stats
-        self.store = TableStore(memoryview(self._rows_mm), rows.max_entries)
+        self._cache = cache  # built tables on disk (None: build every table at every start)
+        self._gate = gate  # called before each table is read or built (a CPU budget's wait)
+        self._binaries: OrderedDict[tuple[object, ...], _Binary | None] = OrderedDict()
+        self.store = TableStore(self._rows_mm.view, rows.max_entries)
         self._free_slots = list(range(mappings.max_entries // L.MAX_MAPPINGS - 1, -1, -1))
         self._slots: dict[int, tuple[int, list[Entry]]] = {}  # tgid -> (slot, entries)
         self.counters = {"processes_loaded": 0, "process_slots_full": 0, "mappings_overflow": 0}
@@ -82,7 +130,7 @@ class UnwindMaps:
             L.MAPPING.pack(e.start, e.end, e.bias & (1 << 64) - 1, e.row_first, e.row_count)
             for e in entries
         )
-        self._map_mm[base : base + len(blob)] = blob
+        self._map_mm.view[base : base + len(blob)] = blob
         self._procs.update(L.PROC.pack(pid, 0)[:4], L.PROC.pack(slot, len(entries)))
         self._slots[pid] = (slot, entries)
         self.counters["processes_loaded"] += 1
@@ -106,64 +154,127 @@ class UnwindMaps:
     def _entry(self, pid: int, ln: MapLine) -> Entry | None:
         if ln.path == "[vdso]":
             return self._vdso_entry(pid, ln)
+        none = Entry(ln.start, ln.end, 0, 0, 0, ln.path, "")
         if not ln.path.startswith("/"):
-            return Entry(ln.start, ln.end, 0, 0, 0, ln.path, "")  # anonymous/JIT: rbp
+            return none  # anonymous/JIT: rbp
         # The kernel's reference to the mapped inode, never the path string (see collector.proc).
         ref = map_files_path(pid, ln.start, ln.end)
         try:
-            fd, _st = open_regular(ref, stat_regular(ref))
+            st = stat_regular(ref)
         except PinError:
             self.counters["open_failed"] += 1
-            return Entry(ln.start, ln.end, 0, 0, 0, ln.path, "")
-        try:
-            return self._file_entry(fd, ln, ln.offset)
-        finally:
-            os.close(fd)
+            return none
+        # A file seen before (libc, ld.so: every process) costs this stat alone: its ELF
+        # facts are remembered by identity and it is opened again only to build a table.
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        info = self._binaries.get(ident, _UNSEEN)
+        if info is _UNSEEN:
+            try:
+                fd, _st = open_regular(ref, st)
+            except PinError:
+                self.counters["open_failed"] += 1
+                return none
+            try:
+                info = _read_binary(fd)
+            finally:
+                os.close(fd)
+            self._remember(ident, info)
+        else:
+            self._binaries.move_to_end(ident)
+        if info is None:
+            return none
 
-    def _file_entry(self, fd: int, ln: MapLine, offset: int) -> Entry:
+        def build() -> UnwindTable:
+            try:
+                fd, _st = open_regular(ref, st)
+            except PinError as exc:
+                raise TableError(f"{ln.path}: {exc}") from exc
+            try:
+                return self._build(fd, ln.path, info.key)
+            finally:
+                os.close(fd)
+
+        return self._place_entry(ln, ln.offset, info, build)
+
+    def _remember(self, ident: tuple[object, ...], info: _Binary | None) -> None:
+        self._binaries[ident] = info
+        while len(self._binaries) > MAX_BINARIES:
+            self._binaries.popitem(last=False)
+
+    def _place_entry(
+        self, ln: MapLine, offset: int, info: _Binary, build: Callable[[], UnwindTable]
+    ) -> Entry:
         none = Entry(ln.start, ln.end, 0, 0, 0, ln.path, "")
-        try:
-            elf = ElfReader(fd)
-            vaddr = elf.file_offset_to_vaddr(offset)
-        except (ElfError, OSError, ValueError):
+        vaddr = info.vaddr(offset)
+        if vaddr is None:
             return none
-        if vaddr is None or not elf.loads:
-            return none
-        # Breakpad addresses are relative to the image's load address (the first PT_LOAD's
-        # page): 0 for PIE and shared objects, 0x400000 for a classic -no-pie executable.
-        image_base = min(s.vaddr for s in elf.loads) & ~(mmap.PAGESIZE - 1)
-        key = binary_key(fd)
-        loaded = self.store.acquire(key, lambda: build_table(fd, ln.path))
+        loaded = self.store.acquire(info.key, build)
         if loaded is None:
             return none
         # address - bias = (vaddr - image base) - table base, the row pc.
-        bias = ln.start - (vaddr - image_base) + loaded.base
-        return Entry(ln.start, ln.end, bias, loaded.first, loaded.count, ln.path, key)
+        bias = ln.start - (vaddr - info.image_base) + loaded.base
+        return Entry(ln.start, ln.end, bias, loaded.first, loaded.count, ln.path, info.key)
+
+    def _build(self, fd: int, path: str, key: str) -> UnwindTable:
+        """From the on-disk cache when it holds a valid copy, else built (and cached)."""
+        if self._gate is not None:
+            self._gate()  # the caller's CPU budget: may wait here before a costly read
+        if self._cache is not None:
+            got = self._cache.load(key)
+            if got is not None:
+                return got
+        table = build_table(fd, path)
+        if self._cache is not None:
+            self._cache.save(table)
+        return table
 
     def _vdso_entry(self, pid: int, ln: MapLine) -> Entry | None:
-        """The vDSO is an ELF image with .eh_frame that only exists in memory: copy it into a
-        memfd once per distinct image and treat it as a file."""
+        """The vDSO is an ELF image with .eh_frame that only exists in memory: its bytes are
+        read from the process (one page or two) and, once per distinct image, put in a memfd
+        and treated as a file."""
+        none = Entry(ln.start, ln.end, 0, 0, 0, ln.path, "")
         size = ln.end - ln.start
         if size > MAX_VDSO:
-            return Entry(ln.start, ln.end, 0, 0, 0, ln.path, "")
+            return none
         try:
             with open(f"/proc/{pid}/mem", "rb", buffering=0) as f:
                 f.seek(ln.start)
                 data = f.read(size)
         except OSError:
-            return Entry(ln.start, ln.end, 0, 0, 0, ln.path, "")
-        fd = os.memfd_create("vdso", os.MFD_CLOEXEC)
-        try:
+            return none
+        ident = ("vdso", hashlib.blake2b(data, digest_size=16).digest())
+
+        def memfd() -> int:
+            fd = os.memfd_create("vdso", os.MFD_CLOEXEC)
             os.write(fd, data)
-            return self._file_entry(fd, ln, 0)
-        finally:
-            os.close(fd)
+            return fd
+
+        info = self._binaries.get(ident, _UNSEEN)
+        if info is _UNSEEN:
+            fd = memfd()
+            try:
+                info = _read_binary(fd)
+            finally:
+                os.close(fd)
+            self._remember(ident, info)
+        if info is None:
+            return none
+
+        def build() -> UnwindTable:
+            fd = memfd()
+            try:
+                return self._build(fd, ln.path, info.key)
+            finally:
+                os.close(fd)
+
+        return self._place_entry(ln, 0, info, build)
 
     def stats(self) -> dict[str, float]:
         """User-space counters: processes, slots, and the table store's."""
         return {
             **self.counters,
             **self.store.stats(),
+            **(self._cache.stats() if self._cache is not None else {}),
             "processes_active": len(self._slots),
             "process_slots_free": len(self._free_slots),
         }

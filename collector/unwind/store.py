@@ -82,6 +82,7 @@ class TableStore:
         self._failed: OrderedDict[str, str] = OrderedDict()
         self.counters = {
             "tables_built": 0,
+            "tables_from_cache": 0,
             "tables_failed": 0,
             "tables_evicted": 0,
             "tables_no_space": 0,
@@ -100,8 +101,11 @@ class TableStore:
             except TableError as exc:
                 self._remember_failure(key, str(exc))
                 return None
-            self.counters["tables_built"] += 1
-            self.counters["table_build_seconds"] += table.build_seconds
+            if table.from_cache:
+                self.counters["tables_from_cache"] += 1
+            else:
+                self.counters["tables_built"] += 1
+                self.counters["table_build_seconds"] += table.build_seconds
             got = self._place(key, table)
             if got is None:
                 return None

@@ -38,6 +38,7 @@ class UnwindTable:
     path: str
     rows: Rows
     build_seconds: float
+    from_cache: bool = False  # read back from collector.unwind.cache, not built
 
     @property
     def base(self) -> int:
@@ -55,12 +56,14 @@ class UnwindTable:
         return len(self.rows) * L.ROW.size
 
 
-def binary_key(fd: int) -> str:
-    """Tables are shared by every process mapping the same binary: build id, else identity."""
-    try:
-        build_id = ElfReader(fd).build_id()
-    except (ElfError, OSError, ValueError):
-        build_id = ""
+def binary_key(fd: int, build_id: str | None = None) -> str:
+    """Tables are shared by every process mapping the same binary: build id, else identity.
+    ``build_id``: already read by the caller ("" for none)."""
+    if build_id is None:
+        try:
+            build_id = ElfReader(fd).build_id()
+        except (ElfError, OSError, ValueError):
+            build_id = ""
     if build_id:
         return f"build-id:{build_id}"
     st = os.fstat(fd)

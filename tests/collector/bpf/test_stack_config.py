@@ -25,7 +25,9 @@ def test_unwind_setting_becomes_the_define(unwind: str, user_stacks: bool, table
 
 
 def test_default_is_auto_and_typos_are_refused() -> None:
-    assert StackReceiverConfig().unwind == "frame_pointers"
+    config = StackReceiverConfig()
+    assert config.unwind == "auto" and config.tables()
+    assert (config.unwind_budget, config.unwind_cache) == (0.1, "/var/cache/collector/unwind")
     with pytest.raises(ValidationError, match="unwind"):
         StackReceiverConfig(unwind="dwarf")  # type: ignore[arg-type]
 

@@ -1,0 +1,103 @@
+"""How a stack receiver's unwind worker spends its CPU: held to a budget, most-sampled
+process first, nothing for a process that exits while it waits, preloaded pids regardless.
+
+The budget is plain arithmetic on a clock (checked with a stepped one); the worker runs on the
+real maps of bpf/unwind.h (the self-test program, not attached) with real processes."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from collector.bpf import LoadedProgram, load
+from collector.bpf.unwinding import TableUnwinding
+from collector.unwind.budget import CpuBudget
+from collector.unwind.selftest import PROGRAM
+from tests.support.workloads import build
+
+
+def test_the_budget_allows_its_rate_after_a_burst() -> None:
+    now = [0.0]
+    b = CpuBudget(rate=0.1, burst=0.5, clock=lambda: now[0])
+    assert b.wait_s() == 0
+    b.charge(0.7)  # one build may overdraw the burst
+    assert b.wait_s() == pytest.approx(2.0, abs=0.01)  # 0.2 s of debt at 0.1 s per second
+    now[0] = 2.1
+    assert b.wait_s() == 0
+    now[0] = 1000.0
+    b.charge(0.0)
+    b.charge(0.5)  # the bucket held at most `burst`, however long it was idle
+    assert b.wait_s() > 0
+    with pytest.raises(ValueError):
+        CpuBudget(0, 1)
+
+
+@pytest.fixture(scope="module")
+def prog() -> Iterator[LoadedProgram]:
+    p = load(PROGRAM, {"UNWIND_ROWS": 1 << 20}, [])
+    yield p
+    p.close()
+
+
+def _spawn(n: int) -> list[subprocess.Popen[bytes]]:
+    binary = build("unwind_callers", ("-O2", "-fomit-frame-pointer"))
+    procs = [
+        subprocess.Popen([str(binary), "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        for _ in range(n)
+    ]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    return procs
+
+
+def _until(cond: object, timeout: float = 30.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.bpf
+def test_over_budget_loads_wait_exited_ones_cost_nothing_preloads_go_first(
+    prog: LoadedProgram,
+) -> None:
+    counts: Counter[str] = Counter()
+    # 1 ms of CPU at once, then 1 ms per second: the first load (preloaded, so it ignores the
+    # budget, but is charged: table builds of tens of ms) leaves the budget in debt for far
+    # longer than this test runs.
+    tu = TableUnwinding(
+        prog, "t", logging.getLogger("t"), counts.__setitem__, budget=1e-3, burst=1e-3
+    )
+    procs = _spawn(4)
+    try:
+        first, waits, leaves, urgent = (p.pid for p in procs)
+        assert tu.preload([first], timeout=30) and tu.maps.entries(first)
+        assert _until(lambda: tu._worker_counts["worker_cpu_ms"] > 1)
+        for pid in (waits, leaves):
+            tu.process_seen(pid)
+            tu.sampled(pid)
+        assert _until(lambda: tu._worker_counts["budget_waits"] >= 1)
+        time.sleep(0.3)
+        assert not tu.maps.entries(waits) and not tu.maps.entries(leaves)  # held back
+        tu.process_exit(leaves)  # gone before its turn: dropped from the queue
+        assert tu.preload([urgent], timeout=30)  # a configured pid does not wait
+        assert tu.maps.entries(urgent) and not tu.maps.entries(waits)
+        tu.process_exit(first)
+        assert _until(lambda: not tu.maps.entries(first))  # removals are not held back
+        tu.read_counters()
+        totals = dict(counts)  # __setitem__ keeps each counter's last growth: >0 is enough
+        assert tu._worker_counts["skipped_exited"] == 1 and tu._worker_counts["queued"] == 4
+        assert "unwind_budget_waits" in totals and "unwind_worker_cpu_ms" in totals
+        assert tu.maps.stats()["processes_loaded"] == 2
+    finally:
+        tu.close()
+        for p in procs:
+            p.kill()
+            p.wait()
