@@ -14,11 +14,15 @@ every 0.2 s, and VmHWM) and the figures ``--after`` seconds after it ends.
 allocations by owning area (collector/proc, processors/symbolize, collector/unwind, ...),
 and the resident set by mapped file (file-backed clean pages vs anonymous). tracemalloc itself
 costs memory (its traces) and turns pymalloc's statistics off, so this mode explains, ``run``
-measures.
+measures; ``--pymalloc`` runs it without tracemalloc and reports pymalloc's arenas instead.
+
+``imports``: what the default pipeline's modules cost in a fresh interpreter before any data,
+step by step, and each large library imported alone.
 
 Run as root after `make test`:
     .venv/bin/python benchmarks/memory.py run [--compiles 300 --after 60 --comm REGEX]
-    .venv/bin/python benchmarks/memory.py where [--idle 30 --compiles 300 --after 60]
+    .venv/bin/python benchmarks/memory.py where [--idle 30 --compiles 300 --after 60 --pymalloc]
+    .venv/bin/python benchmarks/memory.py imports
 """
 
 from __future__ import annotations
@@ -34,34 +38,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.busy_host import storm  # noqa: E402
+from benchmarks.busy_host import cpu_seconds, storm  # noqa: E402
 from collector import memory  # noqa: E402
 
 COLLECTOR = ROOT / ".venv" / "bin" / "collector"
 PIPELINE = ROOT / "config" / "pipeline.yaml"
 MARKS = (10.0, 30.0, 60.0)
-AREAS = (  # longest prefix first: the owner named in the write-up
-    "collector/proc",
-    "collector/unwind",
-    "collector/elf",
-    "collector/dwarf",
-    "collector/gosym",
-    "collector/model",
-    "collector/encoding",
-    "collector/bpf",
-    "processors/symbolize",
-    "receivers/",
-    "exporters/",
-    "collector/",
-)
 
 
 def _mb(kb: float) -> str:
@@ -183,6 +171,7 @@ def cmd_run(args: argparse.Namespace, work: Path) -> None:
     after = {r.tag: r.figures() for r in runs}
     rows.append(_row(f"{args.after:.0f} s after", after))
     hwm = {r.tag: r.hwm() for r in runs}
+    cpu = {r.tag: cpu_seconds(r.proc.pid) for r in runs}  # arenas shared: any lock cost shows
     sampler.done.set()
     logs = {r.tag: r.stop() for r in runs}
     what = f"comm {args.comm!r}" if args.comm else "the whole machine"
@@ -199,134 +188,26 @@ def cmd_run(args: argparse.Namespace, work: Path) -> None:
         back = (after[tag]["rss"] - before[tag]["rss"]) / 1024
         print(
             f"{tag}: VmHWM {_mb(hwm[tag])} MB; {args.after:.0f} s after the storm RSS is "
-            f"{back:+.1f} MB from before it; trims: {_trim_totals(logs[tag])}"
+            f"{back:+.1f} MB from before it; CPU {cpu[tag]:.1f} s in all; trims: "
+            f"{_trim_totals(logs[tag])}"
         )
-
-
-# ---- where: the child under tracemalloc, and its report ----------------------------------
-
-
-def _area(filename: str) -> str:
-    rel = filename.split(str(ROOT) + "/", 1)[-1]
-    for prefix in AREAS:
-        if rel.startswith(prefix):
-            return prefix.rstrip("/")
-    if "site-packages/" in filename:
-        return "lib:" + filename.split("site-packages/", 1)[1].split("/", 1)[0]
-    return "python (imports, stdlib)"
-
-
-def _site(frame: Any) -> str:
-    return f"{frame.filename.split(str(ROOT) + '/', 1)[-1]}:{frame.lineno}"
-
-
-def _dump(path: Path) -> None:
-    import tracemalloc
-
-    snap = tracemalloc.take_snapshot()
-    areas: Counter[str] = Counter()
-    files: Counter[str] = Counter()
-    for stat in snap.statistics("filename"):
-        fn = stat.traceback[0].filename
-        areas[_area(fn)] += stat.size
-        files[fn.split(str(ROOT) + "/", 1)[-1]] += stat.size
-    report = {
-        "rollup": memory.rollup(),
-        "malloc": memory.malloc_stats(),
-        "regions": [vars(r) for r in memory.regions()[:15]],
-        "traced": sum(areas.values()),
-        "tracemalloc_overhead": tracemalloc.get_tracemalloc_memory(),
-        "areas": areas.most_common(),
-        "files": files.most_common(25),
-        "lines": [(_site(st.traceback[0]), st.size) for st in snap.statistics("lineno")[:15]],
-    }
-    path.write_text(json.dumps(report))
-
-
-def child(argv: list[str]) -> int:
-    """Run the CLI with tracemalloc; write a report whenever the file ``<out>.req`` appears."""
-    import tracemalloc
-
-    out = Path(argv[0])
-    tracemalloc.start(1)
-    req = out.with_suffix(".req")
-
-    def watch() -> None:
-        n = 0
-        while True:
-            time.sleep(0.2)
-            if req.exists():
-                req.unlink()
-                n += 1
-                _dump(out.with_suffix(f".{n}.json"))
-
-    threading.Thread(target=watch, daemon=True).start()
-    from collector.cli import main
-
-    return main(argv[1:])
-
-
-def _report(title: str, path: Path) -> None:
-    rep = json.loads(path.read_text())
-    roll = rep["rollup"]
-    print(
-        f"\n== {title}: RSS {_mb(roll['Rss'])} MB (anon {_mb(roll['Anonymous'])}, PSS "
-        f"{_mb(roll['Pss'])}, USS {_mb(roll['Uss'])}); Python objects traced "
-        f"{rep['traced'] / 2**20:.1f} MB (tracemalloc's own traces "
-        f"{rep['tracemalloc_overhead'] / 2**20:.1f} MB)"
-    )
-    mal = rep["malloc"] or {}
-    print("glibc malloc (MB): " + ", ".join(f"{k} {_mb(v)}" for k, v in mal.items()))
-    print("Python allocations by area (MB):")
-    for area, size in rep["areas"][:14]:
-        print(f"  {size / 2**20:7.2f}  {area}")
-    print("largest files (MB):")
-    for fn, size in rep["files"][:12]:
-        print(f"  {size / 2**20:7.2f}  {fn}")
-    print("largest allocation sites (MB; the line that allocated, tracemalloc depth 1):")
-    for where, size in rep["lines"][:10]:
-        print(f"  {size / 2**20:7.2f}  {where}")
-    print("resident set by mapping (MB: rss, pss, anon, file-backed clean):")
-    for r in rep["regions"][:12]:
-        file_kb = r["rss"] - r["anon"]
-        print(
-            f"  {_mb(r['rss']):>7} {_mb(r['pss']):>7} {_mb(r['anon']):>7} {_mb(file_kb):>7}  "
-            f"{r['name']}"
-        )
-
-
-def cmd_where(args: argparse.Namespace, work: Path) -> None:
-    out = work / "where"
-    argv = [sys.executable, str(Path(__file__).resolve()), "_child", str(out)]
-    run = Run(work, "where", {}, 18879, argv, args.comm)
-    run.wait_started()
-
-    def request(n: int) -> Path:
-        out.with_suffix(".req").touch()
-        path = out.with_suffix(f".{n}.json")
-        while not path.exists():
-            time.sleep(0.2)
-        time.sleep(0.5)  # written in one call; let it land
-        return path
-
-    time.sleep(args.idle)
-    _report(f"idle {args.idle:.0f} s", request(1))
-    seconds = storm(work, args.compiles)
-    _report(f"right after a {seconds:.0f} s storm of {args.compiles} compiles", request(2))
-    time.sleep(args.after)
-    _report(f"{args.after:.0f} s after the storm", request(3))
-    run.stop()
-    print(f"\nload average {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:
     if sys.argv[1:2] == ["_child"]:
+        from benchmarks.memory_where import child
+
         sys.exit(child(sys.argv[2:]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["run", "where"])
+    ap.add_argument("what", choices=["run", "where", "imports"])
     ap.add_argument("--compiles", type=int, default=300)
     ap.add_argument("--after", type=float, default=60.0)
     ap.add_argument("--idle", type=float, default=30.0)
+    ap.add_argument(
+        "--pymalloc",
+        action="store_true",
+        help="where: no tracemalloc; report pymalloc's arenas instead of allocations by file",
+    )
     ap.add_argument(
         "--comm",
         default="",
@@ -334,11 +215,13 @@ def main() -> None:
         "programs on a shared machine out of the caches",
     )
     args = ap.parse_args()
-    if os.geteuid() != 0:
+    from benchmarks.memory_where import cmd_imports, cmd_where
+
+    if os.geteuid() != 0 and args.what != "imports":
         sys.exit("run as root: the collector loads BPF programs")
     work = Path(tempfile.mkdtemp(prefix="memory-bench-"))
     try:
-        (cmd_run if args.what == "run" else cmd_where)(args, work)
+        {"run": cmd_run, "where": cmd_where, "imports": cmd_imports}[args.what](args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
