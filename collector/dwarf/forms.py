@@ -17,6 +17,9 @@ TAG_COMPILE_UNIT = 0x11
 TAG_PARTIAL_UNIT = 0x3C
 TAG_SUBPROGRAM = 0x2E
 TAG_INLINED_SUBROUTINE = 0x1D
+TAG_LEXICAL_BLOCK = 0x0B
+TAG_NAMESPACE = 0x39
+AT_SIBLING = 0x01
 AT_STMT_LIST = 0x10
 AT_LOW_PC = 0x11
 AT_HIGH_PC = 0x12
@@ -45,6 +48,8 @@ WANTED = frozenset(
         AT_RNGLISTS_BASE,
     )
 )
+KEEP_SIBLING = frozenset((AT_SIBLING,))
+KEEP_ALL = WANTED | KEEP_SIBLING
 
 # Forms.
 F_ADDR, F_BLOCK2, F_BLOCK4, F_DATA2, F_DATA4, F_DATA8, F_STRING = 0x01, 0x03, 0x04, 5, 6, 7, 8
@@ -137,25 +142,25 @@ class Abbrev:
     specs, compiled per unit's sizes into a ``plan``: consecutive fixed-size attributes merge
     into one byte count, LEB128s, strings and blocks are stepped over, and only the attributes
     in ``keep`` stay (attribute, form, const) to be decoded. A DIE of a type or a variable is
-    then one or two steps instead of one call per attribute."""
+    then a few steps instead of one call per attribute."""
 
     __slots__ = ("_plans", "children", "specs", "tag")
 
     def __init__(self, tag: int, children: bool, specs: tuple[tuple[int, int, int], ...]) -> None:
         self.tag, self.children, self.specs = tag, children, specs
-        self._plans: dict[tuple[int, int, int, bool], tuple[int | tuple[int, int, int], ...]] = {}
+        self._plans: dict[tuple, tuple[int | tuple[int, int, int], ...]] = {}
 
     def plan(
-        self, sizes: tuple[int, int, int], keep: bool
+        self, sizes: tuple[int, int, int], keep: frozenset[int]
     ) -> tuple[int | tuple[int, int, int], ...]:
-        key = (*sizes, keep)
+        key = (sizes, keep)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._compile(sizes, keep)
         return plan
 
     def _compile(
-        self, sizes: tuple[int, int, int], keep: bool
+        self, sizes: tuple[int, int, int], keep: frozenset[int]
     ) -> tuple[int | tuple[int, int, int], ...]:
         osz, asz, rsz = sizes
         out: list[int | tuple[int, int, int]] = []
@@ -163,7 +168,7 @@ class Abbrev:
             attr, form, _const = spec
             size = rsz if form == F_REF_ADDR else _FIXED.get(form)
             step: int | tuple[int, int, int]
-            if keep and attr in WANTED:
+            if attr in keep:
                 step = spec
             elif size is not None:
                 step = osz if size == 0 else asz if size == -1 else size & 0xFF

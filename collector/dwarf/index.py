@@ -21,19 +21,30 @@ import time
 from collections.abc import Callable
 
 from collector.dwarf import forms as F
-from collector.dwarf.forms import Abbrev, DwarfBudgetExceeded, DwarfError, parse_abbrevs, uleb
+from collector.dwarf.forms import Abbrev, DwarfBudgetExceeded, DwarfError, parse_abbrevs
 from collector.dwarf.linehdr import parse_file_table
+from collector.dwarf.ranges import addrx, range_list
 from collector.dwarf.sections import Sections
-from collector.dwarf.unit import Header, Ranges, Unit, parse_header, walk
+from collector.dwarf.unit import (
+    Function,
+    Header,
+    Ranges,
+    Unit,
+    body,
+    decode_decl,
+    parse_header,
+    skeleton,
+)
 from collector.elf import BudgetExceeded, ElfError, ElfReader
 
 Decl = tuple[int, str]  # (decl line, decl file path); 0 / "" when the DWARF has none
 _MAX_REF_HOPS = 8  # origin -> specification -> ... chains are 2-3 long in real code
-_MAX_RANGE_ENTRIES = 4096
 _MAX_ARANGES = 1 << 20
 _MAX_UNITS_SCANNED = 1 << 18
 _MAX_HEADER = 4 << 20  # bytes of one line program header
 _MAX_REFUSALS = 64  # malformed units or tables met before the object is given up
+_MAX_DIE = 4096  # bytes read for one DIE decoded by offset (a subprogram's are ~50)
+_MAX_DECLS = 1 << 16  # decoded DIEs kept per unit
 
 
 class DeclIndex:
@@ -91,6 +102,8 @@ class DeclIndex:
                 break
         if fn is None:
             return ()
+        if fn.inlined is None:
+            fn.inlined = self._body(unit, fn)
         calls: dict[int, int] = {}
         for lo, hi, depth, origin in fn.inlined:
             if lo <= vaddr < hi:
@@ -98,6 +111,30 @@ class DeclIndex:
         out = [self._decl(fn.die, unit)]
         out += [self._decl(calls[d], unit) for d in sorted(calls)]
         return tuple(out)
+
+    def _body(self, unit: Unit, fn: Function) -> list[tuple[int, int, int, int]]:
+        if fn.body < 0 or fn.end <= fn.body:
+            return []
+        t0 = time.monotonic()
+        try:
+            data = self.sections.read(".debug_info", fn.body, fn.end - fn.body)
+            return body(
+                data,
+                fn.body,
+                unit,
+                fn,
+                self.endian,
+                self._ranges,
+                self._addrx,
+                deadline=t0 + self.max_seconds - self.spent,
+            )
+        except DwarfBudgetExceeded:
+            raise
+        except ElfError:
+            fn.inlined = []  # the function's own decl line still counts; not walked again
+            raise
+        finally:
+            self.spent += time.monotonic() - t0
 
     # ---- decl attributes -----------------------------------------------------------------
     def _decl(self, offset: int, unit: Unit) -> Decl:
@@ -112,7 +149,13 @@ class DeclIndex:
                 unit = found
             rec = unit.decls.get(offset)
             if rec is None:
-                break
+                window = min(_MAX_DIE, unit.header.end - offset)
+                rec = decode_decl(
+                    self.sections.read(".debug_info", offset, window), offset, unit, self.endian
+                )
+                if len(unit.decls) >= _MAX_DECLS:
+                    unit.decls.clear()
+                unit.decls[offset] = rec
             decl_line, decl_file, offset = rec
             if not line and decl_line > 0:
                 line = decl_line
@@ -141,6 +184,12 @@ class DeclIndex:
     def _line_string(self, form: int, offset: int) -> str:
         name = ".debug_line_str" if form == F.F_LINE_STRP else ".debug_str"
         return self.sections.string(name, offset)
+
+    def _addrx(self, unit: Unit, index: int) -> int:
+        return addrx(self.sections, unit, index)
+
+    def _ranges(self, unit: Unit, form: int, value: int) -> Ranges:
+        return range_list(self.sections, unit, form, value)
 
     # ---- units ---------------------------------------------------------------------------
     def _unit_at(self, vaddr: int) -> Unit | None:
@@ -198,7 +247,7 @@ class DeclIndex:
                 raise DwarfError(f"abbreviation offset {header.abbrev_offset:#x} is outside")
             abbrevs = parse_abbrevs(table, header.abbrev_offset, len(table))
             self._abbrevs[header.abbrev_offset] = abbrevs
-        unit = walk(
+        unit = skeleton(
             data,
             offset,
             header,
@@ -310,79 +359,6 @@ class DeclIndex:
         except struct.error as exc:
             raise DwarfError(f".debug_aranges: {exc}") from exc
         return out
-
-    # ---- ranges and addresses ------------------------------------------------------------
-    def _addrx(self, unit: Unit, index: int) -> int:
-        asz = unit.header.address_size
-        raw = self.sections.read(".debug_addr", unit.addr_base + index * asz, asz)
-        return F.fixed(raw, 0, asz, len(raw), self.endian)
-
-    def _ranges(self, unit: Unit, form: int, value: int) -> Ranges:
-        if unit.header.version >= 5:
-            return self._rnglist(unit, form, value)
-        data = self.sections.whole(".debug_ranges")
-        asz = unit.header.address_size
-        fmt = self.endian + ("II" if asz == 4 else "QQ")
-        top = (1 << (8 * asz)) - 1
-        base, out, pos = unit.low_pc, [], value
-        for _ in range(_MAX_RANGE_ENTRIES):
-            if pos < 0 or pos + 2 * asz > len(data):
-                raise DwarfError(f"range list at {value:#x} runs past .debug_ranges")
-            lo, hi = struct.unpack_from(fmt, data, pos)
-            pos += 2 * asz
-            if lo == 0 and hi == 0:
-                return out
-            if lo == top:
-                base = hi
-            elif hi > lo:
-                out.append((base + lo, base + hi))
-        raise DwarfError(f"range list at {value:#x} has over {_MAX_RANGE_ENTRIES} entries")
-
-    def _rnglist(self, unit: Unit, form: int, value: int) -> Ranges:
-        data = self.sections.whole(".debug_rnglists")
-        end, asz, e = len(data), unit.header.address_size, self.endian
-        if form == F.F_RNGLISTX:
-            osz, base_off = unit.header.offset_size, unit.rnglists_base
-            if base_off < 0:
-                raise DwarfError("DW_FORM_rnglistx without DW_AT_rnglists_base")
-            pos = base_off + value * osz
-            pos = base_off + F.fixed(data, pos, osz, end, e)
-        else:
-            pos = value
-        base, out = unit.low_pc, []
-        for _ in range(_MAX_RANGE_ENTRIES):
-            if not 0 <= pos < end:
-                raise DwarfError(f"range list at {value:#x} runs past .debug_rnglists")
-            kind = data[pos]
-            pos += 1
-            if kind == 0:  # DW_RLE_end_of_list
-                return out
-            if kind == 1:  # base_addressx
-                i, pos = uleb(data, pos, end)
-                base = self._addrx(unit, i)
-            elif kind in (2, 3):  # startx_endx, startx_length
-                a, pos = uleb(data, pos, end)
-                b, pos = uleb(data, pos, end)
-                lo = self._addrx(unit, a)
-                hi = self._addrx(unit, b) if kind == 2 else lo + b
-                out.append((lo, hi))
-            elif kind == 4:  # offset_pair
-                a, pos = uleb(data, pos, end)
-                b, pos = uleb(data, pos, end)
-                out.append((base + a, base + b))
-            elif kind == 5:  # base_address
-                base, pos = F.fixed(data, pos, asz, end, e), pos + asz
-            elif kind in (6, 7):  # start_end, start_length
-                lo, pos = F.fixed(data, pos, asz, end, e), pos + asz
-                if kind == 6:
-                    hi, pos = F.fixed(data, pos, asz, end, e), pos + asz
-                else:
-                    n, pos = uleb(data, pos, end)
-                    hi = lo + n
-                out.append((lo, hi))
-            else:
-                raise DwarfError(f"range list entry kind {kind}")
-        raise DwarfError(f"range list at {value:#x} has over {_MAX_RANGE_ENTRIES} entries")
 
 
 def _sorted(spans: list[tuple[int, int, int]]) -> tuple[list[int], list[tuple[int, int, int]]]:

@@ -1,15 +1,17 @@
-"""One compile unit of .debug_info: its header, and a single walk over its DIEs that keeps only
-what function start lines need.
+"""One compile unit of .debug_info: its header, a skeleton walk that finds its functions with
+code, and on demand the inlined calls inside one function and single DIEs by offset.
 
-Kept per unit: every ``DW_TAG_subprogram``'s decl line, decl file and the DIE it refers to
-(``DW_AT_abstract_origin`` or ``DW_AT_specification``: a concrete copy of an inline function,
-or a C++ method defined outside its class); every function with code and its address ranges;
-and, inside each, the ``DW_TAG_inlined_subroutine`` scopes with their depth and origin.
-Types, variables and everything else are skipped, most in one step (``Abbrev.skip``).
+The skeleton walk looks at the unit's top level (and inside namespaces): each
+``DW_TAG_subprogram`` with code gives its address ranges and where its subtree lies; every
+other subtree (types, variables, class bodies, the functions' own bodies) is jumped over with
+``DW_AT_sibling`` when the compiler wrote one (only forward, and only inside the unit: a
+sibling that points back or out is ignored), else stepped over DIE by DIE. The body of a
+function is walked only when an address in it is asked about (its ``DW_TAG_inlined_subroutine``
+scopes, with depth and origin), and the DIEs that decl lines come from
+(``DW_AT_abstract_origin``, ``DW_AT_specification``) are decoded one at a time by offset.
 
-``DW_AT_sibling`` is never followed (a self-referencing sibling hung pyelftools): the walk is
-one pass over the unit's bytes, each DIE at least one byte, so it ends at the unit's end; it
-also stops at ``max_dies`` and checks the clock every 4096 DIEs.
+Every walk is one forward pass over bytes, each DIE at least one byte, so it ends; it also
+stops at ``max_dies`` and checks the clock every 4096 DIEs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 
 from collector.dwarf import forms as F
 from collector.dwarf.forms import (
+    KEEP_ALL,
+    KEEP_SIBLING,
     SKIP_LEB,
     SKIP_STRING,
     Abbrev,
@@ -94,16 +98,19 @@ def parse_header(data: bytes, offset: int, endian: str) -> Header:
 
 @dataclass(slots=True)
 class Function:
-    """A function with code: its DIE and the inlined calls inside it."""
+    """A function with code: its DIE, its subtree's bytes, and (once asked) its inlined calls."""
 
-    die: int  # offset of its DW_TAG_subprogram
+    die: int  # offset of its DW_TAG_subprogram in .debug_info
+    body: int = -1  # offset of its first child (-1: none)
+    end: int = -1  # one past its subtree
     # (start, end, depth, origin DIE offset), one per range of each inlined call
-    inlined: list[tuple[int, int, int, int]] = field(default_factory=list)
+    inlined: list[tuple[int, int, int, int]] | None = None
 
 
 @dataclass(slots=True)
 class Unit:
     header: Header
+    table: dict = field(default_factory=dict)  # abbreviation code -> _Entry for this unit
     comp_dir: tuple[int, int] = (0, -1)  # (form, value) of DW_AT_comp_dir
     comp_path: str = ""  # ... and the string it names
     stmt_list: int = -1
@@ -112,21 +119,104 @@ class Unit:
     str_offsets_base: int = 8
     rnglists_base: int = -1
     ranges: Ranges = field(default_factory=list)  # the unit's own (root DIE) ranges
-    # subprogram DIE offset -> (decl line, decl file index, referenced DIE offset or -1)
+    # DIE offset -> (decl line, decl file index, referenced DIE offset or -1), as decoded
     decls: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     functions: list[Function] = field(default_factory=list)
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # (start, end, function)
     dies: int = 0
 
 
-_INTERESTING = (F.TAG_SUBPROGRAM, F.TAG_INLINED_SUBROUTINE)
 _ROOTS = (F.TAG_COMPILE_UNIT, F.TAG_PARTIAL_UNIT)
 _ADDRX = frozenset((F.F_ADDRX, F.F_ADDRX1, F.F_ADDRX2, F.F_ADDRX3, F.F_ADDRX4, F.F_GNU_ADDR_INDEX))
 _LOCAL_REFS = frozenset((F.F_REF1, F.F_REF2, F.F_REF4, F.F_REF8, F.F_REF_UDATA))
 _CLASS_ADDRESS = frozenset((F.F_ADDR, *_ADDRX))
+_KEPT_TAGS = (*_ROOTS, F.TAG_SUBPROGRAM, F.TAG_INLINED_SUBROUTINE)
+_Entry = tuple  # (tag, has children, plan that keeps only DW_AT_sibling, plan for this tag)
+_Plan = tuple
 
 
-def walk(
+def entries(abbrevs: dict[int, Abbrev], sizes: tuple[int, int, int]) -> dict[int, _Entry]:
+    out = {}
+    for code, ab in abbrevs.items():
+        own = KEEP_ALL if ab.tag in _KEPT_TAGS else KEEP_SIBLING
+        out[code] = (ab.tag, ab.children, ab.plan(sizes, KEEP_SIBLING), ab.plan(sizes, own))
+    return out
+
+
+def _run(
+    plan: _Plan, data: bytes, pos: int, end: int, sizes: tuple[int, int, int], endian: str
+) -> tuple[dict[int, tuple[int, int]], int]:
+    attrs: dict[int, tuple[int, int]] = {}
+    for step in plan:
+        if type(step) is int:
+            if step > 0:
+                pos += step
+            elif step == SKIP_LEB:
+                while data[pos] & 0x80:
+                    pos += 1
+                pos += 1
+            elif step == SKIP_STRING:
+                pos = cstring_end(data, pos, end) + 1
+            else:  # SKIP_BLOCK: a ULEB128 length, then that many bytes
+                n, pos = uleb(data, pos, end)
+                pos += n
+        else:
+            attr, form, const = step
+            value, pos = read_form(data, pos, end, form, const, sizes, endian)
+            attrs[attr] = (form, value)
+    if pos > end:
+        raise DwarfError("DIE runs past its unit")
+    return attrs, pos
+
+
+def _guarded(fn):  # type: ignore[no-untyped-def]
+    """Python's own bounds checks (a missed one of ours) become DwarfError."""
+
+    def run(*args, **kw):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kw)
+        except (IndexError, struct.error, KeyError, OverflowError, TypeError) as e:
+            raise DwarfError(f"{fn.__name__}: {type(e).__name__} {e}") from e
+
+    return run
+
+
+class _Walk:
+    """Shared state of one pass: the bytes, the unit, the budgets."""
+
+    __slots__ = ("addrx", "base", "data", "deadline", "endian", "max_dies", "ranges", "unit")
+
+    def __init__(self, data, base, unit, endian, ranges, addrx, max_dies, deadline):  # type: ignore[no-untyped-def]
+        self.data, self.base, self.unit, self.endian = data, base, unit, endian
+        self.ranges, self.addrx, self.max_dies, self.deadline = ranges, addrx, max_dies, deadline
+
+    def code(self, pos: int, end: int) -> tuple[int, int]:
+        unit = self.unit
+        c = self.data[pos]
+        if c < 0x80:
+            pos += 1
+        else:
+            c, pos = uleb(self.data, pos, end)
+        if c:
+            unit.dies += 1
+            if unit.dies & 0xFFF == 0:
+                if unit.dies > self.max_dies:
+                    raise DwarfError(f"unit at {unit.header.offset:#x}: over {self.max_dies} DIEs")
+                if time.monotonic() > self.deadline:
+                    raise DwarfBudgetExceeded(f"unit at {unit.header.offset:#x}: time budget")
+        return c, pos
+
+    def sibling(self, attrs: dict, pos: int, end: int) -> int:
+        """The sibling's position in ``data`` when it is forward and inside, else -1."""
+        sib = attrs.get(F.AT_SIBLING)
+        if sib is None:
+            return -1
+        target = _ref(self.unit, sib) - self.base
+        return target if pos <= target <= end else -1
+
+
+@_guarded
+def skeleton(
     data: bytes,
     base: int,
     header: Header,
@@ -139,123 +229,160 @@ def walk(
     max_dies: int = 2_000_000,
     deadline: float = float("inf"),
 ) -> Unit:
-    """Walk the unit whose bytes are ``data`` (``data[0]`` is .debug_info offset ``base``).
-    ``root_only`` reads the root DIE alone (the unit's ranges, for the address index)."""
-    try:
-        return _walk(
-            data, base, header, abbrevs, endian, ranges, addrx, root_only, max_dies, deadline
-        )
-    except (IndexError, struct.error, KeyError, OverflowError) as e:
-        raise DwarfError(f"unit at {header.offset:#x}: {type(e).__name__} {e}") from e
-
-
-def _walk(
-    data: bytes,
-    base: int,
-    header: Header,
-    abbrevs: dict[int, Abbrev],
-    endian: str,
-    ranges: RangeReader,
-    addrx: AddrReader,
-    root_only: bool,
-    max_dies: int,
-    deadline: float,
-) -> Unit:
-    unit = Unit(header)
-    sizes = header.sizes
-    # code -> (tag, children, keep, plan); a plan of one fixed skip is that int alone
-    table = {}
-    for code, ab in abbrevs.items():
-        keep = ab.tag in _INTERESTING or ab.tag in _ROOTS
-        plan = ab.plan(sizes, keep)
-        one = plan[0] if len(plan) == 1 and type(plan[0]) is int and plan[0] > 0 else None
-        table[code] = (ab.tag, ab.children, keep, one if one is not None else plan)
+    """The unit's root attributes and its functions with code (``data[0]`` is .debug_info
+    offset ``base``); ``root_only`` stops after the root DIE (for the address index)."""
+    unit = Unit(header, entries(abbrevs, header.sizes))
+    w = _Walk(data, base, unit, endian, ranges, addrx, max_dies, deadline)
+    sizes, table = header.sizes, unit.table
     pos, end = header.first_die - base, header.end - base
     if end > len(data):
         raise DwarfError(f"unit at {header.offset:#x} runs past .debug_info")
     depth = 0
-    owners: list[tuple[int, int]] = []  # (depth, function index) of enclosing functions
-    inlined_depths: list[int] = []  # depths of the enclosing inlined calls
+    stepping = -1  # while >= 0, DIEs deeper than this are inside a subtree being stepped over
+    open_fns: list[tuple[int, Function]] = []  # functions whose subtree's end is not known yet
     while pos < end:
         die_off = base + pos
-        code = data[pos]
-        if code < 0x80:
-            pos += 1
-        else:
-            code, pos = uleb(data, pos, end)
+        code, pos = w.code(pos, end)
         if code == 0:
             depth -= 1
-            if depth < 0:
-                break  # padding after the root's children
+            if open_fns and open_fns[-1][0] == depth:
+                open_fns.pop()[1].end = base + pos
+            if stepping >= 0 and depth <= stepping:
+                stepping = -1
+            if depth <= 0:
+                break  # the root's children ended (what follows is padding)
             continue
-        unit.dies += 1
-        if unit.dies & 0xFFF == 0:
-            if unit.dies > max_dies:
-                raise DwarfError(f"unit at {header.offset:#x} has over {max_dies} DIEs")
-            if time.monotonic() > deadline:
-                raise DwarfBudgetExceeded(f"unit at {header.offset:#x}: time budget")
         entry = table.get(code)
         if entry is None:
             raise DwarfError(f"unit at {header.offset:#x}: no abbreviation {code}")
-        tag, children, keep, plan = entry
-        if owners and owners[-1][0] >= depth:
-            while owners and owners[-1][0] >= depth:
-                owners.pop()
-        if inlined_depths and inlined_depths[-1] >= depth:
-            while inlined_depths and inlined_depths[-1] >= depth:
-                inlined_depths.pop()
-        if type(plan) is int:  # most DIEs: types, variables, parameters of fixed size
-            pos += plan
-            if pos > end:
-                raise DwarfError(f"DIE at {die_off:#x} runs past its unit")
-            if children:
+        tag, children, step_plan, own_plan = entry
+        if stepping >= 0:
+            attrs, pos = _run(step_plan, data, pos, end, sizes, endian)
+            sib = w.sibling(attrs, pos, end) if children else -1
+            if sib >= 0:
+                pos = sib
+            elif children:
                 depth += 1
-            elif depth == 0:
-                break
             continue
-        attrs: dict[int, tuple[int, int]] = {}
-        for step in plan:
-            if type(step) is int:
-                if step > 0:
-                    pos += step
-                elif step == SKIP_LEB:
-                    while data[pos] & 0x80:
-                        pos += 1
-                    pos += 1
-                elif step == SKIP_STRING:
-                    pos = cstring_end(data, pos, end) + 1
-                else:  # SKIP_BLOCK: a ULEB128 length, then that many bytes
-                    n, pos = uleb(data, pos, end)
-                    pos += n
+        attrs, pos = _run(own_plan, data, pos, end, sizes, endian)
+        if depth == 0:
+            if tag not in _ROOTS:
+                raise DwarfError(f"unit at {header.offset:#x} starts with tag {tag:#x}")
+            _root(unit, attrs, ranges, addrx)
+            if root_only or not children:
+                return unit
+            depth = 1
+            continue
+        fn = None
+        if tag == F.TAG_SUBPROGRAM:
+            unit.decls[die_off] = _decl_record(unit, attrs)
+            spans = _pc_ranges(unit, attrs, ranges, addrx)
+            if spans:
+                fn = Function(die_off, base + pos if children else -1, base + pos)
+                unit.spans.extend((lo, hi, len(unit.functions)) for lo, hi in spans)
+                unit.functions.append(fn)
+        elif tag == F.TAG_NAMESPACE and children:
+            depth += 1  # namespaces hold functions (C++, and every Rust module)
+            continue
+        if children:  # a subtree not needed now: jump over it, or step through it
+            sib = w.sibling(attrs, pos, end)
+            if sib >= 0:
+                pos = sib
+                if fn is not None:
+                    fn.end = base + sib
             else:
-                attr, form, const = step  # type: ignore[misc]
-                value, pos = read_form(data, pos, end, form, const, sizes, endian)
-                attrs[attr] = (form, value)
-        if pos > end:
-            raise DwarfError(f"DIE at {die_off:#x} runs past its unit")
-        if keep:
-            if tag in _ROOTS:
-                if depth:
-                    pass  # a unit DIE below the root: not a scope
-
-                _root(unit, attrs, ranges, addrx)
-                if root_only:
-                    return unit
-            elif tag == F.TAG_SUBPROGRAM:
-                _subprogram(unit, die_off, depth, attrs, owners, ranges, addrx)
-            elif owners:  # an inlined call inside a function with code
-                fn = unit.functions[owners[-1][1]]
-                origin = _ref(unit, attrs.get(F.AT_ABSTRACT_ORIGIN))
-                level = len(inlined_depths) + 1
-                for lo, hi in _pc_ranges(unit, attrs, ranges, addrx):
-                    fn.inlined.append((lo, hi, level, origin))
-                inlined_depths.append(depth)
-        if children:
-            depth += 1
-        elif depth == 0:
-            break  # a root without children
+                if fn is not None:
+                    open_fns.append((depth, fn))
+                depth += 1
+                stepping = depth - 1
     unit.spans.sort()
     return unit
+
+
+@_guarded
+def body(
+    data: bytes,
+    base: int,
+    unit: Unit,
+    fn: Function,
+    endian: str,
+    ranges: RangeReader,
+    addrx: AddrReader,
+    *,
+    max_dies: int = 2_000_000,
+    deadline: float = float("inf"),
+) -> list[tuple[int, int, int, int]]:
+    """The inlined calls in ``fn``'s subtree (``data[0]`` is offset ``base``, the subtree's
+    first child): (start, end, depth, origin) per range. Lexical blocks and inlined calls are
+    entered; everything else (a nested function included) is jumped or stepped over."""
+    w = _Walk(data, base, unit, endian, ranges, addrx, max_dies, deadline)
+    sizes, table = unit.header.sizes, unit.table
+    pos, end = fn.body - base, fn.end - base
+    out: list[tuple[int, int, int, int]] = []
+    depth = 0  # of the function's children
+    stepping = -1
+    inlined_depths: list[int] = []
+    while pos < end:
+        code, pos = w.code(pos, end)
+        if code == 0:
+            depth -= 1
+            if stepping >= 0 and depth <= stepping:
+                stepping = -1
+            if depth < 0:
+                break
+            continue
+        entry = table.get(code)
+        if entry is None:
+            raise DwarfError(f"unit at {unit.header.offset:#x}: no abbreviation {code}")
+        tag, children, step_plan, own_plan = entry
+        if stepping >= 0:
+            attrs, pos = _run(step_plan, data, pos, end, sizes, endian)
+            sib = w.sibling(attrs, pos, end) if children else -1
+            if sib >= 0:
+                pos = sib
+            elif children:
+                depth += 1
+            continue
+        while inlined_depths and inlined_depths[-1] >= depth:
+            inlined_depths.pop()
+        attrs, pos = _run(own_plan, data, pos, end, sizes, endian)
+        if tag == F.TAG_INLINED_SUBROUTINE:
+            origin = _ref(unit, attrs.get(F.AT_ABSTRACT_ORIGIN))
+            level = len(inlined_depths) + 1
+            for lo, hi in _pc_ranges(unit, attrs, ranges, addrx):
+                out.append((lo, hi, level, origin))
+            inlined_depths.append(depth)
+        if not children:
+            continue
+        if tag in (F.TAG_INLINED_SUBROUTINE, F.TAG_LEXICAL_BLOCK):
+            depth += 1
+            continue
+        sib = w.sibling(attrs, pos, end)
+        if sib >= 0:
+            pos = sib
+        else:
+            depth += 1
+            stepping = depth - 1
+    return out
+
+
+@_guarded
+def decode_decl(data: bytes, base: int, unit: Unit, endian: str) -> tuple[int, int, int]:
+    """(decl line, decl file, referenced DIE) of the DIE at offset ``base`` (``data`` starts
+    there and holds the whole DIE or the rest of its unit)."""
+    code, pos = uleb(data, 0, len(data))
+    entry = unit.table.get(code)
+    if entry is None:
+        raise DwarfError(f"no abbreviation {code} for the DIE at {base:#x}")
+    attrs, _pos = _run(entry[3], data, pos, len(data), unit.header.sizes, endian)
+    return _decl_record(unit, attrs)
+
+
+def _decl_record(unit: Unit, attrs: dict) -> tuple[int, int, int]:
+    line = attrs.get(F.AT_DECL_LINE, (0, 0))[1]
+    file = attrs.get(F.AT_DECL_FILE, (0, -1))[1]
+    origin = _ref(unit, attrs.get(F.AT_ABSTRACT_ORIGIN) or attrs.get(F.AT_SPECIFICATION))
+    return line, file, origin
 
 
 def _root(unit: Unit, attrs: dict, ranges: RangeReader, addrx: AddrReader) -> None:
@@ -274,27 +401,6 @@ def _root(unit: Unit, attrs: dict, ranges: RangeReader, addrx: AddrReader) -> No
     if low is not None:
         unit.low_pc = addrx(unit, low[1]) if low[0] in _ADDRX else low[1]
     unit.ranges = _pc_ranges(unit, attrs, ranges, addrx)
-
-
-def _subprogram(
-    unit: Unit,
-    die_off: int,
-    depth: int,
-    attrs: dict,
-    owners: list[tuple[int, int]],
-    ranges: RangeReader,
-    addrx: AddrReader,
-) -> None:
-    line = attrs.get(F.AT_DECL_LINE, (0, 0))[1]
-    file = attrs.get(F.AT_DECL_FILE, (0, -1))[1]
-    origin = _ref(unit, attrs.get(F.AT_ABSTRACT_ORIGIN) or attrs.get(F.AT_SPECIFICATION))
-    unit.decls[die_off] = (line, file, origin)
-    spans = _pc_ranges(unit, attrs, ranges, addrx)
-    if spans:
-        index = len(unit.functions)
-        unit.functions.append(Function(die_off))
-        unit.spans.extend((lo, hi, index) for lo, hi in spans)
-        owners.append((depth, index))
 
 
 def _ref(unit: Unit, value: tuple[int, int] | None) -> int:
