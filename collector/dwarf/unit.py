@@ -131,16 +131,27 @@ _ADDRX = frozenset((F.F_ADDRX, F.F_ADDRX1, F.F_ADDRX2, F.F_ADDRX3, F.F_ADDRX4, F
 _LOCAL_REFS = frozenset((F.F_REF1, F.F_REF2, F.F_REF4, F.F_REF8, F.F_REF_UDATA))
 _CLASS_ADDRESS = frozenset((F.F_ADDR, *_ADDRX))
 _KEPT_TAGS = (*_ROOTS, F.TAG_SUBPROGRAM, F.TAG_INLINED_SUBROUTINE)
-_Entry = tuple  # (tag, has children, plan that keeps only DW_AT_sibling, plan for this tag)
+_Entry = tuple  # (tag, has children, plan keeping only DW_AT_sibling, plan for this tag)
 _Plan = tuple
 
 
 def entries(abbrevs: dict[int, Abbrev], sizes: tuple[int, int, int]) -> dict[int, _Entry]:
+    """Per code: (tag, children, stepping plan, own plan); a plan that is one fixed skip is
+    that int alone (most members, variables, parameters, typedefs), taken without a call."""
     out = {}
     for code, ab in abbrevs.items():
         own = KEEP_ALL if ab.tag in _KEPT_TAGS else KEEP_SIBLING
-        out[code] = (ab.tag, ab.children, ab.plan(sizes, KEEP_SIBLING), ab.plan(sizes, own))
+        plans = [_short(ab.plan(sizes, keep)) for keep in (KEEP_SIBLING, own)]
+        out[code] = (ab.tag, ab.children, *plans)
     return out
+
+
+def _short(plan: _Plan) -> _Plan | int:
+    if not plan:
+        return 0
+    if len(plan) == 1 and type(plan[0]) is int and plan[0] > 0:
+        return plan[0]
+    return plan
 
 
 def _run(
@@ -257,6 +268,11 @@ def skeleton(
             raise DwarfError(f"unit at {header.offset:#x}: no abbreviation {code}")
         tag, children, step_plan, own_plan = entry
         if stepping >= 0:
+            if type(step_plan) is int:
+                pos += step_plan
+                if children:
+                    depth += 1
+                continue
             attrs, pos = _run(step_plan, data, pos, end, sizes, endian)
             sib = w.sibling(attrs, pos, end) if children else -1
             if sib >= 0:
@@ -264,7 +280,10 @@ def skeleton(
             elif children:
                 depth += 1
             continue
-        attrs, pos = _run(own_plan, data, pos, end, sizes, endian)
+        if type(own_plan) is int:
+            attrs, pos = {}, pos + own_plan
+        else:
+            attrs, pos = _run(own_plan, data, pos, end, sizes, endian)
         if depth == 0:
             if tag not in _ROOTS:
                 raise DwarfError(f"unit at {header.offset:#x} starts with tag {tag:#x}")
@@ -336,6 +355,11 @@ def body(
             raise DwarfError(f"unit at {unit.header.offset:#x}: no abbreviation {code}")
         tag, children, step_plan, own_plan = entry
         if stepping >= 0:
+            if type(step_plan) is int:
+                pos += step_plan
+                if children:
+                    depth += 1
+                continue
             attrs, pos = _run(step_plan, data, pos, end, sizes, endian)
             sib = w.sibling(attrs, pos, end) if children else -1
             if sib >= 0:
@@ -345,7 +369,10 @@ def body(
             continue
         while inlined_depths and inlined_depths[-1] >= depth:
             inlined_depths.pop()
-        attrs, pos = _run(own_plan, data, pos, end, sizes, endian)
+        if type(own_plan) is int:
+            attrs, pos = {}, pos + own_plan
+        else:
+            attrs, pos = _run(own_plan, data, pos, end, sizes, endian)
         if tag == F.TAG_INLINED_SUBROUTINE:
             origin = _ref(unit, attrs.get(F.AT_ABSTRACT_ORIGIN))
             level = len(inlined_depths) + 1
@@ -374,7 +401,10 @@ def decode_decl(data: bytes, base: int, unit: Unit, endian: str) -> tuple[int, i
     entry = unit.table.get(code)
     if entry is None:
         raise DwarfError(f"no abbreviation {code} for the DIE at {base:#x}")
-    attrs, _pos = _run(entry[3], data, pos, len(data), unit.header.sizes, endian)
+    plan = entry[3]
+    if type(plan) is int:
+        return 0, -1, -1  # nothing it holds is kept: not a function
+    attrs, _pos = _run(plan, data, pos, len(data), unit.header.sizes, endian)
     return _decl_record(unit, attrs)
 
 
