@@ -120,3 +120,21 @@ class ProcessInfo:
     # More resource attributes (key, value), sorted by key, that processors add (k8s.pod.name,
     # ...). A tuple so the whole ProcessInfo stays hashable and interned.
     attributes: tuple[tuple[str, str], ...] = ()
+    # Stored like the frames' hashes: every sample's record key includes its process.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = (
+            self.pid,
+            self.executable_name,
+            self.executable_path,
+            self.build_id,
+            self.container_id,
+            self.start_time,
+            self.pid_namespaced,
+            self.attributes,
+        )
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        return self._hash

@@ -41,7 +41,7 @@ def test_the_builder_keeps_one_column_per_value_type() -> None:
     main = next(r for s, r in by_stack.items() if len(s) == 1)
     assert work.totals(4) == [8, 800, 0, 0]
     assert main.totals(4) == [2, 8192, 2, 8192]
-    assert main.column(3) == (0, 0, 8192)  # parallel to values and timestamps
+    assert list(main.column(3)) == [0, 0, 8192]  # parallel to values and timestamps
     assert len(main.timestamps) == 3
     assert HEAP.default_index == 3 and HEAP.default_value_type == ("inuse_space", "bytes")
 
