@@ -16,7 +16,7 @@ from collector.encoding.protowire import (
     uvarint,
     varint_field,
 )
-from collector.model import ProcessInfo, ProfileSet, ProfileType
+from collector.model import Dictionary, ProcessInfo, ProfileSet, ProfileType
 from collector.model.profile import ATTR_CPU, ATTR_THREAD_ID, ATTR_THREAD_NAME
 
 # Sample attribute key -> pprof label key (pprof and perf users know these names).
@@ -139,45 +139,63 @@ def _process_labels(s: _Strings, proc: ProcessInfo, strings: bool) -> bytes:
 
 
 def _samples(ps: ProfileSet, s: _Strings, with_period: bool, process_labels: bool) -> bytes:
+    # Per record (up to one per sample on a many-CPU host, where the cpu label splits them):
+    # lookups of bytes made once per stack, label set and value, and one join.
     d = ps.dictionary
     period = ps.profile_type.period
     extra = len(ps.profile_type.extra_values)
     out = bytearray()
     stack_bytes: dict[int, bytes] = {}
     location_ids = [uvarint(i) for i in range(len(d.locations))]
+    attr_labels: dict[int, bytes] = {}  # attribute index -> its label (b"" for the empty one)
+    labels_of: dict[tuple[tuple[int, ...], int], bytes] = {}  # (attributes, link) -> labels
+    value_bytes: dict[int, bytes] = {}  # total -> Sample.value field (one-valued types)
     for proc in ps.processes:
         pid_label = _process_labels(s, proc.process, process_labels)
-        label_bytes: dict[tuple, bytes] = {}  # per process: its labels start every entry
         for rec in proc.samples:
             locs = stack_bytes.get(rec.stack_index)
             if locs is None:
                 stack = d.stacks[rec.stack_index]
                 locs = stack_bytes[rec.stack_index] = packed_ids(1, stack, location_ids)
-            lkey = (rec.attribute_indices, rec.link_index)
-            labels = label_bytes.get(lkey)
-            if labels is None:
-                parts = [pid_label]
-                for ai in rec.attribute_indices:
-                    key, value = d.attributes[ai]
-                    if key:
-                        parts.append(_label(s, LABEL_KEYS.get(key, key), value))
-                if rec.link_index:
-                    trace_id, span_id = d.links[rec.link_index]
-                    parts.append(_label(s, "trace_id", trace_id.hex()))
-                    parts.append(_label(s, "span_id", span_id.hex()))
-                labels = label_bytes[lkey] = b"".join(parts)
             if extra:
-                values = b"".join(uvarint(v) for v in rec.totals(extra + 1))
+                values = b"".join([uvarint(v) for v in rec.totals(extra + 1)])
+                values = b"\x12" + uvarint(len(values)) + values
             else:
                 total = sum(rec.values)
-                values = uvarint(total)
-                if with_period:
-                    values += uvarint(total * period)
-            body = locs + b"\x12" + uvarint(len(values)) + values + labels
+                values = value_bytes.get(total)
+                if values is None:
+                    v = uvarint(total) + (uvarint(total * period) if with_period else b"")
+                    values = value_bytes[total] = b"\x12" + uvarint(len(v)) + v
+            lkey = (rec.attribute_indices, rec.link_index)
+            labels = labels_of.get(lkey)
+            if labels is None:
+                labels = labels_of[lkey] = _labels(s, d, lkey, attr_labels)
+            body = locs + values + pid_label + labels
             out += _SAMPLE_TAG
             out += uvarint(len(body))
             out += body
     return bytes(out)
+
+
+def _labels(
+    s: _Strings,
+    d: Dictionary,
+    key: tuple[tuple[int, ...], int],
+    attr_labels: dict[int, bytes],
+) -> bytes:
+    """The labels of a sample's attributes and link (its process's come first, apart)."""
+    parts = []
+    for ai in key[0]:
+        label = attr_labels.get(ai)
+        if label is None:
+            k, value = d.attributes[ai]
+            label = attr_labels[ai] = _label(s, LABEL_KEYS.get(k, k), value) if k else b""
+        parts.append(label)
+    if key[1]:
+        trace_id, span_id = d.links[key[1]]
+        parts.append(_label(s, "trace_id", trace_id.hex()))
+        parts.append(_label(s, "span_id", span_id.hex()))
+    return b"".join(parts)
 
 
 def pprof_message(ps: ProfileSet, process_labels: bool = False) -> bytes:
