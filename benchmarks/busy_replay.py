@@ -11,16 +11,22 @@ configuration runs in a fresh child, so its RSS is its own. Printed per configur
 collector CPU ms per 10k samples in steady state (and in the first window, which loads
 every binary), that as a share of one core at 9,500 samples/s, the one-off snapshot cost per
 process, RSS in total and per live process, against the target (<= 5 % of one core and
-<= 100 MB + 20 KB per live process). The binaries have .symtab but no DWARF (a SymCache
-build per binary would be a one-off cost, measured in processors/symbolize/README.md).
+<= 100 MB + 20 KB per live process), the records per sample (the cpu attribute splits a
+thread's samples by CPU; --sticky keeps each thread on one CPU) and the steady window's CPU by
+stage (symbolize, dedup into the window, build, pprof, OTLP). --profile prints a cProfile top
+15 of the steady windows. The binaries have .symtab but no DWARF (a SymCache build per binary
+would be a one-off cost, measured in processors/symbolize/README.md).
 
     .venv/bin/python benchmarks/busy_host.py replay [--configs 1000x100,5000x1000 --seconds 60]
+        [--sticky] [--profile] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import random
 import signal
 import subprocess
@@ -35,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 RATE = 9_500  # samples/s: 96 CPUs at 99 Hz
 BATCH = RATE // 10  # the cpu receiver drains every 0.1 s
 WINDOW_S = 10
+STAGES = ("symbolize", "dedup", "build", "pprof", "otlp")
 
 
 def build(work: Path, count: int) -> list[Path]:
@@ -128,32 +135,58 @@ def child(spec: dict[str, object]) -> dict[str, float]:
     now = time.time_ns()
     windows = ProfileWindows(10**8)
     per_window: list[float] = []
+    stages: list[list[float]] = []  # per window: CPU s of each of STAGES
+    split = [0.0] * len(STAGES)
+    records: list[int] = []
     named = total = 0
     batches = int(seconds * 10)
-    spent = 0.0  # CPU of the pipeline only: making the synthetic samples is not counted
+    prof = cProfile.Profile() if spec.get("profile") else None
+    sticky = bool(spec.get("sticky"))  # each thread on one CPU, not each sample on the next
+    clock = time.process_time  # CPU of the pipeline only: making the samples is not counted
     for b in range(batches):
         samples = []
         for k in range(BATCH):
             i = rnd.randrange(n)
             user, kern = rnd.choices(stacks[i], (60, 30, 10))[0]
             ts = now + b * 100_000_000 + k * 100_000
-            samples.append(RawSample(pids[i], pids[i], k % 96, "wl", ts, 1, user, kern))
-        t = time.process_time()
-        windows.add(symbolizer.symbolize(RawBatch(pt, samples, "cpu")))
+            cpu = pids[i] % 96 if sticky else k % 96
+            samples.append(RawSample(pids[i], pids[i], cpu, "wl", ts, 1, user, kern))
+        if prof is not None and b >= WINDOW_S * 10:  # steady state only, after the first window
+            prof.enable()
+        t0 = clock()
+        batch = symbolizer.symbolize(RawBatch(pt, samples, "cpu"))
+        t1 = clock()
+        windows.add(batch)
+        t2 = clock()
+        split[0] += t1 - t0
+        split[1] += t2 - t1
         if (b + 1) % (WINDOW_S * 10) == 0:
             sets = windows.close_all()
+            t3 = clock()
             for ps in sets:
                 encode_pprof(ps)
+            t4 = clock()
+            for ps in sets:
                 encode_profile_set(ps).SerializeToString()
-            spent += time.process_time() - t
-            per_window.append(spent)
-            spent = 0.0
+            t5 = clock()
+            split[2] += t3 - t2
+            split[3] += t4 - t3
+            split[4] += t5 - t4
+            stages.append(split)
+            per_window.append(sum(split))
+            split = [0.0] * len(STAGES)
+            records.append(sum(len(p.samples) for ps in sets for p in ps.processes))
             if len(per_window) == 1:
                 named, total = _named(sets[0])
-        else:
-            spent += time.process_time() - t
-    steady = sorted(per_window[1:])[len(per_window[1:]) // 2] if len(per_window) > 1 else 0.0
+        if prof is not None:
+            prof.disable()
+    if prof is not None:  # to stderr: the parent shows it under the row
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(15)
     per_10k = 10_000 / (WINDOW_S * RATE)
+    # steady state: the median window after the first (which loads every binary)
+    order = sorted(range(1, len(per_window)), key=per_window.__getitem__) or [0]
+    median = order[len(order) // 2]
+    steady = per_window[median] if len(per_window) > 1 else 0.0
     rss1 = rss_mb()
     return {
         "first_ms": per_window[0] * 1000 * per_10k,
@@ -166,6 +199,8 @@ def child(spec: dict[str, object]) -> dict[str, float]:
         "base_mb": rss0,
         "named": named / max(1, total),
         "open_pins": table.stats()["open_pins"],
+        "stages_ms": [x * 1000 * per_10k for x in stages[median]],
+        "records": records[median] / (WINDOW_S * RATE),
     }
 
 
@@ -199,7 +234,8 @@ def run(args: argparse.Namespace) -> None:
     )
     hdr = (
         f"{'procs':>6} {'bins':>5} {'first ms/10k':>12} {'steady ms/10k':>13} {'% core':>7} "
-        f"{'snap ms/proc':>12} {'RSS MB':>7} {'dKB/proc':>8} {'target MB':>9} {'named':>6}"
+        f"{'snap ms/proc':>12} {'RSS MB':>7} {'dKB/proc':>8} {'target MB':>9} {'named':>6} "
+        f"{'records':>7}  steady ms/10k by stage: {' / '.join(STAGES)}"
     )
     print(hdr, flush=True)
     for n, m in configs:
@@ -212,6 +248,8 @@ def run(args: argparse.Namespace) -> None:
                 "binary_of": [str(bins[i % m]) for i in range(n)],
                 "symbols": {str(b): syms[str(b)] for b in bins[:m]},
                 "seconds": args.seconds,
+                "profile": args.profile,
+                "sticky": args.sticky,
             }
             out = subprocess.run(
                 [sys.executable, __file__, "--child"],
@@ -226,9 +264,12 @@ def run(args: argparse.Namespace) -> None:
             print(
                 f"{n:>6} {m:>5} {r['first_ms']:>12.1f} {r['steady_ms']:>13.1f} "
                 f"{r['core_pct']:>7.2f} {r['snapshot_ms']:>12.2f} {r['rss_mb']:>7.1f} "
-                f"{r['kb_per_proc']:>8.1f} {target:>9.0f} {r['named']:>6.1%}",
+                f"{r['kb_per_proc']:>8.1f} {target:>9.0f} {r['named']:>6.1%} "
+                f"{r['records']:>7.1%}  {' / '.join(f'{x:.1f}' for x in r['stages_ms'])}",
                 flush=True,
             )
+            if args.profile:
+                print(_top(out.stderr), flush=True)
         finally:
             for p in procs:
                 p.kill()
@@ -236,11 +277,27 @@ def run(args: argparse.Namespace) -> None:
                 p.wait()
 
 
+def _top(stats: str) -> str:
+    """The cProfile table from the child's stderr, without the header's file paths."""
+    lines = stats.splitlines()
+    start = next((i for i, ln in enumerate(lines) if "function calls" in ln), 0)
+    return "\n".join(ln.replace(str(ROOT) + "/", "") for ln in lines[start:] if ln.strip())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default="1000x100,1000x1000,5000x100,5000x1000")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--work", default="", help="where the binaries are built (kept)")
+    ap.add_argument(
+        "--profile", action="store_true", help="print a cProfile top 15 (steady state) per row"
+    )
+    ap.add_argument(
+        "--sticky",
+        action="store_true",
+        help="each thread stays on one CPU (default: sample k on CPU k %% 96, the worst case for "
+        "merging, since the cpu attribute splits records)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
