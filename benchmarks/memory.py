@@ -20,7 +20,7 @@ measures; ``--pymalloc`` runs it without tracemalloc and reports pymalloc's aren
 step by step, and each large library imported alone.
 
 Run as root after `make test`:
-    .venv/bin/python benchmarks/memory.py run [--compiles 300 --after 60 --comm REGEX]
+    .venv/bin/python benchmarks/memory.py run [--compiles 300 --after 60 --comm RE --pythonmalloc]
     .venv/bin/python benchmarks/memory.py where [--idle 30 --compiles 300 --after 60 --pymalloc]
     .venv/bin/python benchmarks/memory.py imports
 """
@@ -144,6 +144,8 @@ def _trim_totals(log: str) -> str:
 
 def cmd_run(args: argparse.Namespace, work: Path) -> None:
     variants = {"defaults": {memory.ENV_SWITCH: "0"}, "tuned": {memory.ENV_SWITCH: "1"}}
+    if args.pythonmalloc:  # small objects from glibc too, which a trim can hand back
+        variants["tuned+PYTHONMALLOC=malloc"] = {memory.ENV_SWITCH: "1", "PYTHONMALLOC": "malloc"}
     runs = [
         Run(work, tag, env, 18870 + i, [str(COLLECTOR)], args.comm)
         for i, (tag, env) in enumerate(variants.items())
@@ -203,6 +205,11 @@ def main() -> None:
     ap.add_argument("--compiles", type=int, default=300)
     ap.add_argument("--after", type=float, default=60.0)
     ap.add_argument("--idle", type=float, default=30.0)
+    ap.add_argument(
+        "--pythonmalloc",
+        action="store_true",
+        help="run: a third collector with PYTHONMALLOC=malloc (no pymalloc arenas)",
+    )
     ap.add_argument(
         "--pymalloc",
         action="store_true",

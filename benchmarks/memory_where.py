@@ -173,7 +173,8 @@ def cmd_where(args: argparse.Namespace, work: Path) -> None:
     out = work / "where"
     mode = "pymalloc" if args.pymalloc else "trace"
     argv = [sys.executable, str(ROOT / "benchmarks" / "memory.py"), "_child", mode, str(out)]
-    run = Run(work, "where", {}, 18879, argv, args.comm)
+    port = 18879 if memory.enabled() else 18878  # both variants may run at once
+    run = Run(work, "where", {}, port, argv, args.comm)
     run.wait_started()
 
     def request(n: int) -> Path:
