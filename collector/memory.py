@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import os
 import re
 import time
@@ -51,7 +50,8 @@ def enabled() -> bool:
 
 def _libc() -> ctypes.CDLL | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The process's own symbols, libc's among them (find_library would run ldconfig).
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
     if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
