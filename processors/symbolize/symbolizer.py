@@ -105,14 +105,22 @@ class Symbolizer:
         lookup = self.table.lookup
         procs = self._procs
         misses = 0  # stacks not in their process's cache (counted once per batch)
+        # This batch's snapshots by identity (a dict get on an int, where Snapshot.key builds
+        # and hashes a tuple); an entry counts only while its process still holds that very
+        # snapshot, so neither a refresh nor a reused id can hand out the wrong process.
+        by_snap: dict[int, _Proc] = {}
         for s in batch.samples:
             snap = lookup(s.pid, s.time_ns)
             if snap is None:
                 snap = self._observe_late(s.pid, s.time_ns)
-            key = snap.key if snap is not None else (s.pid, -1, 0)
-            proc = procs.get(key)
-            if proc is None or (snap is not None and proc.snap is not snap and snap.refreshed):
-                proc = self._proc(key, snap, s.comm, proc)
+            proc = by_snap.get(id(snap)) if snap is not None else None
+            if proc is None or proc.snap is not snap:
+                key = snap.key if snap is not None else (s.pid, -1, 0)
+                proc = procs.get(key)
+                if proc is None or (snap is not None and proc.snap is not snap and snap.refreshed):
+                    proc = self._proc(key, snap, s.comm, proc)
+                if snap is not None and proc.snap is snap:
+                    by_snap[id(snap)] = proc
             skey = (s.user_stack, s.kernel_stack)
             stack = proc.stacks.get(skey)
             if stack is None:
@@ -127,6 +135,7 @@ class Symbolizer:
                 # Per sample: the cached stack is reused by every later sample of it.
                 self.counters.add(self.component_id, "stack_truncated")
                 self.counters.add(self.component_id, why)
+            # positional: keywords cost a dict per call (span_name and thread_name stay "")
             out.append(
                 Sample(
                     stack,
@@ -138,7 +147,9 @@ class Symbolizer:
                     s.value,
                     s.trace_id,
                     s.span_id,
-                    more=s.more,
+                    "",
+                    "",
+                    s.more,
                 )
             )
         if out:
