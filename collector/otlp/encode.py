@@ -188,16 +188,24 @@ def encode_profile_set(
             prof.duration_nano = duration
             prof.profile_id = new_profile_id()
             prof.attribute_indices.extend(profile_attrs)
-            for rec in pp.samples:
-                values = rec.column(k)
-                total = sum(values)
-                if several and not total and not any(values):
+            add = prof.samples.add
+            for rec in pp.samples:  # up to one per sample on a many-CPU host: kept lean
+                values = rec.column(k) if k else rec.values
+                if several and not any(values):
                     continue
-                prof.samples.add(
-                    stack_index=rec.stack_index,
-                    attribute_indices=rec.attribute_indices,
-                    link_index=rec.link_index,
-                    values=values if timestamps else (total,),
-                    timestamps_unix_nano=rec.timestamps if timestamps else (),
-                )
+                if timestamps:
+                    add(
+                        stack_index=rec.stack_index,
+                        attribute_indices=rec.attribute_indices,
+                        link_index=rec.link_index,
+                        values=values,
+                        timestamps_unix_nano=rec.timestamps,
+                    )
+                else:
+                    add(
+                        stack_index=rec.stack_index,
+                        attribute_indices=rec.attribute_indices,
+                        link_index=rec.link_index,
+                        values=(sum(values),),
+                    )
     return req
