@@ -184,34 +184,6 @@ static __always_inline void send(struct go_event *e) {
     count(C_EVENTS);
 }
 
-/* runtime.goexit0(gp): a goroutine ended. */
-int on_goexit0(struct pt_regs *ctx) {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32;
-    struct go_proc *p = go_procs.lookup(&tgid);
-    if (!p)
-        return 0;
-    u64 goid = goid_of(p, ctx->ax);
-    if (!goid)
-        return 0;
-    struct go_gkey k = {.tgid = tgid, .goid = goid};
-    gstate.delete(&k);
-    struct go_event *e = events.ringbuf_reserve(GO_EVENT_HEADER);
-    if (!e) {
-        count(C_RINGBUF_FULL);
-        return 0;
-    }
-    __builtin_memset(e, 0, GO_EVENT_HEADER);
-    e->time_ns = bpf_ktime_get_boot_ns();
-    e->kind = GO_EV_EXIT;
-    e->goid = goid;
-    e->pid = tgid;
-    e->tid = (u32)id;
-    events.ringbuf_submit(e, periodic_wake());
-    count(C_EVENTS);
-    return 0;
-}
-
 /* runtime.gopark: the current goroutine (R14) parks; remember when and where. */
 int on_gopark(struct pt_regs *ctx) {
     u64 id = bpf_get_current_pid_tgid();
@@ -260,6 +232,7 @@ int on_runqput(struct pt_regs *ctx) {
         if (!c)
             return 0;
         c->goid = goid;
+        c->value = ctx->bx; /* the g: user space reads whether it still lives */
         c->nframes = walk_create(ctx, p, c->frames);
         if (WANT_CREATE)
             send(c);

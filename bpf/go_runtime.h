@@ -5,8 +5,7 @@
 #define COLLECTOR_GO_RUNTIME_H
 
 /* go_event.kind */
-#define GO_EV_CREATE 1 /* a `go` statement ran: value 1, goid of the new goroutine */
-#define GO_EV_EXIT 2   /* a goroutine ended (goexit0): goid, no frames */
+#define GO_EV_CREATE 1 /* a `go` statement ran: value = the new g's address, goid its goid */
 #define GO_EV_SCHED 3  /* runnable -> running: value = nanoseconds runnable */
 #define GO_EV_GC 4     /* a GC stop-the-world ended: value = nanoseconds stopped */
 #define GO_EV_ALLOC 5  /* an allocation, sampled: value = bytes, weight_threshold set */

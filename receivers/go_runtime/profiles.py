@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collector.bpf.events import UNSAMPLED
@@ -124,27 +125,55 @@ class Stacks:
         return got
 
 
+# runtime.g: atomicstatus is 8 bytes before goid in every supported version (144/152,
+# 152/160, 144/152; the tests check it against DWARF); _Gdead = 6.
+_STATUS_BEFORE_GOID = 8
+_G_DEAD = 6
+ReadMany = Callable[[list[int], int], list["bytes | None"]]
+
+
 @dataclass(slots=True)
 class LiveGoroutines:
-    """Goroutines created while probed and not yet ended: (pid -> goid -> stack, comm)."""
+    """Goroutines created while probed: (pid -> goid -> (g pointer, stack, comm)).
+
+    Nothing traps at a goroutine's exit: which ones still live is read from their runtime.g
+    (``prune``: goid unchanged and status not dead; a g is reused, never freed, so an ended
+    goroutine's g is either dead or carries another goid) before every snapshot, and when
+    the table fills up."""
 
     limit: int
-    by_pid: dict[int, dict[int, tuple[tuple[int, ...], str]]] = field(default_factory=dict)
+    by_pid: dict[int, dict[int, tuple[int, tuple[int, ...], str]]] = field(default_factory=dict)
     size: int = 0
 
-    def add(self, pid: int, goid: int, stack: tuple[int, ...], comm: str) -> bool:
+    def add(self, pid: int, goid: int, g: int, stack: tuple[int, ...], comm: str) -> bool:
         if self.size >= self.limit:
             return False
         gs = self.by_pid.setdefault(pid, {})
         if goid not in gs:
             self.size += 1
-        gs[goid] = (stack, comm)
+        gs[goid] = (g, stack, comm)
         return True
 
-    def end(self, pid: int, goid: int) -> None:
+    def prune(self, pid: int, goid_offset: int, read: ReadMany) -> int:
+        """Forget ``pid``'s goroutines that ended; how many. ``read(addresses, size)`` reads
+        the process's memory (ProcessLookupError: gone, all forgotten)."""
         gs = self.by_pid.get(pid)
-        if gs is not None and gs.pop(goid, None) is not None:
-            self.size -= 1
+        if not gs:
+            return 0
+        goids = list(gs)
+        try:
+            raw = read([gs[goid][0] + goid_offset - _STATUS_BEFORE_GOID for goid in goids], 16)
+        except ProcessLookupError:
+            n = len(gs)
+            self.drop_process(pid)
+            return n
+        ended = 0
+        for goid, r in zip(goids, raw, strict=True):
+            if r is None or _ended(r, goid):
+                del gs[goid]
+                ended += 1
+        self.size -= ended
+        return ended
 
     def drop_process(self, pid: int) -> None:
         self.size -= len(self.by_pid.pop(pid, {}))
@@ -153,7 +182,7 @@ class LiveGoroutines:
         out = []
         for pid, gs in self.by_pid.items():
             counts: dict[tuple[int, ...], list] = {}
-            for stack, comm in gs.values():
+            for _g, stack, comm in gs.values():
                 c = counts.get(stack)
                 if c is None:
                     counts[stack] = [1, comm]
@@ -162,6 +191,11 @@ class LiveGoroutines:
             for stack, (n, comm) in counts.items():
                 out.append(RawSample(pid, pid, 0, comm, time_ns, n, stack))
         return out
+
+
+def _ended(raw: bytes, goid: int) -> bool:
+    status = int.from_bytes(raw[0:4], "little") & ~0x1000  # the scan bit
+    return int.from_bytes(raw[8:16], "little") != goid or status == _G_DEAD
 
 
 def decode(

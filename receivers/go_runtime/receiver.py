@@ -12,6 +12,7 @@ produced is lost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 
@@ -21,6 +22,7 @@ from collector.bpf.reader import RingReader
 from collector.bpf.ringbuf import HEADER_SIZE, RingBuffer
 from collector.bpf.targets import BinaryTarget
 from collector.component import CreateSettings
+from collector.golang.procmem import read_many
 from collector.model import ProfileType, RawBatch, RawSample
 from receivers.go_runtime import profiles as pt
 from receivers.go_runtime.config import GoRuntimeConfig
@@ -29,7 +31,6 @@ from receivers.go_runtime.events import (
     EV_ALLOC,
     EV_ALLOC_SAMPLED,
     EV_CREATE,
-    EV_EXIT,
     EV_PROC_EXEC,
     EV_PROC_EXIT,
     GO_EVENT,
@@ -58,6 +59,7 @@ class GoRuntimeReceiver(RingReader):
         self._stacks = pt.Stacks()
         self._comms: dict[bytes, str] = {}
         self._live = pt.LiveGoroutines(config.max_live)
+        self._goid_offsets: dict[int, int] = {}  # per traced pid, for reading its goroutines
         self._next_live = 0.0
         self._binary = BinaryTarget(config.binary) if config.binary is not None else None
 
@@ -127,6 +129,8 @@ class GoRuntimeReceiver(RingReader):
         assert self._targets is not None and self._host is not None
         if self._targets.add(pid):
             self._host.processes.observe(pid)
+            # kept past detach: the last live snapshot comes after the probes are gone
+            self._goid_offsets[pid] = self._targets.traced[pid].binary.goid_offset
 
     def _detach(self) -> None:
         if self._targets is not None:
@@ -150,7 +154,17 @@ class GoRuntimeReceiver(RingReader):
         if now >= self._next_live:
             self._next_live = now + self._config.live_interval
             self._snapshot_live()
+        elif self._live.size >= self._config.max_live // 2:
+            self._prune_live()  # before the table fills up with goroutines that ended
         super()._after_drain()
+
+    def _prune_live(self) -> None:
+        for pid in list(self._live.by_pid):
+            offset = self._goid_offsets.get(pid)
+            if offset is None:
+                self._live.drop_process(pid)
+            else:
+                self._live.prune(pid, offset, functools.partial(read_many, pid))
 
     def _take_batches(self) -> list[RawBatch]:
         # A live-goroutines batch is one snapshot: it ends its window (never summed with the next).
@@ -168,6 +182,7 @@ class GoRuntimeReceiver(RingReader):
 
     def _snapshot_live(self) -> None:
         if "goroutines" in self._signals:
+            self._prune_live()
             now = time.time_ns()
             self._pending.setdefault(pt.GOROUTINES_LIVE, []).extend(self._live.snapshot(now))
 
@@ -186,15 +201,13 @@ class GoRuntimeReceiver(RingReader):
         if kind in (EV_PROC_EXIT, EV_PROC_EXEC):
             self._process_gone(pid, kind)
             return
-        if kind == EV_EXIT:
-            self._live.end(pid, GO_EVENT.unpack_from(view)[2])
-            return
         kind, goid, _n, sample = pt.decode(view, self._stacks, self._comms, self._boot_offset)
         if kind == EV_CREATE:
             if "goroutines" not in self._signals:
                 return  # created for sched_latency's sake only
             self._pending.setdefault(pt.GOROUTINES, []).append(sample)
-            if not self._live.add(pid, goid, sample.user_stack, sample.comm):
+            g = GO_EVENT.unpack_from(view)[1]  # a creation's value is the new g's address
+            if not self._live.add(pid, goid, g, sample.user_stack, sample.comm):
                 self._count("live_goroutines_dropped")
             return
         ptype = self._alloc_type if kind in (EV_ALLOC, EV_ALLOC_SAMPLED) else pt.profile_for(kind)
@@ -215,6 +228,7 @@ class GoRuntimeReceiver(RingReader):
         if traced:
             self._targets.remove(pid)
             self._live.drop_process(pid)
+            self._goid_offsets.pop(pid, None)
         if kind == EV_PROC_EXIT:
             if traced:
                 self._host.processes.exit(pid)

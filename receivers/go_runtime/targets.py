@@ -27,10 +27,8 @@ from receivers.go_runtime.events import CHAN_RANGES, GO_PROC
 _PROBES: dict[str, tuple[tuple[str, str, bool], ...]] = {
     # A `go` statement is seen at the runqput of its new g (called by newproc's closure,
     # CREATE_FUNCTIONS): the go statement's stack is walked from there, no trap in newproc.
-    "goroutines": (
-        ("on_runqput", "runtime.runqput", False),
-        ("on_goexit0", "runtime.goexit0", False),
-    ),
+    # and no probe at a goroutine's exit: goroutines_live reads which still live (profiles.py)
+    "goroutines": (("on_runqput", "runtime.runqput", False),),
     "sched_latency": (
         ("on_runqput", "runtime.runqput", False),
         ("on_gopark", "runtime.gopark", False),

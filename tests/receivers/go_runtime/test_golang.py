@@ -121,6 +121,8 @@ def test_goid_and_sched_offsets_match_dwarf(version: str) -> None:
     g, gobuf = members[b"runtime.g"], members[b"runtime.gobuf"]
     b = read_go_binary(str(path), NAMES)
     assert b.goid_offset == g[b"goid"] == goid_offset(b.major_minor)
+    # goroutines_live reads the status right before the goid (receivers/go_runtime/profiles.py)
+    assert g[b"atomicstatus"] == g[b"goid"] - 8
     assert b.sched_offsets == (g[b"sched"] + gobuf[b"pc"], g[b"sched"] + gobuf[b"bp"])
 
 
