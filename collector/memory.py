@@ -112,7 +112,7 @@ async def trim_loop(counters: Counters, interval: float = TRIM_INTERVAL) -> None
     """Trim every ``interval`` seconds, counted: ``malloc_trims``, ``malloc_trim_released_kb``
     and ``malloc_trim_us`` (time spent, summed). Runs in the event loop's thread: one trim
     takes about a millisecond here (README.md, "Memory"), less than one batch's processing."""
-    if trim() is None:  # off, or not glibc: nothing to do, and no counters that read 0
+    if _LIBC is None or not enabled():  # nothing to do, and no counters that read 0
         return
     while True:
         await asyncio.sleep(interval)
