@@ -18,7 +18,8 @@ Run as root after `make test` (or scripts/setup.sh test):
     .venv/bin/python benchmarks/busy_host.py many [--procs 200 --binaries 100 --seconds 30]
     .venv/bin/python benchmarks/busy_host.py storm [--compiles 300 --rounds 3 --after 60]
     .venv/bin/python benchmarks/busy_host.py replay [--configs 1000x100,5000x1000 --seconds 60]
-Add ``--unwind auto`` to run the collector with table unwinding.
+``--unwind auto frame_pointers`` (the default for storm) runs the collector in both modes side
+by side; ``many`` uses the first.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 BCC_PROFILE = shutil.which("profile-bpfcc") or "/usr/sbin/profile-bpfcc"
 TICK = os.sysconf("SC_CLK_TCK")
+# The collector's own totals for the storm table: what the unwind worker did per process.
+STORM_TOTALS = (
+    "unwind_queued",
+    "unwind_processes_loaded",
+    "unwind_skipped_exited",
+    "unwind_tables_built",
+    "unwind_tables_from_cache",
+    "unwind_worker_cpu_ms",
+    "unwind_budget_waits",
+)
 LOSS_KEYS = (
     "stack_lost",
     "user_stack_collision",
@@ -109,6 +120,20 @@ int sort_items(struct item *items, int n) {
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name (the reader, the unwind worker, the rest)."""
+    out: dict[str, float] = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        f = text.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / TICK
+    return out
 
 
 def status_mb(pid: int, key: str) -> float:
@@ -223,7 +248,7 @@ def end_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def many_collector(args: argparse.Namespace, work: Path, bins: list[Path]) -> dict[str, float]:
-    col = Collector(work, args.unwind, "many")
+    col = Collector(work, args.unwind[0], "many")
     pid = col.start()
     workers = spawn_many(bins, args.procs)
     time.sleep(1.0)
@@ -332,7 +357,7 @@ def run_many(args: argparse.Namespace, work: Path) -> None:
             print(f"round {r + 1} {mode:<12} {res}", flush=True)
     print(
         f"\n(a) {args.procs} processes of {args.binaries} binaries, {args.seconds:.0f} s, "
-        f"99 Hz, collector unwind={args.unwind}, {args.rounds} rounds (median)"
+        f"99 Hz, collector unwind={args.unwind[0]}, {args.rounds} rounds (median)"
     )
     print(f"{'':<13}{'samples':>9}{'lost':>7}{'lost %':>8}{'named %':>9}{'CPU %core':>11}")
     for mode in names:
@@ -387,18 +412,20 @@ def storm_round(args: argparse.Namespace, work: Path, mode: str) -> dict[str, fl
         rec.wait(120)
         data.unlink(missing_ok=True)
         return {"seconds": secs, "cpu": (c1 - c0) / secs}
-    col = Collector(work, args.unwind, "storm")
+    unwind = mode.split("/", 1)[1]
+    col = Collector(work, unwind, "storm")
     pid = col.start()
     time.sleep(2.0)
     before = status_mb(pid, "VmRSS")
-    c0 = cpu_seconds(pid)
+    c0, t0 = cpu_seconds(pid), thread_cpu(pid)
     secs = storm(work, args.compiles)
-    c1 = cpu_seconds(pid)
+    c1, t1 = cpu_seconds(pid), thread_cpu(pid)
+    threads = {k: (t1.get(k, 0.0) - t0.get(k, 0.0)) / secs for k in ("cpu-reader", "cpu-unwind")}
     peak = status_mb(pid, "VmHWM")
     end = status_mb(pid, "VmRSS")
     time.sleep(args.after)
     after = status_mb(pid, "VmRSS")
-    col.stop()
+    totals = col.stop()
     stacks = col.folded()
     cc1 = sum(n for s, n in stacks.items() if s.startswith("cc1;"))
     named = sum(
@@ -412,21 +439,25 @@ def storm_round(args: argparse.Namespace, work: Path, mode: str) -> dict[str, fl
         "rss_end": end,
         "rss_after": after,
         "cc1_named": named / max(1, cc1),
+        "reader_cpu": threads["cpu-reader"],
+        "worker_cpu": threads["cpu-unwind"],
+        **{k: totals.get(k, 0) for k in STORM_TOTALS},  # whole run, not only the storm
     }
 
 
 def run_storm(args: argparse.Namespace, work: Path) -> None:
-    modes = ["none", "collector", "perf"]
+    modes = ["none", *(f"collector/{u}" for u in args.unwind), "perf"]
     results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
     for r in range(args.rounds):
-        for mode in modes[r % 3 :] + modes[: r % 3]:
+        k = r % len(modes)
+        for mode in modes[k:] + modes[:k]:
             res = storm_round(args, work, mode)
             results[mode].append(res)
             print(f"round {r + 1} {mode:<10} " + " ".join(f"{k}={v:.4g}" for k, v in res.items()))
     base = [x["seconds"] for x in results["none"]]
     print(
         f"\n(b) exec storm: {args.compiles} compiles + {3 * args.compiles} /bin/true in two "
-        f"streams, 99 Hz, collector unwind={args.unwind}, {args.rounds} rounds (median, range)"
+        f"streams, 99 Hz, {args.rounds} rounds (median, range)"
     )
     for mode in modes:
         ratios = [x["seconds"] / statistics.median(base) for x in results[mode]]
@@ -434,11 +465,15 @@ def run_storm(args: argparse.Namespace, work: Path) -> None:
         line = f"{mode:<10} time x{statistics.median(ratios):.3f} {spread}"
         if mode != "none":
             line += f" CPU {100 * statistics.median(x['cpu'] for x in results[mode]):.2f} %core"
-        if mode == "collector":
+        if mode.startswith("collector"):
             rs = results[mode]
             for k in ("rss_before", "rss_peak", "rss_end", "rss_after"):
                 line += f" {k}={statistics.median(x[k] for x in rs):.1f}MB"
             line += f" cc1_named={100 * statistics.median(x['cc1_named'] for x in rs):.1f}%"
+            for k in ("reader_cpu", "worker_cpu"):
+                line += f" {k}={100 * statistics.median(x[k] for x in rs):.2f}%"
+            for k in STORM_TOTALS:
+                line += f" {k}={statistics.median(x[k] for x in rs):.0f}"
         print(line)
     print(f"(rss_after: {args.after:.0f} s after the storm ended)")
 
@@ -448,7 +483,13 @@ def main() -> None:
         os.execv(sys.executable, [sys.executable, str(HERE / "busy_replay.py"), *sys.argv[2:]])
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["many", "storm", "replay"])
-    ap.add_argument("--unwind", default="frame_pointers", choices=["frame_pointers", "auto"])
+    ap.add_argument(
+        "--unwind",
+        nargs="+",
+        default=["auto", "frame_pointers"],
+        choices=["frame_pointers", "auto"],
+        help="collector modes, side by side (many: the first only)",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--procs", type=int, default=200)
     ap.add_argument("--binaries", type=int, default=100)

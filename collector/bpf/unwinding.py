@@ -49,6 +49,7 @@ _USER_COUNTERS = (
     "tables_failed",
     "tables_evicted",
     "tables_no_space",
+    "tables_no_space_skipped",
     "cache_hits",
     "cache_misses",
     "cache_rejected",
@@ -194,17 +195,13 @@ class TableUnwinding:
                 if self._removals:  # cheap, and frees slots for the loads
                     return False, self._removals.pop()
                 if self._pending:
+                    # The budget is not waited for here but before each build (_gate): a
+                    # process whose tables are loaded or cached costs about a millisecond.
                     pid = max(self._pending, key=self._pending.__getitem__)
-                    wait = 0.0
-                    if self._budget is not None and self._pending[pid] < _URGENT:
-                        wait = self._budget.wait_s()
-                    if wait <= 0:
-                        self._urgent_job = self._pending.pop(pid) >= _URGENT
-                        self._known.add(pid)
-                        self._busy = pid
-                        return True, pid
-                    self._wait_budget(wait)  # an exit or an urgent pid may come meanwhile
-                    continue
+                    self._urgent_job = self._pending.pop(pid) >= _URGENT
+                    self._known.add(pid)
+                    self._busy = pid
+                    return True, pid
                 self._cond.wait()
 
     def _wait_budget(self, wait: float) -> None:
@@ -217,9 +214,10 @@ class TableUnwinding:
         self._worker_counts["budget_wait_ms"] = int(self._budget.waited * 1e3)
 
     def _gate(self) -> None:
-        """Worker thread, inside add_process, before each table is read or built: charge what
-        the job spent so far, and wait while the budget is spent (one process mapping 60
-        libraries would otherwise build them all in one go: seconds of a core)."""
+        """Worker thread, inside add_process, before each table build (not before a read
+        from the cache): charge what the job spent so far, and wait while the budget is
+        spent (one process mapping 60 libraries would otherwise build them all in one go:
+        seconds of a core)."""
         self._wait_for_descriptors()
         if self._budget is None:
             return
@@ -227,7 +225,8 @@ class TableUnwinding:
         with self._cond:
             self._budget.charge(now - self._mark)
             self._mark = now
-            while not self._urgent_job:
+            # A preload waiting behind this build lets it through (it is charged all the same).
+            while not self._urgent_job and not any(n >= _URGENT for n in self._pending.values()):
                 if self._stop:
                     raise _Stopped
                 wait = self._budget.wait_s()

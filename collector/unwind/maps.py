@@ -26,6 +26,7 @@ from collector.unwind.store import TableStore
 from collector.unwind.table import TableError, UnwindTable, binary_key, build_table
 
 MAX_VDSO = 1 << 20
+MIN_IDLE_S = 10.0  # an idle table is evicted only after this long (see TableStore)
 MAX_BINARIES = 8192  # files whose ELF facts are remembered (by dev, inode, size, mtime)
 
 
@@ -95,9 +96,9 @@ class UnwindMaps:
         self._procs = procs
         self._stats = stats
         self._cache = cache  # built tables on disk (None: build every table at every start)
-        self._gate = gate  # called before each table is read or built (a CPU budget's wait)
+        self._gate = gate  # called before each table is built (a CPU budget's wait)
         self._binaries: OrderedDict[tuple[object, ...], _Binary | None] = OrderedDict()
-        self.store = TableStore(self._rows_mm.view, rows.max_entries)
+        self.store = TableStore(self._rows_mm.view, rows.max_entries, min_idle_s=MIN_IDLE_S)
         self._free_slots = list(range(mappings.max_entries // L.MAX_MAPPINGS - 1, -1, -1))
         self._slots: dict[int, tuple[int, list[Entry]]] = {}  # tgid -> (slot, entries)
         self.counters = {"processes_loaded": 0, "process_slots_full": 0, "mappings_overflow": 0}
@@ -217,12 +218,12 @@ class UnwindMaps:
 
     def _build(self, fd: int, path: str, key: str) -> UnwindTable:
         """From the on-disk cache when it holds a valid copy, else built (and cached)."""
-        if self._gate is not None:
-            self._gate()  # the caller's CPU budget: may wait here before a costly read
         if self._cache is not None:
             got = self._cache.load(key)
             if got is not None:
                 return got
+        if self._gate is not None:
+            self._gate()  # the caller's CPU budget: may wait here before a build
         table = build_table(fd, path)
         if self._cache is not None:
             self._cache.save(table)

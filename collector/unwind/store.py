@@ -8,6 +8,7 @@ same libc is mapped again within milliseconds, and rebuilding it costs ~0.1 s.
 
 from __future__ import annotations
 
+import time
 from bisect import insort
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from collector.unwind import layout as L
 from collector.unwind.table import TableError, UnwindTable
 
 MAX_FAILED = 4096  # binaries remembered as having no table, so they are not retried per process
+NO_ROOM_RETRY_S = 30.0  # a table that did not fit is not read or built again for this long
 
 
 class SliceAllocator:
@@ -70,15 +72,32 @@ class Loaded:
 
 class TableStore:
     """Binary key -> table loaded at a slice of ``rows`` (a writable buffer: the mmap of the
-    BPF row array, 8 bytes per row)."""
+    BPF row array, 8 bytes per row).
 
-    def __init__(self, rows: memoryview, capacity: int) -> None:
+    ``min_idle_s``: an idle table is evicted for another only once it has been idle that long,
+    and a table that found no room is not read or built again for ``NO_ROOM_RETRY_S``. Without
+    both, a host whose tables outgrow the array churns (it is tried again sooner when room
+    has appeared since): in an exec storm beside Python
+    processes mapping libLLVM (1.4M rows), gcc's tables were evicted and read back 622 times in
+    a minute, each read of the big one 0.4 s of CPU."""
+
+    def __init__(
+        self,
+        rows: memoryview,
+        capacity: int,
+        min_idle_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if len(rows) < capacity * L.ROW.size:
             raise ValueError("row buffer smaller than its capacity")
         self._rows = rows
         self._alloc = SliceAllocator(capacity)
         self._loaded: dict[str, Loaded] = {}
-        self._idle: OrderedDict[str, None] = OrderedDict()
+        self._idle: OrderedDict[str, float] = OrderedDict()  # key -> idle since
+        # key -> (when it did not fit, its rows)
+        self._no_room: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._min_idle_s = min_idle_s
+        self._clock = clock
         self._failed: OrderedDict[str, str] = OrderedDict()
         self.counters = {
             "tables_built": 0,
@@ -86,6 +105,7 @@ class TableStore:
             "tables_failed": 0,
             "tables_evicted": 0,
             "tables_no_space": 0,
+            "tables_no_space_skipped": 0,
             "table_build_seconds": 0.0,
         }
 
@@ -96,6 +116,13 @@ class TableStore:
         if got is None:
             if key in self._failed:
                 return None
+            tried = self._no_room.get(key)
+            if tried is not None:
+                at, n = tried
+                if self._clock() - at < NO_ROOM_RETRY_S and n > self._room():
+                    self.counters["tables_no_space_skipped"] += 1
+                    return None
+                del self._no_room[key]
             try:
                 table = build()
             except TableError as exc:
@@ -119,7 +146,7 @@ class TableStore:
             return
         got.refs -= 1
         if got.refs == 0:
-            self._idle[key] = None
+            self._idle[key] = self._clock()
 
     def failure(self, key: str) -> str | None:
         return self._failed.get(key)
@@ -133,17 +160,31 @@ class TableStore:
     def _place(self, key: str, table: UnwindTable) -> Loaded | None:
         n = len(table)
         first = self._alloc.alloc(n)
+        old_enough = self._clock() - self._min_idle_s
         while first is None and self._idle:
-            self._evict(next(iter(self._idle)))
+            oldest, since = next(iter(self._idle.items()))
+            if since > old_enough:
+                break  # in use a moment ago: likely needed again soon
+            self._evict(oldest)
             first = self._alloc.alloc(n)
         if first is None:
             self.counters["tables_no_space"] += 1
+            self._no_room[key] = (self._clock(), n)
+            while len(self._no_room) > MAX_FAILED:
+                self._no_room.popitem(last=False)
             return None
         size = L.ROW.size
         self._rows[first * size : (first + n) * size] = table.rows.tobytes()
         loaded = Loaded(table.path, table.base, n, first)
         self._loaded[key] = loaded
         return loaded
+
+    def _room(self) -> int:
+        """Rows free now or held by tables idle long enough to be evicted (an upper bound:
+        the free space may be split)."""
+        old_enough = self._clock() - self._min_idle_s
+        evictable = sum(self._loaded[k].count for k, t in self._idle.items() if t <= old_enough)
+        return self._alloc.capacity - self._alloc.used + evictable
 
     def _evict(self, key: str) -> None:
         self._idle.pop(key, None)

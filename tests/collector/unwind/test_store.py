@@ -105,3 +105,33 @@ def test_a_binary_without_a_table_is_not_rebuilt_for_every_process() -> None:
     assert store.failure("k") == "no call-frame information"
     assert store.stats()["tables_failed"] == 1
     store.close()
+
+
+def test_recently_idle_tables_stay_and_a_table_without_room_is_not_retried_at_once(
+    tables: dict[str, UnwindTable],
+) -> None:
+    """An exec storm beside a process with a huge table must not churn: a table idle for a
+    moment is not evicted for another, and one that found no room waits before it is read
+    or built again."""
+    libc, small = tables["libc"], tables["small"]
+    now = [100.0]
+    cap = len(libc) + len(small) + 10
+    store = TableStore(memoryview(bytearray(8 * cap)), cap, min_idle_s=10, clock=lambda: now[0])
+    assert store.acquire("libc", lambda: libc) is not None
+    store.release("libc")  # idle since t=100
+    builds = []
+
+    def big() -> UnwindTable:
+        builds.append(1)
+        return libc
+
+    now[0] = 105.0
+    assert store.acquire("other", big) is None  # libc idle 5 s only: kept
+    assert store.acquire("other", big) is None  # no room a moment ago: not built again
+    stats = store.stats()
+    assert (len(builds), stats["tables_no_space"], stats["tables_no_space_skipped"]) == (1, 1, 1)
+    assert stats["tables_loaded"] == 1 and stats["tables_evicted"] == 0
+    now[0] = 140.0  # libc idle 40 s, and the retry window is over
+    assert store.acquire("other", big) is not None and len(builds) == 2
+    assert store.stats()["tables_evicted"] == 1
+    store.close()
