@@ -40,8 +40,9 @@ def _profile(tmp: Path, version: str, stripped: bool) -> tuple[Path, Path, str]:
     out = tmp / f"profiles-{tag}"
     cfg = tmp / f"{tag}.yaml"
     # Frame pointers skip the caller of a frameless Go leaf (digest, Mix): their return
-    # address is at RSP, not behind RBP. Tables come from .gopclntab (collector/gosym/cfi.py).
-    cpu = {"frequency": 199, "comm": "^pgohot$", "unwind": "tables"}
+    # address is at RSP, not behind RBP. The default unwind (auto) takes tables, for Go
+    # made from .gopclntab (collector/gosym/cfi.py): what a user gets without a setting.
+    cpu = {"frequency": 199, "comm": "^pgohot$"}
     cfg.write_text(profiles_yaml(out, {"cpu": cpu}, exporters=("pprof",), interval=2))
     col = start_collector(cfg)
     try:
@@ -114,8 +115,10 @@ def test_go_frames_named_stripped_or_not(runs: dict, version: str) -> None:
         by_func = Counter()
         for (name, _file, _line), n in leaves.items():
             by_func[name] += n
-        # Most of the time is under hotLoop (newState's allocations, digest, the Mix methods).
-        assert callers[("*", "main.hotLoop")] >= 0.8 * total, by_func.most_common(8)
+        # Most of the time is under hotLoop (newState's allocations, digest, the Mix methods);
+        # the rest is the runtime's own (GC workers), more of it on a loaded machine: measured
+        # 82-86 % with auto and tables, 68-71 % with frame pointers alone (load average 12-14).
+        assert callers[("*", "main.hotLoop")] >= 0.75 * total, by_func.most_common(8)
         assert by_func["main.digest"] > 0 and by_func["main.(*fnv).Mix"] > 0
         assert by_func["main.rotate"] > 0  # an inlined frame, named from the inlining tree
         for name, pattern in (
