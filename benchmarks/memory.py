@@ -21,7 +21,8 @@ step by step, and each large library imported alone.
 
 Run as root after `make test`:
     .venv/bin/python benchmarks/memory.py run [--compiles 300 --after 60 --comm RE --pythonmalloc]
-    .venv/bin/python benchmarks/memory.py where [--idle 30 --compiles 300 --after 60 --pymalloc]
+    .venv/bin/python benchmarks/memory.py where [--idle 30 --compiles 300 --after 60]
+        [--depth 1] [--pymalloc]
     .venv/bin/python benchmarks/memory.py imports
 """
 
@@ -209,6 +210,12 @@ def main() -> None:
         "--pythonmalloc",
         action="store_true",
         help="run: a third collector with PYTHONMALLOC=malloc (no pymalloc arenas)",
+    )
+    ap.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        help="where: frames kept per allocation (more names the holders, costs more memory)",
     )
     ap.add_argument(
         "--pymalloc",

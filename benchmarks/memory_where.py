@@ -96,6 +96,11 @@ def _dump(path: Path) -> None:
         report["areas"] = areas.most_common()
         report["files"] = files.most_common(25)
         report["lines"] = [(_site(s.traceback[0]), s.size) for s in snap.statistics("lineno")[:15]]
+        if tracemalloc.get_traceback_limit() > 1:  # who holds the largest sites' blocks
+            report["paths"] = [
+                (" -> ".join(_site(f) for f in s.traceback if str(ROOT) in f.filename), s.size)
+                for s in snap.statistics("traceback")[:12]
+            ]
     else:
         report["pymalloc"] = _pymalloc()
     path.write_text(json.dumps(report))
@@ -106,10 +111,10 @@ def child(argv: list[str]) -> int:
     ``<out>.req`` appears."""
     import tracemalloc
 
-    trace = argv[0] == "trace"
+    depth = int(argv[0].removeprefix("trace")) if argv[0].startswith("trace") else 0
     out = Path(argv[1])
-    if trace:
-        tracemalloc.start(1)
+    if depth:
+        tracemalloc.start(depth)
     req = out.with_suffix(".req")
 
     def watch() -> None:
@@ -160,6 +165,10 @@ def _report(title: str, path: Path) -> None:
         print("largest allocation sites (MB; the line that allocated, tracemalloc depth 1):")
         for where, size in rep["lines"][:10]:
             print(f"  {size / 2**20:7.2f}  {where}")
+        if rep.get("paths"):
+            print("largest allocation paths (MB; outermost caller first, project frames):")
+            for where, size in rep["paths"]:
+                print(f"  {size / 2**20:7.2f}  {where}")
     print("resident set by mapping (MB: rss, pss, anon, file-backed clean):")
     for r in rep["regions"][:12]:
         file_kb = r["rss"] - r["anon"]
@@ -171,7 +180,7 @@ def _report(title: str, path: Path) -> None:
 
 def cmd_where(args: argparse.Namespace, work: Path) -> None:
     out = work / "where"
-    mode = "pymalloc" if args.pymalloc else "trace"
+    mode = "pymalloc" if args.pymalloc else f"trace{args.depth}"
     argv = [sys.executable, str(ROOT / "benchmarks" / "memory.py"), "_child", mode, str(out)]
     port = 18879 if memory.enabled() else 18878  # both variants may run at once
     run = Run(work, "where", {}, port, argv, args.comm)
