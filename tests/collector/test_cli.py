@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from collector import memory
 from tests.support.collector_run import ROOT, CollectorProcess, start_collector
 
 COLLECTOR = [sys.executable, "-m", "collector.cli"]
@@ -155,3 +156,23 @@ def test_config_error_exit_code_and_one_line(sample_plugin_dir: Path, tmp_path: 
 def test_missing_config_flag(args: list[str]) -> None:
     res = run(args, [])
     assert res.returncode == 2
+
+
+@pytest.mark.parametrize("switch", ["1", "0"])
+def test_malloc_tuning_is_logged_and_can_be_switched_off(
+    sample_plugin_dir: Path, tmp_path: Path, switch: str
+) -> None:
+    """collector/memory.py: set before the loop starts, said once in the log, off with the
+    benchmark's switch (glibc's defaults)."""
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(PIPELINE % (tmp_path / "out"))
+    env = {"PYTHONPATH": str(sample_plugin_dir), "SYNTH_TOKEN": "x", memory.ENV_SWITCH: switch}
+    col = start_collector(cfg, env=env)
+    assert col.stop() == 0, col.stderr()
+    tuned = (
+        f"malloc arena_max={memory.ARENA_MAX} mmap_threshold={memory.MMAP_THRESHOLD} "
+        f"trim_threshold={memory.TRIM_THRESHOLD}"
+    )
+    lines = [ln for ln in col.stderr().splitlines() if "msg='malloc " in ln]
+    assert len(lines) == 1, col.stderr()
+    assert (tuned if switch == "1" else "malloc defaults (not tuned)") in lines[0]
