@@ -171,6 +171,7 @@ def child_binary(path: str, cache_dir: str, n: int, decl: bool) -> dict[str, flo
         "rss_delta_mb": _rss_mb() - rss0,
         "lookups": len(offsets),
         "with_start_line": sum(1 for x in starts if x),
+        "starts": starts,  # type: ignore[dict-item]
         "decl_units": counts.get("decl_units", 0),
         "disk_hit": counts.get("symcache_disk_hits", 0),
     }
@@ -190,15 +191,18 @@ def decl_main(targets: dict[str, str], lookups: int, rounds: int) -> None:
         for r in range(rounds):
             for decl in (False, True) if r % 2 == 0 else (True, False):
                 runs[decl].append(_child("binary", path, cache_dir, "1" if decl else "0"))
+        before, after = (runs[d][0]["starts"] for d in (False, True))
+        changed = sum(a != b for a, b in zip(before, after, strict=True))  # type: ignore[call-overload]
         off, on = (
-            {k: statistics.median(x[k] for x in runs[d]) for k in runs[d][0]} for d in (False, True)
+            {k: statistics.median(x[k] for x in runs[d]) for k in runs[d][0] if k != "starts"}
+            for d in (False, True)
         )
         print(
             f"{name}: {lookups} functions; decl off {off['seconds']:.3f} s "
             f"(+{off['rss_delta_mb']:.0f} MB), on {on['seconds']:.3f} s "
             f"(+{on['rss_delta_mb']:.0f} MB), on/off {on['seconds'] / off['seconds']:.1f}x, "
-            f"{on['decl_units']:.0f} units walked, start lines {off['with_start_line']:.0f} -> "
-            f"{on['with_start_line']:.0f} of {on['lookups']:.0f} (median of {rounds})"
+            f"{on['decl_units']:.0f} units walked, {changed} of {on['with_start_line']:.0f} "
+            f"start lines changed (of {on['lookups']:.0f} lookups; median of {rounds})"
         )
     print(f"load average {os.getloadavg()[0]:.1f} at end")
 
