@@ -112,7 +112,8 @@ COMPONENT = "memory"  # the counters' component in the reports and /metrics
 async def trim_loop(counters: Counters, interval: float = TRIM_INTERVAL) -> None:
     """Trim every ``interval`` seconds, counted: ``malloc_trims``, ``malloc_trim_released_kb``
     and ``malloc_trim_us`` (time spent, summed). Runs in the event loop's thread: one trim
-    takes about a millisecond here (README.md, "Memory"), less than one batch's processing."""
+    took about 90 us on a 100 MB collector and 8-12 ms on a 350 MB one (README.md, "Memory"),
+    about 0.1 % of a core at this interval."""
     if _LIBC is None or not enabled():  # nothing to do, and no counters that read 0
         return
     while True:
