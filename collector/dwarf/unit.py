@@ -110,7 +110,8 @@ class Function:
 @dataclass(slots=True)
 class Unit:
     header: Header
-    table: dict = field(default_factory=dict)  # abbreviation code -> _Entry for this unit
+    abbrevs: dict = field(default_factory=dict)  # code -> Abbrev (the unit's table)
+    table: dict = field(default_factory=dict)  # code -> _Entry, compiled when first met
     comp_dir: tuple[int, int] = (0, -1)  # (form, value) of DW_AT_comp_dir
     comp_path: str = ""  # ... and the string it names
     stmt_list: int = -1
@@ -135,14 +136,20 @@ _Entry = tuple  # (tag, has children, plan keeping only DW_AT_sibling, plan for 
 _Plan = tuple
 
 
-def entries(abbrevs: dict[int, Abbrev], sizes: tuple[int, int, int]) -> dict[int, _Entry]:
-    """Per code: (tag, children, stepping plan, own plan); a plan that is one fixed skip is
-    that int alone (most members, variables, parameters, typedefs), taken without a call."""
-    out = {}
-    for code, ab in abbrevs.items():
-        own = KEEP_ALL if ab.tag in _KEPT_TAGS else KEEP_SIBLING
-        plans = [_short(ab.plan(sizes, keep)) for keep in (KEEP_SIBLING, own)]
-        out[code] = (ab.tag, ab.children, *plans)
+def entry(unit: Unit, code: int) -> _Entry:
+    """(tag, children, stepping plan, own plan) for ``code``, compiled once per unit; a plan
+    that is one fixed skip is that int alone (most members, variables, parameters)."""
+    ab = unit.abbrevs.get(code)
+    if ab is None:
+        raise DwarfError(f"unit at {unit.header.offset:#x}: no abbreviation {code}")
+    own = KEEP_ALL if ab.tag in _KEPT_TAGS else KEEP_SIBLING
+    sizes = unit.header.sizes
+    out = unit.table[code] = (
+        ab.tag,
+        ab.children,
+        _short(ab.plan(sizes, KEEP_SIBLING)),
+        _short(ab.plan(sizes, own)),
+    )
     return out
 
 
@@ -242,7 +249,7 @@ def skeleton(
 ) -> Unit:
     """The unit's root attributes and its functions with code (``data[0]`` is .debug_info
     offset ``base``); ``root_only`` stops after the root DIE (for the address index)."""
-    unit = Unit(header, entries(abbrevs, header.sizes))
+    unit = Unit(header, abbrevs)
     w = _Walk(data, base, unit, endian, ranges, addrx, max_dies, deadline)
     sizes, table = header.sizes, unit.table
     pos, end = header.first_die - base, header.end - base
@@ -263,10 +270,7 @@ def skeleton(
             if depth <= 0:
                 break  # the root's children ended (what follows is padding)
             continue
-        entry = table.get(code)
-        if entry is None:
-            raise DwarfError(f"unit at {header.offset:#x}: no abbreviation {code}")
-        tag, children, step_plan, own_plan = entry
+        tag, children, step_plan, own_plan = table.get(code) or entry(unit, code)
         if stepping >= 0:
             if type(step_plan) is int:
                 pos += step_plan
@@ -350,10 +354,7 @@ def body(
             if depth < 0:
                 break
             continue
-        entry = table.get(code)
-        if entry is None:
-            raise DwarfError(f"unit at {unit.header.offset:#x}: no abbreviation {code}")
-        tag, children, step_plan, own_plan = entry
+        tag, children, step_plan, own_plan = table.get(code) or entry(unit, code)
         if stepping >= 0:
             if type(step_plan) is int:
                 pos += step_plan
@@ -398,10 +399,7 @@ def decode_decl(data: bytes, base: int, unit: Unit, endian: str) -> tuple[int, i
     """(decl line, decl file, referenced DIE) of the DIE at offset ``base`` (``data`` starts
     there and holds the whole DIE or the rest of its unit)."""
     code, pos = uleb(data, 0, len(data))
-    entry = unit.table.get(code)
-    if entry is None:
-        raise DwarfError(f"no abbreviation {code} for the DIE at {base:#x}")
-    plan = entry[3]
+    plan = (unit.table.get(code) or entry(unit, code))[3]
     if type(plan) is int:
         return 0, -1, -1  # nothing it holds is kept: not a function
     attrs, _pos = _run(plan, data, pos, len(data), unit.header.sizes, endian)
