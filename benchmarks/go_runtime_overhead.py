@@ -14,7 +14,9 @@ the plain build the linker disables memory profiling and every mallocgc is probe
 
 Per work level it prints the median request-loop time without the collector and with it
 (collector -> go_runtime -> symbolize -> pprof, the binary followed from its exec), their
-ratio (the slowdown), and the collector's CPU seconds per second of the loop. Modes alternate
+ratio (the slowdown), the ratio of the program's own CPU time (user + system, from wait4:
+what the probes cost it, much less disturbed than wall time by other load on the machine),
+and the collector's CPU seconds per second of the loop. Modes alternate
 in every round, so drift hits both alike.
 
 Run as root after `make test` (or scripts/setup.sh test):
@@ -58,8 +60,9 @@ def build_variant(variant: str, tmp: Path, version: str) -> Path:
     return gotoolchains.build(src, tmp / f"bench-{variant}", version)
 
 
-def run_bench(binary: Path, requests: int, work: int, col=None) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(seconds of the request loop, collector CPU seconds meanwhile)."""
+def run_bench(binary: Path, requests: int, work: int, col=None) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """(seconds of the request loop, the program's CPU seconds, collector CPU seconds
+    meanwhile)."""
     p = subprocess.Popen(
         [str(binary), str(requests), str(work)],
         stdin=subprocess.PIPE,
@@ -71,11 +74,15 @@ def run_bench(binary: Path, requests: int, work: int, col=None) -> tuple[float, 
     if col is not None:
         col.wait_for(lambda: f"probing pid={p.pid}" in col.stderr(), "the exec followed")
     before = cpu_seconds(col.proc.pid) if col is not None else 0.0
-    out, _ = p.communicate("\n", timeout=600)
+    p.stdin.write("\n")
+    p.stdin.flush()
+    out = p.stdout.read()
+    _pid, status, usage = os.wait4(p.pid, 0)  # the program's own CPU time, from the kernel
+    p.returncode = os.waitstatus_to_exitcode(status)
     after = cpu_seconds(col.proc.pid) if col is not None else 0.0
     m = re.search(r"elapsed_ns=(\d+)", out)
     assert p.returncode == 0 and m, out
-    return int(m.group(1)) / 1e9, after - before
+    return int(m.group(1)) / 1e9, usage.ru_utime + usage.ru_stime, after - before
 
 
 def main() -> None:
@@ -105,20 +112,23 @@ def main() -> None:
                   f"average {load} at start, {args.repeats} interleaved repeats; "
                   "medians")  # fmt: skip
             print(f"{'variant':>8} {'work/request':>14} {'without s':>10} {'with s':>10} "
-                  f"{'slowdown':>9} {'collector CPU':>14}")  # fmt: skip
+                  f"{'slowdown':>9} {'program CPU':>11} {'collector CPU':>14}")  # fmt: skip
             for work in (int(w) for w in args.work.split(",")):
                 for v in variants:
-                    base, probed, cpu = [], [], []
+                    base, probed, cpu, prog = [], [], [], []
                     for _ in range(args.repeats):
                         # The collector runs throughout and follows every exec of the binary:
                         # the baseline runs an identical copy (another inode) it does not watch.
-                        base.append(run_bench(copies[v], args.requests, work)[0])
-                        t, c = run_bench(binaries[v], args.requests, work, col)
+                        t0, c0, _ = run_bench(copies[v], args.requests, work)
+                        t, c, col_cpu = run_bench(binaries[v], args.requests, work, col)
+                        base.append(t0)
                         probed.append(t)
-                        cpu.append(c / t)
+                        prog.append(c / c0)
+                        cpu.append(col_cpu / t)
                     b, w = statistics.median(base), statistics.median(probed)
                     print(f"{v:>8} {work:>11} rnd {b:>10.3f} {w:>10.3f} {w / b:>8.2f}x "
-                          f"{statistics.median(cpu):>11.2f} s/s", flush=True)  # fmt: skip
+                          f"{statistics.median(prog):>10.2f}x {statistics.median(cpu):>11.2f} s/s",
+                          flush=True)  # fmt: skip
         finally:
             col.stop()
             print(f"load average at the end: {Path('/proc/loadavg').read_text().split()[0]}")

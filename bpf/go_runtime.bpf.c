@@ -184,7 +184,10 @@ static __always_inline void send(struct go_event *e) {
     count(C_EVENTS);
 }
 
-/* runtime.gopark: the current goroutine (R14) parks; remember when and where. */
+/* runtime.gopark: the current goroutine (R14) parks; remember when, and its caller (a
+ * channel wait if that is chanrecv, chansend or selectgo). A channel operation calls gopark
+ * with the channel's lock held (chanparkcommit releases it after the switch to g0), so this
+ * does the least it can: the stack is walked when the goroutine is readied (walk_parked). */
 int on_gopark(struct pt_regs *ctx) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
@@ -196,11 +199,13 @@ int on_gopark(struct pt_regs *ctx) {
     struct go_gstate *s = g_scratch.lookup(&zero);
     if (!goid || !s)
         return 0;
-    s->nframes = walk_entry(ctx, s->frames, 0);
+    u64 caller = 0;
+    bpf_probe_read_user(&caller, sizeof(caller), (void *)PT_REGS_SP(ctx));
     s->park_ns = bpf_ktime_get_boot_ns();
     s->runnable_ns = 0;
     s->flags = 0;
-    u64 caller = s->nframes > 1 ? s->frames[1] : 0;
+    s->nframes = 0;
+    s->frames[0] = caller;
 #pragma unroll
     for (int i = 0; i < GO_CHAN_RANGES; i++) {
         if (caller >= p->chan_lo[i] && caller < p->chan_hi[i])
@@ -209,6 +214,26 @@ int on_gopark(struct pt_regs *ctx) {
     struct go_gkey k = {.tgid = tgid, .goid = goid};
     gstate.update(&k, s);
     return 0;
+}
+
+/* A parked goroutine's stack, at its wake-up: mcall saved where gopark switched to g0
+ * (g.sched.pc, in gopark) and the frame pointer of gopark's caller (g.sched.bp: mcall stores
+ * the dereferenced BP, so gopark's own frame record, which holds the return into the caller,
+ * is not on the chain). frames[0] must hold the caller gopark recorded; a chain that does
+ * start at gopark's record is skipped past it, so the caller is never there twice. */
+static __always_inline u32 walk_parked(struct go_proc *p, u64 g, u64 *frames) {
+    u64 caller = frames[0], pc = 0, bp = 0;
+    if (bpf_probe_read_user(&pc, sizeof(pc), (void *)(g + p->sched_pc_offset)) != 0 || !pc)
+        return 0;
+    bpf_probe_read_user(&bp, sizeof(bp), (void *)(g + p->sched_bp_offset));
+    frames[0] = pc;
+    frames[1] = caller;
+    if (!caller)
+        return 1;
+    u64 pair[2] = {};
+    if (bp && bpf_probe_read_user(pair, sizeof(pair), (void *)bp) == 0 && pair[1] == caller)
+        bp = pair[0];
+    return walk_fp(bp, frames, 2);
 }
 
 /* runtime.runqput(pp, gp, next): gp goes on a run queue. Created (called by newproc.func1,
@@ -255,6 +280,7 @@ int on_runqput(struct pt_regs *ctx) {
     }
     if (s->flags & G_RUNNABLE)
         return 0; /* moved between run queues: still runnable since runnable_ns */
+    s->nframes = walk_parked(p, ctx->bx, s->frames); /* where it parked, for both records */
     u32 threshold = (s->flags & G_PARKED_CHAN) ? rate_threshold(1, now) : 0;
     if (threshold) {
         struct go_event *e = scratch_event(GO_EV_CHAN, tgid, id);

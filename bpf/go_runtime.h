@@ -74,7 +74,8 @@ struct go_gstate {
     u64 runnable_ns;
     u32 flags;
     u32 nframes;
-    u64 frames[GO_MAX_FRAMES]; /* where it parked (or, new, the `go` statement's stack) */
+    u64 frames[GO_MAX_FRAMES]; /* where it parked (walked at its wake-up: till then frames[0]
+                                * is gopark's caller), or, new, the `go` statement's stack */
 };
 
 /* counters after C_COMMON (names in receivers/go_runtime/events.py, same order) */
