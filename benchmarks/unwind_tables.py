@@ -2,8 +2,9 @@
 
 Tables (no root needed): for libc, libpython3.11, python3.11 and a ~100 MB library (libLLVM-14,
 which bcc itself depends on, so it is on every machine set up by scripts/setup.sh), each built in
-a fresh child process: seconds (symbolic's part and our parse), rows, bytes in BPF, and peak RSS
-added. pyelftools decoding libc's .eh_frame runs beside it as the reference for "why symbolic".
+a fresh child process: seconds (symbolic's part and our parse), rows, bytes in BPF, peak RSS
+added, and the CPU time of reading it back from the on-disk table cache (what a restart
+pays). pyelftools decoding libc's .eh_frame runs beside it as the reference for "why symbolic".
 
 BPF (--bpf, root): bpf/unwind_selftest.bpf.c with both programs on the same cpu-clock samples of
 the -O2 ground-truth workloads; bpf_stats gives run_time_ns / run_cnt of each program.
@@ -61,7 +62,19 @@ def one(path: str) -> dict[str, float]:
         build_rows(f)
         t_parse = time.perf_counter() - t0
     os.close(fd)
+    # What a restart pays instead: the same table read back from the on-disk cache, with all
+    # its checks (collector/unwind/cache.py), in this process's CPU time.
+    from collector.unwind.cache import TableCache
+
+    with tempfile.TemporaryDirectory() as d:
+        cache = TableCache(d)
+        cache.save(table)
+        t0 = time.process_time()
+        got = cache.load(table.key)
+        t_cache = time.process_time() - t0
+        assert got is not None and got.rows.tobytes() == table.rows.tobytes()
     return {
+        "cache_read_s": t_cache,
         "seconds": total,
         "symbolic_s": t_symbolic,
         "parse_s": t_parse,
@@ -97,7 +110,7 @@ def tables(rounds: int) -> None:
     print(f"table build, median of {rounds} fresh processes each (2-core VM, busy)")
     print(
         f"{'binary':<28} {'file MB':>8} {'seconds':>8} {'symbolic':>9} {'parse':>7}"
-        f" {'rows':>9} {'BPF MB':>7} {'peak RSS +MB':>12}"
+        f" {'rows':>9} {'BPF MB':>7} {'peak RSS +MB':>12} {'cache read ms':>13}"
     )
     for path in BINARIES:
         if not os.path.exists(path):
@@ -120,6 +133,7 @@ def tables(rounds: int) -> None:
             f"{Path(path).name:<28} {med('file_mb'):>8.1f} {med('seconds'):>8.3f}"
             f" {med('symbolic_s'):>9.3f} {med('parse_s'):>7.3f} {int(med('rows')):>9}"
             f" {med('bpf_bytes') / 1e6:>7.2f} {med('peak_rss_mb'):>12.1f}"
+            f" {med('cache_read_s') * 1e3:>13.1f}"
         )
     ours = statistics.median(
         json.loads(

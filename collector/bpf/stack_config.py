@@ -39,8 +39,8 @@ class StackReceiverConfig(ComponentConfig):
         0.1,
         gt=0,
         le=4,
-        description="share of one core that loading processes and building their unwind "
-        "tables may use on average (bursts of 0.5 s of CPU); the rest waits, most-sampled first",
+        description="share of one core that building unwind tables may use on average "
+        "(bursts of 0.5 s of CPU); further builds wait, the most-sampled process first",
     )
     unwind_cache: str | None = Field(
         "/var/cache/collector/unwind",

@@ -7,10 +7,11 @@ A stack receiver whose program was built with UNWIND_TABLES owns one ``TableUnwi
   fit is counted and that process stays on frame pointers until its next exec);
 - lazily and cheaply: a process is queued at its first sample, the worker takes the queued
   process with the most samples first, a process that exits while queued costs nothing more
-  (``unwind_skipped_exited``), and the worker's CPU is held to a budget (``CpuBudget``:
-  ``unwind_budget`` of a core on average), so a start or an exec storm on a busy host never
-  takes a core for seconds. Samples taken before a process is loaded are walked with frame
-  pointers and say ``no_process``;
+  (``unwind_skipped_exited``), and table builds are held to a budget (``CpuBudget``:
+  ``unwind_budget`` of a core on average, waited for before each build), so a start or an
+  exec storm on a busy host does not take a core for seconds; reads from the on-disk cache
+  and processes whose tables are loaded are not held back (milliseconds). Samples taken
+  before a process is loaded are walked with frame pointers and say ``no_process``;
 - events carry their user frames after the 64-byte header (decoded by
   collector.bpf.frames), and a walk that stopped before the outermost frame ends with a
   sentinel address naming why (collector.model.raw.UNWIND_STOP_BASE);
