@@ -11,15 +11,23 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceRequest,
+)
 
 from collector.dwarf import DeclIndex
 from collector.elf import ElfReader, load_function_symbols
-from collector.proc import PinnedFile
+from collector.model import ProfileBuilder, RawBatch, RawSample, cpu_profile_type
+from collector.otlp import encode_profile_set
+from collector.proc import PinnedFile, ProcessTable
+from collector.telemetry import Counters
+from processors.symbolize import Symbolizer
 from processors.symbolize.binary import Binary
 from processors.symbolize.config import SymbolizeConfig
 from tests.processors.symbolize import decl_truth as dt
@@ -246,3 +254,48 @@ def test_time_budget_is_counted_and_falls_back(built: dict) -> None:
         b.close()
         pinned.close()
     assert counts.get("decl_budget_exceeded") == 1 and "decl_units" not in counts, counts
+
+
+def test_otlp_functions_carry_decl_lines(built: dict) -> None:
+    """A live -O2 C++ process through the symbolizer, the window and the OTLP encoder: the
+    request's function table (parsed back from its bytes) has the decl lines of the source."""
+    path = _require(built, "cc", 2)
+    to_offset, symbols = _offsets(path)
+    proc = subprocess.Popen([str(path), "100000000"], stdout=subprocess.DEVNULL)
+    try:
+        table = ProcessTable(Counters())
+        sym = Symbolizer(table, SymbolizeConfig(symcache_max_bytes=0), Counters())
+        table.observe(proc.pid)
+        maps = [
+            ln.split()
+            for ln in Path(f"/proc/{proc.pid}/maps").read_text().splitlines()
+            if ln.endswith(str(path))
+        ]
+        want = {"_ZNK6shapes4Grid4cellEi": "Grid::cell", "_ZNK6shapes4Grid3sumEv": "Grid::sum"}
+        raw = []
+        for symbol in want:
+            name = next(n for n in symbols if n == symbol or n.startswith(f"{symbol}."))
+            off = to_offset(symbols[name] + 1)
+            for start_end, _perms, map_off, *_ in maps:
+                lo, hi = (int(x, 16) for x in start_end.split("-"))
+                if int(map_off, 16) <= off < int(map_off, 16) + hi - lo:
+                    addr = lo + off - int(map_off, 16)
+                    raw.append(RawSample(proc.pid, proc.pid, 0, "decl", time.time_ns(), 1, (addr,)))
+        assert len(raw) == len(want), maps
+        batch = sym.symbolize(RawBatch(cpu_profile_type(99), raw))
+        builder = ProfileBuilder(batch.profile_type)
+        builder.add_all(batch.samples)
+        req = ExportProfilesServiceRequest.FromString(
+            encode_profile_set(builder.build()).SerializeToString()
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    st = req.dictionary.string_table
+    starts = {st[f.name_strindex]: f.start_line for f in req.dictionary.function_table}
+    for decl, name in (
+        ("Grid::cell", "shapes::Grid::cell(int) const"),
+        ("Grid::sum", "shapes::Grid::sum() const"),
+    ):
+        found = [v for k, v in starts.items() if k.startswith(name)]  # clones: [clone .isra.0]
+        assert found == [dt.marker("cc", decl)], (decl, starts)
