@@ -243,7 +243,7 @@ class ProfileBuilder:
             attrs=list(map(self._rec_attrs.__getitem__, rec_order)),
             links=array("I", map(self._rec_link.__getitem__, rec_order)),
             offsets=array("I", accumulate(map(counts.__getitem__, range(n)), initial=0)),
-            values=array("q", map(self._occ_value.__getitem__, order)),
+            values=self._sorted_values(order),
             times=array("Q", map(self._occ_time.__getitem__, order)),
             more=[array("q", map(c.__getitem__, order)) for c in self._occ_more],
         )
@@ -255,6 +255,12 @@ class ProfileBuilder:
             out.append((self._process_list[p], Records(cols, at, end)))
             at = end
         return out
+
+    def _sorted_values(self, order: list[int]) -> array:  # type: ignore[type-arg]
+        values = self._occ_value
+        if values.count(1) == len(values):  # CPU samples: all ones, in any order
+            return array("q", [1]) * len(values)
+        return array("q", map(values.__getitem__, order))
 
     def build(self, start_ns: int = 0, end_ns: int = 0) -> ProfileSet:
         """Return the window's (immutable) ProfileSet and start a fresh one.
