@@ -4,7 +4,8 @@ process by one signal at a time, against the same program unprobed, interleaved.
 Per configuration it prints the program's request-loop time and its CPU time (user + system,
 from wait4: what the probes cost the program, whatever else loads the machine), the probe hits
 per BPF function (bpf_stats run_cnt), and the program's extra CPU per hit next to the BPF run
-time per hit (bpf_stats run_time_ns). Extra CPU per hit minus BPF time is the trap and what it
+time per hit (bpf_stats run_time_ns), and the program's context switches per request
+unprobed > probed (rusage). Extra CPU per hit minus BPF time is the trap and what it
 disturbs; elapsed time per hit larger than CPU per hit means the hits sit on the program's
 critical path (e.g. the scheduler, with other goroutines waiting for it).
 
@@ -63,8 +64,8 @@ def _start(binary: Path, requests: int, work: int) -> subprocess.Popen[str]:
     return p
 
 
-def _finish(p: subprocess.Popen[str]) -> tuple[float, float]:
-    """(request-loop seconds, CPU seconds of the program)."""
+def _finish(p: subprocess.Popen[str]) -> tuple[float, float, int]:
+    """(request-loop seconds, CPU seconds of the program, its context switches)."""
     assert p.stdin is not None and p.stdout is not None
     p.stdin.write("\n")
     p.stdin.flush()
@@ -73,7 +74,8 @@ def _finish(p: subprocess.Popen[str]) -> tuple[float, float]:
     p.returncode = os.waitstatus_to_exitcode(status)
     m = re.search(r"elapsed_ns=(\d+)", out)
     assert p.returncode == 0 and m, out
-    return int(m.group(1)) / 1e9, usage.ru_utime + usage.ru_stime
+    switches = usage.ru_nvcsw + usage.ru_nivcsw
+    return int(m.group(1)) / 1e9, usage.ru_utime + usage.ru_stime, switches
 
 
 async def _probed(binary: Path, requests: int, work: int, signals: list[str]):  # type: ignore[no-untyped-def]
@@ -87,13 +89,13 @@ async def _probed(binary: Path, requests: int, work: int, signals: list[str]):  
         go_procs = receiver._prog.map("go_procs")  # type: ignore[attr-defined]
         names = bpf_functions(signals)
         before = {n: prog_stats(n, go_procs) or (0, 0) for n in names}
-        elapsed, cpu = await asyncio.to_thread(_finish, p)
+        elapsed, cpu, switches = await asyncio.to_thread(_finish, p)
         after = {n: prog_stats(n, go_procs) or (0, 0) for n in names}
     finally:
         await receiver.shutdown()
     hits = {n: after[n][1] - before[n][1] for n in names}
     bpf_ns = sum(after[n][0] - before[n][0] for n in names)
-    return elapsed, cpu, hits, bpf_ns
+    return elapsed, cpu, switches, hits, bpf_ns
 
 
 def main() -> None:
@@ -113,24 +115,29 @@ def main() -> None:
             print(f"{args.variant} build, {args.requests} requests x {args.work} rounds, "
                   f"load average {load}; medians of {args.repeats}")  # fmt: skip
             print(f"{'signals':>14} {'elapsed':>8} {'cpu':>7} {'hits/req':>9} "
-                  f"{'+cpu/hit':>9} {'+wall/hit':>10} {'bpf/hit':>8}  hits")  # fmt: skip
+                  f"{'+cpu/hit':>9} {'+wall/hit':>10} {'bpf/hit':>8} {'csw/req':>11}  "
+                  "hits")  # fmt: skip
             for name in args.configs.split(","):
                 rows = []
                 for _ in range(args.repeats):
-                    base_elapsed, base_cpu = _finish(_start(binary, args.requests, args.work))
-                    elapsed, cpu, hits, bpf_ns = asyncio.run(
+                    base_elapsed, base_cpu, base_sw = _finish(
+                        _start(binary, args.requests, args.work)
+                    )
+                    elapsed, cpu, sw, hits, bpf_ns = asyncio.run(
                         _probed(binary, args.requests, args.work, CONFIGS[name])
                     )
                     n = max(1, sum(hits.values()))
                     rows.append((elapsed / base_elapsed, cpu / base_cpu, n,
                                  (cpu - base_cpu) / n * 1e6, (elapsed - base_elapsed) / n * 1e6,
-                                 bpf_ns / n / 1e3, hits))  # fmt: skip
-                med = [statistics.median(r[i] for r in rows) for i in range(6)]
-                last = rows[-1][6]
+                                 bpf_ns / n / 1e3, base_sw / args.requests,
+                                 sw / args.requests, hits))  # fmt: skip
+                med = [statistics.median(r[i] for r in rows) for i in range(8)]
+                last = rows[-1][8]
                 per = " ".join(f"{k.removeprefix('on_')}={v // args.requests}" for k, v in
                                sorted(last.items(), key=lambda kv: -kv[1]) if v)  # fmt: skip
                 print(f"{name:>14} {med[0]:>7.2f}x {med[1]:>6.2f}x {med[2] / args.requests:>9.1f} "
-                      f"{med[3]:>7.2f}us {med[4]:>8.2f}us {med[5]:>6.2f}us  {per}",
+                      f"{med[3]:>7.2f}us {med[4]:>8.2f}us {med[5]:>6.2f}us "
+                      f"{med[6]:>5.2f}>{med[7]:<5.2f}  {per}",
                       flush=True)  # fmt: skip
     finally:
         restore_stats(was_on)

@@ -7,8 +7,8 @@ channel (about 16 runtime events per request: go statement, goroutine exit, chan
 and wake-ups, scheduling, allocations). ``--rounds-of-work`` sets the hashing per request,
 the work between runtime events; the program times its own request loop.
 
-``--variants plain,pprof`` also runs a build that links runtime/pprof (as a service that
-imports net/http/pprof does): the Go runtime then samples allocations for its heap profile,
+``--variants plain,pprof`` also runs a build that imports net/http/pprof (as many services
+do; no server is started): the Go runtime then samples allocations for its heap profile,
 and the receiver probes those samples (runtime.profilealloc) instead of every allocation. In
 the plain build the linker disables memory profiling and every mallocgc is probed.
 
@@ -46,8 +46,10 @@ from tests.support.collector_run import start_collector  # noqa: E402
 from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 SRC = ROOT / "tests" / "receivers" / "go_runtime" / "testdata" / "bench.go"
-# Linked in, runtime/pprof keeps the runtime's heap-profile sampling on (nothing else changes).
-_PPROF = 'package main\n\nimport _ "runtime/pprof"\n'
+# What a service that serves its profiles links: net/http/pprof's handlers (registered, no
+# server started) keep the heap profile reachable, so the linker leaves the runtime's
+# allocation sampling on. (A bare `import _ "runtime/pprof"` does not: its dead code goes.)
+_PPROF = 'package main\n\nimport _ "net/http/pprof"\n'
 
 
 def build_variant(variant: str, tmp: Path, version: str) -> Path:

@@ -93,7 +93,7 @@ def alloc_type(sampling: str, sample_bytes: int) -> ProfileType:
             "per process: the allocations the Go runtime's heap profiler samples "
             "(runtime.profilealloc, one per runtime.MemProfileRate bytes on average, read from "
             "the program), scaled by 1/(1-exp(-size/rate)) as runtime/pprof does, when the "
-            f"program profiles memory (links runtime/pprof); else {every}"
+            f"program can write a heap profile (e.g. imports net/http/pprof); else {every}"
         )
     else:
         note = every
