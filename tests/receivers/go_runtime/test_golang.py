@@ -157,6 +157,9 @@ def test_config_needs_a_target() -> None:
     with pytest.raises(ValueError):
         GoRuntimeConfig(pids=[1], signals=["gc", "heap"])  # type: ignore[list-item]
     assert GoRuntimeConfig(binary="/bin/x").signals == SIGNALS
+    assert GoRuntimeConfig(binary="/bin/x").alloc_sampling == "auto"
+    with pytest.raises(ValueError, match="alloc_sampling"):
+        GoRuntimeConfig(binary="/bin/x", alloc_sampling="every")  # type: ignore[arg-type]
     assert UnsupportedGo  # the error the receiver logs for a Go binary it cannot probe
 
 
