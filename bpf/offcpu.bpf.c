@@ -23,10 +23,12 @@
  * WAKE_EVERY). */
 #include <uapi/linux/ptrace.h>
 
-#define PROGRAM_COUNTERS 3
+#define PROGRAM_COUNTERS 5
 #define C_STORAGE_FULL (C_COMMON + 0)     /* switch-out not recorded: task storage full */
 #define C_ABOVE_MAX_BLOCK (C_COMMON + 1)  /* wait longer than MAX_BLOCK_NS: not emitted */
 #define C_RATE_LIMITED (C_COMMON + 2)     /* switch-out not recorded: MAX_RATE sampling */
+#define C_BELOW_MIN_BLOCK (C_COMMON + 3)  /* wait shorter than MIN_BLOCK_NS: not emitted */
+#define C_NO_SWITCH_IN (C_COMMON + 4)     /* wait whose switch-in was not seen: not emitted */
 #include "common.h"
 
 #ifndef STATE_MASK
@@ -103,11 +105,15 @@ BPF_PERCPU_ARRAY(cpu_state, struct cpu_state_t, 1);
 static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
     u64 t_out = w->time_ns;
     w->time_ns = 0;
-    if (t_in <= t_out)
-        return; /* no switch seen on this CPU since load */
-    u64 delta = t_in - t_out;
-    if (delta < MIN_BLOCK_NS)
+    if (t_in <= t_out) {
+        count(C_NO_SWITCH_IN); /* no switch seen on this CPU since load */
         return;
+    }
+    u64 delta = t_in - t_out;
+    if (delta < MIN_BLOCK_NS) {
+        count(C_BELOW_MIN_BLOCK);
+        return;
+    }
     if (delta > MAX_BLOCK_NS) {
         count(C_ABOVE_MAX_BLOCK);
         return;

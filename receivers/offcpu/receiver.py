@@ -61,7 +61,13 @@ def bpf_defines(config: OffCpuConfig, ncpus: int) -> dict[str, int]:
 
 class OffCpuReceiver(StackReceiver):
     program = "offcpu"
-    program_counters = ("storage_full", "above_max_block", "rate_limited")
+    program_counters = (
+        "storage_full",
+        "above_max_block",
+        "rate_limited",
+        "below_min_block",
+        "no_switch_in",
+    )
     kernel_efault_is_missing = True  # a wait always has a kernel stack (__schedule)
     walk_window = STAMP_AFTER_WALK  # the switch-out is stamped after the walks
 

@@ -3,12 +3,16 @@
 // measuring with CLOCK_MONOTONIC how long it really spent inside the sleeps. Built -O0 -no-pie
 // so the test can check raw return addresses against `nm` without the symbolizer.
 // Usage: offcpu_two_waits [rounds [long_ms short_ms]].
-// Prints one line: "tid=<tid> long_ns=<n> short_ns=<n>".
+// Prints one line: "tid=<tid> long_ns=<n> short_ns=<n> switches=<n>", switches being this
+// thread's voluntary context switches during the loop (getrusage RUSAGE_THREAD): on a loaded
+// machine a sleep whose timer fires while the thread is still runnable (preempted before it
+// reached schedule()) never blocks, so the waits to be seen are these, not 2 x rounds.
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 static long long now_ns(void)
@@ -39,10 +43,14 @@ int main(int argc, char **argv)
         short_ms = atol(argv[3]);
     }
     long long long_ns = 0, short_ns = 0;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_THREAD, &r0);
     for (int i = 0; i < rounds; i++) {
         long_ns += wait_long();
         short_ns += wait_short();
     }
-    printf("tid=%ld long_ns=%lld short_ns=%lld\n", (long)syscall(SYS_gettid), long_ns, short_ns);
+    getrusage(RUSAGE_THREAD, &r1);
+    printf("tid=%ld long_ns=%lld short_ns=%lld switches=%ld\n", (long)syscall(SYS_gettid),
+           long_ns, short_ns, r1.ru_nvcsw - r0.ru_nvcsw);
     return 0;
 }
