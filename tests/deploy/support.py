@@ -146,15 +146,6 @@ def leaf_counts_of(rows: list[Row], leaves: Sequence[str], **want: object) -> di
     return out
 
 
-def read_folded(out: Path) -> Counter[str]:
-    lines: Counter[str] = Counter()
-    for f in out.glob("*.folded"):
-        for line in f.read_text().splitlines():
-            stack, count = line.rsplit(" ", 1)
-            lines[stack] += int(count)
-    return lines
-
-
 def leaf_counts(folded: Counter[str], root: str, leaves: Sequence[str]) -> dict[str, int]:
     """Samples per leaf function among stacks that start at process name ``root``."""
     out = dict.fromkeys(leaves, 0)

@@ -23,11 +23,11 @@ from tests.deploy.support import (
     leaf_counts_of,
     pipeline,
     pprof_rows,
-    read_folded,
     run_workload,
     shadow_venv,
     world_dir,
 )
+from tests.support.folded import read_folded
 from tests.support.sampling import expected_samples, share_tolerance_pp
 from tests.support.workloads import build
 

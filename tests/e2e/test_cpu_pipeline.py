@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.collector_run import start_collector
 from tests.support.encoding_pprof import go_pprof
+from tests.support.folded import read_folded
 from tests.support.pipelines import profiles_yaml
 from tests.support.sampling import expected_samples, share_tolerance_pp
 from tests.support.workloads import build, run_for_cpu_time
@@ -26,15 +27,6 @@ from tests.support.workloads import build, run_for_cpu_time
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
 TRUTH = {"burn_a": 60.0, "burn_b": 30.0, "burn_c": 10.0}
-
-
-def read_folded(out: Path) -> Counter[str]:
-    lines: Counter[str] = Counter()
-    for f in out.glob("*.folded"):
-        for line in f.read_text().splitlines():
-            stack, count = line.rsplit(" ", 1)
-            lines[stack] += int(count)
-    return lines
 
 
 def shares(counts: dict[str, int]) -> dict[str, float]:

@@ -25,6 +25,7 @@ import pytest
 
 from tests.support import hostile_elf
 from tests.support.collector_run import RunningCollector
+from tests.support.folded import read_folded
 from tests.support.pipelines import profiles_yaml
 from tests.support.workloads import build
 
@@ -34,15 +35,6 @@ TOLERANCE_PP = 5.0
 TRUTH = {"burn_a": 60.0, "burn_b": 30.0, "burn_c": 10.0}
 SECONDS = 10
 RSS_GROWTH_LIMIT = 20 << 20
-
-
-def read_folded(out: Path) -> Counter[str]:
-    lines: Counter[str] = Counter()
-    for f in out.glob("*.folded"):
-        for line in f.read_text().splitlines():
-            stack, count = line.rsplit(" ", 1)
-            lines[stack] += int(count)
-    return lines
 
 
 def total(logs: str, component: str, name: str) -> int:

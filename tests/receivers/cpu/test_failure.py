@@ -20,7 +20,7 @@ from collector.host import Host
 from collector.model import RawBatch
 from receivers.cpu import factory
 from receivers.cpu.config import CpuConfig
-from tests.collector.bpf.ring_faults import fail_ring
+from tests.support.ring_faults import fail_ring
 
 pytestmark = pytest.mark.bpf
 

@@ -2,7 +2,7 @@
 collector/bpf/reader.py (shared with cpu, offcpu and heap). An optional receiver whose reader
 fails removes its uprobes from the target at once, and the Go program runs on to a clean exit.
 
-A fault is injected into the live ring buffer's poll (tests/collector/bpf/ring_faults.py); the
+A fault is injected into the live ring buffer's poll (tests/support/ring_faults.py); the
 program, its uprobes and the target are real.
 """
 
@@ -17,10 +17,10 @@ import pytest
 from collector.component import CreateSettings
 from collector.host import Host
 from receivers.go_runtime import factory
-from tests.collector.bpf.ring_faults import fail_ring
 from tests.receivers.go_runtime import support
 from tests.receivers.go_runtime.support import ListConsumer
 from tests.support import gotoolchains
+from tests.support.ring_faults import fail_ring
 
 pytestmark = pytest.mark.bpf
 

@@ -1,7 +1,7 @@
 """The heap receiver's reader failing, on the real kernel: the rules of collector/bpf/reader.py
 (shared with cpu, offcpu and go_runtime) with per-process uprobes to release as well.
 
-Faults are injected into the live ring buffer's poll/drain (tests/collector/bpf/ring_faults.py);
+Faults are injected into the live ring buffer's poll/drain (tests/support/ring_faults.py);
 everything else is the real program attached to tests/workloads/heap_leak.c.
 """
 
@@ -18,8 +18,8 @@ from collector.component import CreateSettings
 from collector.host import Host
 from receivers.heap import factory
 from receivers.heap.config import HeapConfig
-from tests.collector.bpf.ring_faults import fail_ring
 from tests.receivers.heap.test_receiver import ListConsumer, go, start_workload, wait_until
+from tests.support.ring_faults import fail_ring
 from tests.support.workloads import build
 
 pytestmark = pytest.mark.bpf
