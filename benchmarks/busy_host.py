@@ -42,10 +42,11 @@ ROOT = HERE.parent
 COLLECTOR = ROOT / ".venv" / "bin" / "collector"
 sys.path.insert(0, str(ROOT))
 
+from procstat import cpu_seconds, status_kb, thread_cpu  # noqa: E402
+
 from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 BCC_PROFILE = shutil.which("profile-bpfcc") or "/usr/sbin/profile-bpfcc"
-TICK = os.sysconf("SC_CLK_TCK")
 # The collector's own totals for the storm table: what the unwind worker did per process.
 STORM_TOTALS = (
     "unwind_queued",
@@ -117,30 +118,8 @@ int sort_items(struct item *items, int n) {
 # ---- helpers ----------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread name (the reader, the unwind worker, the rest)."""
-    out: dict[str, float] = {}
-    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        f = text.rsplit(")", 1)[1].split()
-        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / TICK
-    return out
-
-
 def status_mb(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_kb(pid, key) / 1024
 
 
 def _default_sigint() -> None:

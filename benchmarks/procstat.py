@@ -22,3 +22,18 @@ def status_kb(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of ``pid`` (the reader, the unwind worker, ...); threads
+    that already ended are only in the process's total (``cpu_seconds``)."""
+    out: dict[str, float] = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        f = text.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / TICK
+    return out

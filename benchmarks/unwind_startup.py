@@ -33,10 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import procstat  # noqa: E402
+
 from tests.support.pipelines import profiles_yaml  # noqa: E402
 
 COLLECTOR = ROOT / ".venv" / "bin" / "collector"
-TICK = 100
 TOTALS = (
     "unwind_tables_built",
     "unwind_tables_from_cache",
@@ -48,19 +49,8 @@ TOTALS = (
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread name of ``pid`` (threads that ended are in the process total)."""
-    out: dict[str, float] = {}
-    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        f = text.rsplit(")", 1)[1].split()
-        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / TICK
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    out["*"] = (int(f[11]) + int(f[12])) / TICK
-    return out
+    """CPU seconds per thread name of ``pid``, and the whole process's under "*"."""
+    return {**procstat.thread_cpu(pid), "*": procstat.cpu_seconds(pid)}
 
 
 def run(config: dict[str, object], work: Path, seconds: float, window: float) -> dict:
