@@ -45,6 +45,10 @@ _MAX_HEADER = 4 << 20  # bytes of one line program header
 _MAX_REFUSALS = 64  # malformed units or tables met before the object is given up
 _MAX_DIE = 4096  # bytes read for one DIE decoded by offset (a subprogram's are ~50)
 _MAX_DECLS = 1 << 16  # decoded DIEs kept per unit
+# Approximate bytes of what a walked unit keeps, per item (tracemalloc on real objects, see
+# nbytes): an estimate, so that the symbolizer's memory budget sees units without a deep walk.
+_UNIT_BYTES, _DECL_BYTES, _FUNCTION_BYTES, _SPAN_BYTES = 1000, 150, 200, 100
+_ABBREV_BYTES, _FILE_BYTES = 600, 120
 
 
 class DeclIndex:
@@ -71,6 +75,16 @@ class DeclIndex:
         self._aranges: tuple[list[int], list[tuple[int, int, int]]] | None = None
         self._roots: tuple[list[int], list[tuple[int, int, int]]] | None = None
         self._offsets: list[int] | None = None
+
+    def nbytes(self) -> int:
+        """Bytes held: whole sections exactly, walked units, abbreviations and file tables
+        estimated per item (constants above). Walks only the caches (at most 256 units)."""
+        n = self.sections.nbytes()
+        for u in self._units.values():
+            n += _UNIT_BYTES + _DECL_BYTES * len(u.decls) + _FUNCTION_BYTES * len(u.functions)
+            n += _SPAN_BYTES * len(u.spans)
+        n += sum(_ABBREV_BYTES * len(a) for a in self._abbrevs.values())
+        return n + sum(_FILE_BYTES * len(f) for f in self._files.values())
 
     # ---- the one entry point -------------------------------------------------------------
     def chain(self, vaddr: int) -> tuple[Decl, ...]:

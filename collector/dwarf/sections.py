@@ -35,6 +35,10 @@ class Sections:
             return None
         return sec
 
+    def nbytes(self) -> int:
+        """Bytes of the whole sections kept (small tables read whole, inflated sections)."""
+        return sum(len(d) for d in self._whole.values())
+
     def size(self, name: str) -> int:
         sec = self.get(name)
         if sec is None:

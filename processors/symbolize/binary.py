@@ -69,12 +69,14 @@ class Binary:
         "_elf",
         "_functions",
         "_go",
+        "_held",
         "_lines",
         "_log",
         "_pinned",
         "_store",
         "_table",
         "_table_loaded",
+        "_used",
         "build_id",
         "config",
         "debug_path",
@@ -120,6 +122,8 @@ class Binary:
         self.truncated = ""  # which budget cut the symbol table short
         self.source = ""  # .symtab, .dynsym, PT_DYNAMIC or .gopclntab
         self._go: GoBinary | None = None
+        self._held = 0  # bytes retained, as of the last retained_bytes()
+        self._used = True  # resolved a frame since then (lazy parts may have grown)
         if known_bad:  # failed before (this very file): not read again
             self.error, self.malformed = known_bad, True
             return
@@ -211,7 +215,26 @@ class Binary:
             self.source = ".gopclntab"
             self._count("go_binaries")
 
+    def retained_bytes(self) -> int:
+        """Bytes this binary keeps alive: its symbol table (arrays and string table), its Go
+        line table, its SymCache and its decl-line caches. Recomputed only after frames were
+        resolved (the lazy parts grow then), so a symbolizer may ask every batch."""
+        if not self._used:
+            return self._held
+        self._used = False
+        n = self.symbols.nbytes() if self.symbols is not None else 0
+        go = self._go
+        if go is not None:  # the .gopclntab blob and its two sorted arrays
+            t = go.table
+            n += len(t.blob) + t.entries.itemsize * (len(t.entries) + len(t.funcoffs))
+        if self._table is not None:
+            n += self._table.nbytes
+        n += self._decls.nbytes()
+        self._held = n
+        return n
+
     def close(self) -> None:
+        self._used = True
         self._table = None
         self._decls.close()
         self._go = None
@@ -224,6 +247,7 @@ class Binary:
         """The frame's lines (inlined first, the symbol's function last); () if unknown."""
         lines = self._lines.get(file_offset)
         if lines is None:
+            self._used = True
             if len(self._lines) >= _MAX_LINES_PER_BINARY:
                 self._lines.clear()
             try:

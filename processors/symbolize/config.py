@@ -37,6 +37,10 @@ class SymbolizeConfig(ComponentConfig):
     binary_max_symbols: int = Field(default=1_000_000, ge=1, le=(1 << 32) - 1)
     binary_max_seconds: float = Field(default=2.0, ge=0)
     max_binaries: int = Field(default=256, ge=1)  # loaded ELF files (symbols, DWARF)
+    # Bytes the loaded binaries may keep together (symbol and string tables, SymCaches, decl
+    # caches, Go tables); least recently used ones go past it, checked after each load and
+    # batch. One larger than the whole budget serves its batch, then goes (README.md).
+    max_binary_memory: int = Field(default=96 << 20, ge=0)
     max_processes: int = Field(default=4096, ge=1)  # per-process stack caches
     max_stacks_per_process: int = Field(default=20_000, ge=1)
     max_kernel_locations: int = Field(default=100_000, ge=1)

@@ -44,6 +44,10 @@ class DeclLines:
     def close(self) -> None:
         self._index = None
 
+    def nbytes(self) -> int:
+        """Bytes the index holds (collector/dwarf's estimate); 0 when closed."""
+        return self._index.nbytes() if self._index is not None else 0
+
     def chain(
         self, vaddr: int, reading: Callable[[], AbstractContextManager[int]]
     ) -> tuple[Decl, ...]:

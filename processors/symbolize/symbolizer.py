@@ -93,6 +93,9 @@ class Symbolizer:
         # identity -> why, for unparsable files ("" for others already reported)
         self._bad: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
         self._logged = 0
+        self._held = 0  # bytes the loaded binaries retain, as of the last _fit_memory
+        self._peak = 0
+        counters.gauge(component_id, "binary_memory_bytes", self.binary_memory)
         self._stack_failure_logged = False
         self._store: SymCacheStore | None = None
         if config.dwarf_lines and config.symcache_max_bytes:
@@ -155,6 +158,8 @@ class Symbolizer:
         if out:
             self.counters.add(self.component_id, "stack_cache_hits", len(out) - misses)
             self.counters.add(self.component_id, "stack_cache_misses", misses)
+        if misses:  # only new stacks load binaries or grow their lazy parts
+            self._fit_memory(None)
         return SymbolizedBatch(
             batch.profile_type, out, batch.receiver_id, dict(batch.counters), batch.window_end
         )
@@ -164,6 +169,12 @@ class Symbolizer:
             b.close()
         self._binaries.clear()
         self._procs.clear()
+        self._held = 0
+        self.counters.drop_gauge(self.component_id, "binary_memory_bytes", self.binary_memory)
+
+    def binary_memory(self) -> int:
+        """Bytes the loaded binaries retained when last checked (after a load or a batch)."""
+        return self._held
 
     def load_kernel(self) -> SymbolTable | None:
         if not self._kernel_loaded:
@@ -369,10 +380,38 @@ class Symbolizer:
             _, old = self._binaries.popitem(last=False)
             old.close()
             self._count("binary_cache_evicted")
+        self._fit_memory(b)
         return b
+
+    def _fit_memory(self, keep: Binary | None) -> None:
+        """Evict least recently used binaries while they retain more than max_binary_memory.
+
+        ``keep`` (the one just loaded, last in the order) stays for the batch that needs it
+        even when it alone is over the budget; the check at the batch's end drops it then."""
+        binaries = self._binaries
+        total = sum(b.retained_bytes() for b in binaries.values())
+        if total > self._peak:  # a counter that reads as the peak: it only ever grows
+            self._count_n("binary_memory_peak_bytes", total - self._peak)
+            self._peak = total
+        budget = self.config.max_binary_memory
+        while total > budget and binaries:
+            key = next(iter(binaries))
+            old = binaries[key]
+            if old is keep:
+                if len(binaries) == 1:
+                    self._count("binary_over_memory_budget")
+                break
+            del binaries[key]
+            total -= old.retained_bytes()
+            old.close()
+            self._count("binary_memory_evicted")
+        self._held = total
 
     def _count(self, name: str) -> None:
         self.counters.add(self.component_id, name)
+
+    def _count_n(self, name: str, n: int) -> None:
+        self.counters.add(self.component_id, name, n)
 
     def _report(self, key: tuple[int, int, int, int], b: Binary) -> None:
         """Count a freshly read binary's trouble and log it, once per file."""
