@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 from collector.bpf.loader import LoadedProgram
 from collector.bpf.syscall import name_thread
+from collector.proc.procfs import is_exiting
 from collector.unwind.budget import CpuBudget
 from collector.unwind.cache import TableCache
 from collector.unwind.maps import UnwindMaps
@@ -261,6 +262,11 @@ class TableUnwinding:
             try:
                 if add:
                     self.maps.add_process(pid)
+                    if is_exiting(pid):  # sampled in its exit path, after the exit event
+                        self.maps.remove_process(pid)
+                        with self._cond:
+                            self._worker_counts["skipped_exited"] += 1
+                            self._known.discard(pid)
                 else:
                     self.maps.remove_process(pid)
             except _Stopped:

@@ -70,6 +70,29 @@ def is_kernel_thread(pid: int, proc: str = "/proc") -> bool:
     return len(fields) > 6 and fields[6].isdigit() and bool(int(fields[6]) & PF_KTHREAD)
 
 
+PF_EXITING = 0x00000004  # include/linux/sched.h: set before the exit tracepoint fires
+
+
+def is_exiting(pid: int, proc: str = "/proc") -> bool:
+    """Whether ``pid`` is gone, a zombie, or a single-threaded process in its exit path.
+
+    Since Linux 6.16 the sched_process_exit tracepoint fires before exit_mm(), so a sample taken
+    in the exit path after it still has a user stack and readable maps: state (loaded tables, a
+    snapshot) made from such a sample would outlive the exit event that was already read.
+    """
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    fields = data[data.rfind(b")") + 2 :].split()
+    # fields[0] is field 3 (state); field 9 (flags) is fields[6], field 20 (threads) fields[17].
+    if len(fields) < 18 or fields[0] in (b"Z", b"X", b"x"):
+        return True
+    exiting = fields[6].isdigit() and bool(int(fields[6]) & PF_EXITING)
+    return exiting and fields[17] == b"1"  # a leader that exited before its threads is not
+
+
 def read_maps(pid: int, executable_only: bool = True) -> list[MapLine] | None:
     try:
         with open(f"/proc/{pid}/maps", "rb") as f:
