@@ -263,6 +263,12 @@ def test_otlp_functions_carry_decl_lines(built: dict) -> None:
     to_offset, symbols = _offsets(path)
     proc = subprocess.Popen([str(path), "100000000"], stdout=subprocess.DEVNULL)
     try:
+        # Popen returns once the child forked, maybe before its exec: until then its maps are
+        # python's (CI read them empty of the fixture once). A hang guard, not a bound.
+        deadline = time.monotonic() + 30
+        while str(path) not in Path(f"/proc/{proc.pid}/maps").read_text():
+            assert time.monotonic() < deadline, "the fixture never mapped itself"
+            time.sleep(0.01)
         table = ProcessTable(Counters())
         sym = Symbolizer(table, SymbolizeConfig(symcache_max_bytes=0), Counters())
         table.observe(proc.pid)
