@@ -118,6 +118,10 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     e->kernel_stack_id = -ENOENT;
 #endif
     u64 wake = note_pid(tgid, &flags, periodic_wake());
+#if WITH_TABLES
+    if (reason == UNWIND_NO_MAPPING)
+        wake = unwind_miss_wake(tgid, wake);
+#endif
     e->time_ns = bpf_ktime_get_boot_ns();
     e->value = 1;
     e->kind = EVENT_SAMPLE;

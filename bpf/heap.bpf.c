@@ -282,6 +282,8 @@ static __always_inline void send_unwound(u32 kind, u64 value, u32 flags, u64 id)
     u32 tgid = id >> 32;
     flags |= EVENT_F_USER_FRAMES;
     u64 wake = note_pid(tgid, &flags, periodic_wake());
+    if (reason == UNWIND_NO_MAPPING)
+        wake = unwind_miss_wake(tgid, wake);
     struct event *e = &out->ev;
     e->time_ns = bpf_ktime_get_boot_ns();
     e->value = value;

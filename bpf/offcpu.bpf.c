@@ -122,6 +122,8 @@ static __always_inline void finish_wait(struct wait_t *w, u64 t_in, u32 tid) {
     u32 flags = w->stack_flags;
     u64 wake = note_pid(pid, &flags, periodic_wake());
 #if WITH_TABLES
+    if ((((u32)w->user_stack_id >> 8) & 0xff) == UNWIND_NO_MAPPING)
+        wake = unwind_miss_wake(pid, wake);
     struct event *e = &w->ev;
 #else
     struct event *e = events.ringbuf_reserve(sizeof(struct event));

@@ -86,6 +86,8 @@ struct unwind_mapping {
 struct unwind_proc {
     u32 slot;
     u32 count;
+    u32 missed; /* a walk left every mapping since user space wrote this entry */
+    u32 pad;
 };
 
 struct unwind_regs {
@@ -104,6 +106,18 @@ static __always_inline void unwind_count(u32 reason) {
     u64 *v = unwind_stats.lookup(&reason);
     if (v)
         (*v)++;
+}
+
+/* For a walk that ended UNWIND_NO_MAPPING: wake user space at once the first time since it
+ * (re)loaded the process, so a library mapped since (dlopen; or ld.so still mapping at the first
+ * sample) is reloaded within milliseconds, not at the next drain. User space clears the flag
+ * by writing the entry again; later misses do not wake it (a garbage return address). */
+static __always_inline u64 unwind_miss_wake(u32 tgid, u64 wake) {
+    struct unwind_proc *p = unwind_procs.lookup(&tgid);
+    if (!p || p->missed)
+        return wake;
+    p->missed = 1;
+    return BPF_RB_FORCE_WAKEUP;
 }
 
 /* The interrupted task's user registers: the perf sample's own when it hit user code, else the

@@ -49,6 +49,7 @@ from collector.model import (
 from collector.proc.limits import raise_nofile_limit
 from collector.proc.pidns import pidns_defines
 from collector.unwind.cache import TableCache
+from collector.unwind.layout import NO_MAPPING
 
 if TYPE_CHECKING:
     from collector.host import Host
@@ -340,6 +341,8 @@ class StackReceiver(RingReader):
         walked = self.walk_stamp_ns(time_ns, value)
         if flags & F_USER_FRAMES:
             user = self._frames.user(view, ustack)
+            if unwind is not None and (ustack >> 8) & 0xFF == NO_MAPPING:
+                unwind.mapping_missed(pid)  # code mapped since the process was loaded
         else:
             user = user_stack(self._stacks, self._spill, ustack, flags, walked)  # type: ignore[arg-type]
         if flags & F_KERNEL_FRAMES:

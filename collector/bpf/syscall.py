@@ -98,6 +98,17 @@ class Map:
         self._next = ctypes.create_string_buffer(max(key_size, 1))
         self._value = ctypes.create_string_buffer(max(self._value_len, 1))
         self._attr = _ElemAttr(map_fd=fd)
+        self._owns_fd = True
+
+    def twin(self) -> Map:
+        """A second handle on the same map for another thread: its own key, value and attr
+        buffers (one handle must not be used by two threads at once). It shares the fd and
+        does not own it: closing the twin leaves the map open."""
+        twin = Map(
+            self.fd, self.map_type, self.key_size, self.value_size, self.max_entries, self.name
+        )
+        twin._owns_fd = False
+        return twin
 
     def __repr__(self) -> str:
         return f"Map(name={self.name!r}, fd={self.fd}, type={self.map_type})"
@@ -179,9 +190,9 @@ class Map:
         return 0 if raw is None else sum(v for (v,) in struct.iter_unpack("<Q", raw))
 
     def close(self) -> None:
-        if self.fd >= 0:
+        if self.fd >= 0 and self._owns_fd:
             os.close(self.fd)
-            self.fd = -1
+        self.fd = -1
 
 
 _PR_SET_NAME = 15

@@ -39,10 +39,19 @@ QUEUE_SIZE = 4096  # processes waiting for the worker (an exec storm queues many
 PRELOAD_TIMEOUT_S = 5.0  # start() waits at most this long for the configured pids' tables
 BURST_S = 0.5  # CPU seconds the worker may spend at once before the budget's rate applies
 FD_HEADROOM = 24  # descriptors left free for others before the worker opens a binary
+# A walk that left every known mapping (a library mapped after the process was loaded: dlopen,
+# or ld.so still mapping when the first sample came) reloads the process: at once, then at
+# intervals doubling from RELOAD_MIN_S to RELOAD_MAX_S while reloads find nothing new (a
+# garbage return address must not reload a process at every sample).
+RELOAD_MIN_S = 0.02
+RELOAD_MAX_S = 10.0
+MAX_RELOAD_PIDS = 8192
 _URGENT = 1 << 40  # sample count that puts a preloaded pid ahead of every sampled one
 # Counted from the store and the maps (user space), as unwind_<name>; gauges are left out.
 _USER_COUNTERS = (
     "processes_loaded",
+    "reloads",
+    "reloads_unchanged",
     "process_slots_full",
     "mappings_overflow",
     "open_failed",
@@ -109,12 +118,16 @@ class TableUnwinding:
         self._worker_counts = {
             "load_failed": 0,
             "queued": 0,
+            "reloads_queued": 0,
             "skipped_exited": 0,
             "budget_waits": 0,
             "worker_cpu_ms": 0,
             "budget_wait_ms": 0,
             "fd_waits": 0,
         }  # written under _cond, read by the reader
+        # Reader thread only: pid -> (monotonic time a reload may next be queued, interval)
+        self._reload_at: dict[int, tuple[float, float]] = {}
+        self._reload_reset: set[int] = set()  # under _cond: reloads that found new code
         self._kernel_prev: dict[str, int] = {}
         self._user_prev: dict[str, int] = {}
         self._failure_logged = False
@@ -143,14 +156,44 @@ class TableUnwinding:
                 if pid in self._pending:
                     self._pending[pid] += 1
 
+    def mapping_missed(self, pid: int) -> None:
+        """A walk of ``pid`` stopped at an address outside its loaded mappings: reload it,
+        at once the first time (and the first time since a reload found new code), then at
+        intervals doubling from RELOAD_MIN_S to RELOAD_MAX_S, unless a load of it is queued
+        already (it reads the maps afresh)."""
+        now = time.monotonic()
+        got = self._reload_at.get(pid)
+        if got is None or pid in self._reload_reset:
+            if len(self._reload_at) >= MAX_RELOAD_PIDS:
+                self._reload_at.clear()
+            interval = RELOAD_MIN_S
+            if pid in self._reload_reset:
+                with self._cond:
+                    self._reload_reset.discard(pid)
+        elif now < got[0]:
+            return
+        else:
+            interval = min(2 * got[1], RELOAD_MAX_S)
+        self._reload_at[pid] = (now + interval, interval)
+        with self._cond:
+            if pid in self._pending or pid == self._busy or pid not in self._known:
+                return
+            self._pending[pid] = 1
+            self._worker_counts["reloads_queued"] += 1
+            self._cond.notify()
+
     def process_exec(self, pid: int) -> None:
-        """Its old mappings are gone; its next event (EVENT_F_NEW_PID) loads the new ones."""
+        """Its old mappings are gone: the walker forgets them now (walking the new image with
+        them stopped most samples at no_mapping until the worker got to the removal); its
+        next event (EVENT_F_NEW_PID) loads the new ones."""
+        self.maps.unlink(pid)
         self._gone(pid)
 
     def process_exit(self, pid: int) -> None:
         self._gone(pid)
 
     def _gone(self, pid: int) -> None:
+        self._reload_at.pop(pid, None)
         with self._cond:
             if self._pending.pop(pid, None) is not None:
                 self._worker_counts["skipped_exited"] += 1
@@ -261,7 +304,13 @@ class TableUnwinding:
             cpu0 = self._mark = time.thread_time()
             try:
                 if add:
+                    unchanged = self.maps.counters["reloads_unchanged"]
+                    reload = self.maps.loaded(pid)
                     self.maps.add_process(pid)
+                    if reload and self.maps.counters["reloads_unchanged"] == unchanged:
+                        with self._cond:  # new code: the next miss is not backed off
+                            if len(self._reload_reset) < MAX_RELOAD_PIDS:
+                                self._reload_reset.add(pid)
                     if is_exiting(pid):  # sampled in its exit path, after the exit event
                         self.maps.remove_process(pid)
                         with self._cond:

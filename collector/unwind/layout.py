@@ -11,7 +11,7 @@ ROW = struct.Struct("<IHBB")
 # struct unwind_mapping: start, end, bias, row_first, row_count.
 MAPPING = struct.Struct("<QQQII")
 # struct unwind_proc: slot, count.
-PROC = struct.Struct("<II")
+PROC = struct.Struct("<IIII")  # slot, count, missed (set by BPF), pad
 
 MAX_MAPPINGS = 64  # UNWIND_MAX_MAPPINGS
 MAX_TABLE_ROWS = 1 << 22  # the BPF search strides reach 2^22 - 1 rows of one table

@@ -75,6 +75,14 @@ class Entry:
     key: str  # table key, "" when the mapping has no table (frame pointers)
 
 
+def _tgid(pid: int) -> bytes:
+    return pid.to_bytes(4, "little")
+
+
+def _start(e: Entry) -> int:
+    return e.start
+
+
 def _mmap(m: Map) -> SharedMapping:
     return SharedMapping(m.fd, m.max_entries * m.value_size)
 
@@ -89,11 +97,16 @@ class UnwindMaps:
         cache: TableCache | None = None,
         gate: Callable[[], None] | None = None,
     ) -> None:
-        if rows.value_size != L.ROW.size or mappings.value_size != L.MAPPING.size:
+        if (
+            rows.value_size != L.ROW.size
+            or mappings.value_size != L.MAPPING.size
+            or procs.value_size != L.PROC.size
+        ):
             raise ValueError("unwind maps do not match collector/unwind/layout.py")
         self._rows_mm = _mmap(rows)
         self._map_mm = _mmap(mappings)
         self._procs = procs
+        self._procs_reader = procs.twin()  # unlink(), called on the reader thread
         self._stats = stats
         self._cache = cache  # built tables on disk (None: build every table at every start)
         self._gate = gate  # called before each table is built (a CPU budget's wait)
@@ -101,30 +114,49 @@ class UnwindMaps:
         self.store = TableStore(self._rows_mm.view, rows.max_entries, min_idle_s=MIN_IDLE_S)
         self._free_slots = list(range(mappings.max_entries // L.MAX_MAPPINGS - 1, -1, -1))
         self._slots: dict[int, tuple[int, list[Entry]]] = {}  # tgid -> (slot, entries)
+        # tgid -> its executable mappings as loaded: a reload that finds the same does nothing
+        self._code: dict[int, frozenset[tuple[int, int, int, str]]] = {}
         self.counters = {"processes_loaded": 0, "process_slots_full": 0, "mappings_overflow": 0}
         self.counters["open_failed"] = 0
+        self.counters["reloads"] = self.counters["reloads_unchanged"] = 0
 
     def add_process(self, pid: int, lines: Iterable[MapLine] | None = None) -> list[Entry] | None:
         """Load the executable mappings of ``pid`` (from /proc/<pid>/maps unless given);
-        None when the process is gone or no slot is free (counted). Replaces an older entry."""
+        None when the process is gone or no slot is free (counted).
+
+        A process already loaded is reloaded (a library mapped since, e.g. by dlopen or by
+        ld.so after the first sample): its old entry stays in force while the new tables are
+        built, then the tgid is pointed at the new slot in one map update, so a reload never
+        leaves it on frame pointers meanwhile. The same executable mappings as loaded cost a
+        read of the maps file alone (``reloads_unchanged``)."""
         if lines is None:
             lines = read_maps(pid)
             if lines is None:
                 return None
-        self.remove_process(pid)
-        if not self._free_slots:
+        code = [ln for ln in lines if "x" in ln.perms]
+        sig = frozenset((ln.start, ln.end, ln.offset, ln.path) for ln in code)
+        old = self._slots.get(pid)
+        reload = old is not None
+        if old is not None:
+            self.counters["reloads"] += 1
+            if self._code.get(pid) == sig:
+                self.counters["reloads_unchanged"] += 1
+                # Re-armed: the next walk that leaves every mapping wakes the reader again.
+                self._procs.update(_tgid(pid), L.PROC.pack(old[0], len(old[1]), 0, 0))
+                return list(old[1])
+        elif not self._free_slots:
             self.counters["process_slots_full"] += 1
             return None
-        entries = sorted(
-            (e for e in (self._entry(pid, ln) for ln in lines if "x" in ln.perms) if e),
-            key=lambda e: e.start,
-        )
+        entries = sorted((e for e in (self._entry(pid, ln) for ln in code) if e), key=_start)
         if len(entries) > L.MAX_MAPPINGS:
             self.counters["mappings_overflow"] += len(entries) - L.MAX_MAPPINGS
             for e in entries[L.MAX_MAPPINGS :]:
                 if e.key:
                     self.store.release(e.key)
             entries = entries[: L.MAX_MAPPINGS]
+        if not self._free_slots:  # a reload with no spare slot: replaced in place
+            self.remove_process(pid)
+            old = None
         slot = self._free_slots.pop()
         base = slot * L.MAX_MAPPINGS * L.MAPPING.size
         blob = b"".join(
@@ -132,21 +164,38 @@ class UnwindMaps:
             for e in entries
         )
         self._map_mm.view[base : base + len(blob)] = blob
-        self._procs.update(L.PROC.pack(pid, 0)[:4], L.PROC.pack(slot, len(entries)))
+        self._procs.update(_tgid(pid), L.PROC.pack(slot, len(entries), 0, 0))
         self._slots[pid] = (slot, entries)
-        self.counters["processes_loaded"] += 1
+        self._code[pid] = sig
+        if old is not None:  # the walker now reads the new slot: the old one can go
+            self._release(old)
+        if not reload:
+            self.counters["processes_loaded"] += 1
         return entries
 
     def remove_process(self, pid: int) -> None:
         got = self._slots.pop(pid, None)
+        self._code.pop(pid, None)
         if got is None:
             return
+        self._procs.delete(_tgid(pid))
+        self._release(got)
+
+    def unlink(self, pid: int) -> None:
+        """The reader thread, at an exec: the walker stops using the old image's mappings at
+        once (it walks with frame pointers, ``no_process``, until the new image is loaded).
+        The worker's ``remove_process`` frees the slot later; until then it stays allocated."""
+        self._procs_reader.delete(_tgid(pid))
+
+    def _release(self, got: tuple[int, list[Entry]]) -> None:
         slot, entries = got
-        self._procs.delete(L.PROC.pack(pid, 0)[:4])
         for e in entries:
             if e.key:
                 self.store.release(e.key)
         self._free_slots.append(slot)
+
+    def loaded(self, pid: int) -> bool:
+        return pid in self._slots
 
     def entries(self, pid: int) -> list[Entry]:
         got = self._slots.get(pid)

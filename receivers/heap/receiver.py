@@ -32,6 +32,7 @@ from collector.bpf.targets import BinaryTarget, exe_id
 from collector.bpf.unwinding import TableUnwinding
 from collector.component import CreateSettings
 from collector.model import RawBatch
+from collector.unwind.layout import NO_MAPPING
 from receivers.heap.config import HeapConfig
 from receivers.heap.events import (
     F_BRK,
@@ -305,6 +306,8 @@ class HeapReceiver(RingReader):
             self._comms[raw_comm] = comm
         if flags & F_USER_FRAMES:
             stack = self._frames.user(view, ustack)
+            if self._unwind is not None and (ustack >> 8) & 0xFF == NO_MAPPING:
+                self._unwind.mapping_missed(pid)  # code mapped since the process was loaded
         else:
             stack = user_stack(self._stacks, self._spill, ustack, flags, time_ns)  # type: ignore[arg-type]
         state = self._state

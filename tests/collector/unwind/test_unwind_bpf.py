@@ -243,3 +243,80 @@ def test_mappings_beyond_the_per_process_cap_are_dropped_and_counted(selftest: S
         assert selftest.maps.stats()["mappings_overflow"] == before + 70 - L.MAX_MAPPINGS
     finally:
         selftest.maps.remove_process(1 << 22)
+
+
+def _compare_samples(st: Selftest, pid: int, run: Run, seconds: float) -> list[list[str]]:
+    """Names of the table walks of ``pid`` whose leaf is compare(), sampled for ``seconds``."""
+    st.drain()
+    st.samples.clear()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        st.drain()
+    walks = [s for s in st.samples if s.pid == pid and s.mode == L.MODE_TABLES]
+    return [names for names in map(run.names, walks) if names and names[0] == "compare"]
+
+
+def test_a_reload_adds_code_mapped_since_without_a_gap(selftest: Selftest) -> None:
+    """A process loaded before one of its libraries was mapped (ld.so still at work at its
+    first sample, or a dlopen later) stops at that library's first frame (no_mapping) until
+    it is reloaded; the reload switches it to a new slot in one update and frees the old."""
+    binary = build("unwind_qsort", O2)
+    proc = subprocess.Popen(
+        [str(binary), "6"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    st = selftest
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "ready\n"
+        lines = read_maps(proc.pid) or []
+        before = st.maps.stats()
+        st.maps.add_process(proc.pid, [ln for ln in lines if "libc.so" not in ln.path])
+        maps = read_maps(proc.pid, executable_only=False) or []
+        base = next(m.start for m in maps if m.offset == 0 and m.path == str(binary))
+        run = Run(binary, "", [], [], [], base, symbol_ranges(binary), {})
+        st.watch(proc.pid)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        without = _compare_samples(st, proc.pid, run, 1.0)
+        entries = st.maps.add_process(proc.pid)  # what the receiver does at a no_mapping stop
+        assert entries and any(Path(e.path).name == "libc.so.6" for e in entries)
+        reloaded = st.maps.stats()
+        again = st.maps.add_process(proc.pid)  # nothing new mapped: a read of the maps alone
+        assert again == entries
+        after = st.maps.stats()
+        with_libc = _compare_samples(st, proc.pid, run, 2.0)
+    finally:
+        proc.kill()
+        proc.wait()
+        st.maps.remove_process(proc.pid)
+    assert len(without) >= 50 and len(with_libc) >= 100, (len(without), len(with_libc))
+    # Without libc's mapping the walk stops inside qsort: compare's caller is never found.
+    assert sum("sort_batch" in n for n in without) <= 0.05 * len(without)
+    assert sum("sort_batch" in n and "main" in n for n in with_libc) >= 0.90 * len(with_libc)
+    assert reloaded["reloads"] == before["reloads"] + 1
+    assert after["reloads_unchanged"] == reloaded["reloads_unchanged"] + 1
+    # One slot in use before and after the reload: the old one was freed.
+    assert reloaded["process_slots_free"] == before["process_slots_free"] - 1
+    assert reloaded["processes_loaded"] == before["processes_loaded"] + 1
+
+
+def test_unlink_at_exec_hides_the_old_image_and_the_removal_still_frees_its_slot(
+    selftest: Selftest,
+) -> None:
+    """What the reader does at an exec (its own map handle) and what the worker does after."""
+    lines = [MapLine(0x10000, 0x11000, "r-xp", 0, 0, "")]
+    tgid = (1 << 22) + 1  # a tgid no process has: only the maps
+    procs = selftest.prog.map("unwind_procs")
+    key = tgid.to_bytes(4, "little")
+    free = selftest.maps.stats()["process_slots_free"]
+    assert selftest.maps.add_process(tgid, lines)
+    assert procs.lookup(key) is not None
+    selftest.maps.unlink(tgid)
+    assert procs.lookup(key) is None  # the walker no longer finds the old image
+    assert selftest.maps.stats()["process_slots_free"] == free - 1  # still the worker's
+    selftest.maps.remove_process(tgid)  # the worker's removal: the key is gone already
+    assert selftest.maps.stats()["process_slots_free"] == free
+    twin = procs.twin()
+    twin.close()  # a twin does not own the descriptor
+    assert procs.lookup(key) is None and procs.fd >= 0

@@ -95,3 +95,38 @@ def test_frame_pointers_setting_keeps_the_kernel_walker(tmp_path: Path) -> None:
     assert total >= 100, (total, logs)
     in_main = sum(n for s, n in folded.items() if ";main;" in s)
     assert in_main <= 0.1 * total, folded.most_common(5)
+
+
+def test_a_library_loaded_with_dlopen_is_unwound_through(tmp_path: Path) -> None:
+    """The process is loaded into the unwinder at its first samples (in warm_up), before the
+    dlopen; the walks that then stop at the new library (no_mapping) reload it, so the
+    library's samples show the program's caller and main again after a moment."""
+    lib = build("unwind_dlopen_lib", (*O2, "-shared", "-fPIC"))
+    binary = build("unwind_dlopen", O2)
+    out = tmp_path / "profiles"
+    cfg = tmp_path / "dlopen.yaml"
+    cpu = {"frequency": 199, "comm": "^unwind_dlopen$", "unwind": "auto"}
+    cfg.write_text(profiles_yaml(out, {"cpu": cpu}))
+    col = start_collector(cfg)
+    try:
+        proc = subprocess.Popen(
+            [str(binary), "3", str(lib)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+        assert proc.stdout.read().split() == ["loaded", "done"]
+        assert proc.wait() == 0
+    finally:
+        rc = col.stop()
+    assert rc == 0, col.logs()
+    folded = _folded(out, "unwind_dlopen")
+    in_lib = {s: n for s, n in folded.items() if s.endswith(";lib_leaf")}
+    n_lib = sum(in_lib.values())
+    assert n_lib >= 300, (n_lib, folded.most_common(5), col.logs())
+    whole = sum(n for s, n in in_lib.items() if ";main;call_library;lib_spin" in s)
+    print(f"dlopen: {whole} of {n_lib} samples in the library reach main")
+    # 3 s at 199 Hz: the first walks after the dlopen stop (a reload waits 20-40 ms for the
+    # library to finish mapping, then its table is built); everything after reaches main.
+    assert whole >= 0.90 * n_lib, (whole, n_lib, sorted(in_lib.items(), key=lambda kv: -kv[1])[:5])
