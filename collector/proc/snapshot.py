@@ -39,6 +39,7 @@ class Snapshot:
     exe_file: PinnedFile | None
     taken_mono: float
     refreshed: bool = False
+    taken_ns: int = 0  # wall-clock ns when the maps were read (0: unknown)
     ended_ns: int = 0  # wall-clock ns when exit/exec was reported; 0 while current
     # The pid in each PID namespace from /proc's down to the process's own (NSpid of
     # /proc/<pid>/status): (pid,) outside containers, (host pid, ..., pid inside) in one.

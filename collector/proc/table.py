@@ -17,6 +17,7 @@ from collector.telemetry import Counters
 
 log = logging.getLogger(__name__)
 COUNTER_GROUP = "processes"
+MIN_REFRESH_S = 0.05  # the least time between two refreshes of one process's maps
 
 
 class ProcessTable:
@@ -104,15 +105,22 @@ class ProcessTable:
             self._checked.pop(pid, None)
             self._sweep(now)
 
-    def refresh(self, snap: Snapshot) -> Snapshot:
-        """Re-read the maps of a live process (e.g. an address past a dlopen). Once per
-        snapshot, then at most every ``revalidate_s``; returns the snapshot to use."""
+    def refresh(self, snap: Snapshot, sample_ns: int = 0) -> Snapshot:
+        """Re-read the maps of a live process (e.g. an address past a dlopen); returns the
+        snapshot to use. Once per snapshot, then at most every ``revalidate_s``, or sooner
+        (after MIN_REFRESH_S) for a sample taken at ``sample_ns`` after the maps were read:
+        the first refresh may have come while ld.so was still mapping libraries, and an
+        address sampled since may be in one of them."""
         now = time.monotonic()
         with self._lock:
             snaps = self._by_pid.get(snap.pid)
             if not snaps or snaps[-1] is not snap or snap.ended_ns:
                 return snap
-            if snap.refreshed and now - snap.taken_mono < self.revalidate_s:
+            age = now - snap.taken_mono
+            held = age < self.revalidate_s and not (
+                sample_ns > snap.taken_ns and age >= MIN_REFRESH_S
+            )
+            if snap.refreshed and held:
                 return snap
             st = procfs.read_stat(snap.pid)
             if st is None or st[1] != snap.start_time:
@@ -187,6 +195,7 @@ class ProcessTable:
             mappings=tuple(sorted(ranges, key=lambda r: r.start)),
             exe_file=exe_file,
             taken_mono=time.monotonic(),
+            taken_ns=time.time_ns(),
             refreshed=replace is not None,
             nspid=procfs.read_nspid(pid),
         )

@@ -97,6 +97,7 @@ class Symbolizer:
         self._peak = 0
         counters.gauge(component_id, "binary_memory_bytes", self.binary_memory)
         self._stack_failure_logged = False
+        self._provisional = False  # the stack being built must not be cached (_new_stack)
         self._store: SymCacheStore | None = None
         if config.dwarf_lines and config.symcache_max_bytes:
             directory = config.symcache_dir or default_dir()
@@ -129,7 +130,7 @@ class Symbolizer:
             if stack is None:
                 misses += 1
                 try:
-                    stack = self._new_stack(proc, s.user_stack, s.kernel_stack)
+                    stack = self._new_stack(proc, s.user_stack, s.kernel_stack, s.time_ns)
                 except Exception:  # a bug on hostile input costs this stack its names only
                     stack = self._unnamed_stack(proc, s.user_stack, s.kernel_stack)
             frames = stack.frames
@@ -242,8 +243,11 @@ class Symbolizer:
         return proc
 
     # ---- stacks ------------------------------------------------------------------------
-    def _new_stack(self, proc: _Proc, user: tuple[int, ...], kernel: tuple[int, ...]) -> Stack:
+    def _new_stack(
+        self, proc: _Proc, user: tuple[int, ...], kernel: tuple[int, ...], time_ns: int = 0
+    ) -> Stack:
         frames: list[Location] = []
+        self._provisional = False
         if self.config.kernel and kernel:
             for i, addr in enumerate(kernel):
                 frames.append(self._kernel_frame(addr, i > 0))
@@ -255,7 +259,7 @@ class Symbolizer:
                 if stop is not None:  # the table unwinder says where and why it stopped
                     frames.append(stop)
                     break
-                loc = self._user_frame(proc, addr, i > 0)
+                loc = self._user_frame(proc, addr, i > 0, time_ns)
                 if (
                     i > 0
                     and loc.mapping is None
@@ -268,6 +272,12 @@ class Symbolizer:
             if len(user) == 1 and frames and proc.snap is not None and is_lone_leaf(frames[-1]):
                 frames.append(LONE_LEAF)
         stack = Stack(tuple(frames))
+        if self._provisional:
+            # An address the maps lacked although the process may have mapped it after they
+            # were read (a refresh was due but held back): built again for the next sample,
+            # not cached as cut short for good.
+            self.counters.add(self.component_id, "stack_not_cached")
+            return stack
         if len(proc.stacks) >= self.config.max_stacks_per_process:
             proc.stacks.clear()
         proc.stacks[(user, kernel)] = stack
@@ -325,7 +335,7 @@ class Symbolizer:
             fn = self._functions[key] = Function(name, system_name)
         return fn
 
-    def _user_frame(self, proc: _Proc, addr: int, is_return: bool) -> Location:
+    def _user_frame(self, proc: _Proc, addr: int, is_return: bool, time_ns: int = 0) -> Location:
         if addr == MISSING_USER_STACK:
             return MISSING_USER
         snap = proc.snap
@@ -333,10 +343,12 @@ class Symbolizer:
             return self._intern(None, addr, ())
         m = snap.find(addr)
         if m is None and not snap.ended_ns:
-            fresh = self.table.refresh(snap)
+            fresh = self.table.refresh(snap, time_ns)
             if fresh is not snap:
                 proc.snap = snap = fresh
                 m = snap.find(addr)
+            elif time_ns > snap.taken_ns:
+                self._provisional = True
         if m is None:
             self.counters.add(self.component_id, "address_unmapped")
             return self._intern(None, addr, ())
