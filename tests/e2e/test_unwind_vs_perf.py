@@ -27,6 +27,7 @@ from tests.support.pipelines import profiles_yaml
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
 SECONDS = 4
+PY_SECONDS = 12
 PY_LOOP = (
     "import sys, time\n"
     "def leaf(i):\n    return i * i % 7\n"
@@ -105,11 +106,12 @@ def _compare(
     warm: list[str],
     stdin: Path | None = None,
     max_not_loaded: float = 0.15,
+    exe: str = "",
 ) -> None:
     """``warm`` runs first, through a symlink named "warm" (another comm, left out of the
     comparison): a long-running collector has the tables of common binaries loaded, so the
     comparison is of the steady state, not of the first 0.1-0.7 s while they are built."""
-    if shutil.which("perf") is None or not Path(argv[0]).exists():
+    if shutil.which("perf") is None or not Path(argv[0]).resolve().exists():
         pytest.skip("perf or the workload is not installed")
     out = tmp / "profiles"
     cfg = tmp / "c.yaml"
@@ -117,7 +119,7 @@ def _compare(
     cfg.write_text(profiles_yaml(out, {"cpu": cpu}))
     data = tmp / "perf.data"
     link = tmp / "warm"
-    link.symlink_to(argv[0])
+    link.symlink_to(Path(argv[0]).resolve())
     col = start_collector(cfg)
     try:
         with open(stdin or "/dev/null", "rb") as f:
@@ -145,7 +147,7 @@ def _compare(
         rc = col.stop()
     assert rc == 0, col.logs()
     theirs = _perf_stacks(data)
-    ours, not_loaded = _our_stacks(out, comm)
+    ours, not_loaded = _our_stacks(out, exe or comm)  # folded stacks start with the exe name
     assert len(theirs) >= 100 and len(ours) >= 100, (len(theirs), len(ours))
     # The process is loaded off the reader thread after its first sample; what came before
     # is frame pointers only, marked no_process.
@@ -172,14 +174,12 @@ def test_xz_against_perf(tmp_path: Path) -> None:
     _compare(tmp_path, ["/usr/bin/xz", "-9e", "-T1", "-c"], "xz", ["-1", "-c"], stdin=data)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue #8, open: python3.11's stacks reach _start 7.5 points less often than perf's "
-    "in some runs (samples before or while its tables load); a known miss, not yet fixed",
-)
 def test_python_against_perf(tmp_path: Path) -> None:
-    argv = ["/usr/bin/python3.11", "-c", PY_LOOP, str(SECONDS)]
-    # KNOWN MISS: python3.11's first 0.1-0.3 s went unloaded (6-22 % of a 4 s run on the busy
-    # VM) although its tables were built by the warm-up run; xz's stays under 1 %. Not yet
-    # explained, so bounded loosely here and reported, not hidden.
-    _compare(tmp_path, argv, "python3.11", ["-c", PY_LOOP, "0.5"], max_not_loaded=0.30)
+    # Through a symlink with a name of its own: the comm filter must not also match every
+    # other python3.11 on the host (pytest itself, or a parallel run's collectors, whose
+    # threads never reach _start). 12 s: a leaf's share in ~400 samples per side wandered by
+    # 3 points (one sigma) run to run, too close to the 5-point bound.
+    link = tmp_path / "pyvsperf"
+    link.symlink_to("/usr/bin/python3.11")
+    argv = [str(link), "-c", PY_LOOP, str(PY_SECONDS)]
+    _compare(tmp_path, argv, "pyvsperf", ["-c", PY_LOOP, "0.5"], exe="python3.11")

@@ -3,6 +3,7 @@ stack of every exec): a clear keeps what each deleted id held for stacks walked 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import subprocess
@@ -135,11 +136,14 @@ def test_a_colliding_stack_spills_into_the_second_map() -> None:
             time.sleep(0.3)  # the machine's own sleepers take the buckets first
             work = subprocess.Popen([str(binary), "100", "2", "2"], stdout=subprocess.DEVNULL)
             events: list[tuple] = []
-            time.sleep(0.3)  # its libraries are mapped by now
-            maps = _exec_ranges(work.pid)
+            # Its code as mapped while it runs: read at every drain, since a fixed wait for
+            # ld.so to map libc fell short under load in CI (a libc frame "outside" the maps).
+            maps: set[tuple[int, int]] = set()
             while work.poll() is None:
                 rb.poll(0.2)
                 rb.drain(lambda v: events.append(EVENT.unpack_from(v)))
+                with contextlib.suppress(OSError):  # it exited between the poll and the read
+                    maps.update(_exec_ranges(work.pid))
             rb.drain(lambda v: events.append(EVENT.unpack_from(v)))
             main_map = StackReader(prog.map("stacks"))
             spill = StackReader(prog.map("stacks_spill"))
