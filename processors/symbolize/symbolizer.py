@@ -30,8 +30,9 @@ from collector.model import (
     Stack,
     SymbolizedBatch,
 )
-from collector.proc import MappedRange, PinnedFile, ProcessTable, Snapshot
+from collector.proc import MappedRange, ProcessTable, Snapshot
 from collector.telemetry import Counters
+from processors.symbolize.binaries import BinaryCache
 from processors.symbolize.binary import Binary
 from processors.symbolize.config import SymbolizeConfig
 from processors.symbolize.kernel import load_kallsyms
@@ -48,10 +49,6 @@ from processors.symbolize.symcache_store import SymCacheStore, default_dir
 
 KERNEL_MAPPING_NAME = "[kernel.kallsyms]"
 _RETRY_OBSERVE_S = 1.0
-# Binaries found malformed, by file identity (never by build id: that is bytes inside the file,
-# so a hostile copy could claim a good binary's id and blind it). Bounded like every cache.
-_MAX_BAD = 16384
-_MAX_LOGGED = 1000  # distinct bad binaries logged; past it they are only counted
 
 
 class _Proc:
@@ -81,7 +78,6 @@ class Symbolizer:
         self.component_id = component_id
         self.log = logger or logging.getLogger(__name__)
         self._procs: OrderedDict[tuple[int, int, int], _Proc] = OrderedDict()
-        self._binaries: OrderedDict[tuple[int, int, int, int], Binary] = OrderedDict()
         self._functions: dict[tuple[str, str, str, int], Function] = {}
         self._mappings: dict[tuple[int, int, int, str, str], Mapping] = {}
         self._locations: dict[tuple[Mapping | None, int, tuple[Line, ...]], Location] = {}
@@ -90,11 +86,6 @@ class Symbolizer:
         self._kernel_mapping: Mapping | None = None
         self._kernel_loaded = False
         self._tried: dict[int, float] = {}  # pid -> when observe last failed
-        # identity -> why, for unparsable files ("" for others already reported)
-        self._bad: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
-        self._logged = 0
-        self._held = 0  # bytes the loaded binaries retain, as of the last _fit_memory
-        self._peak = 0
         counters.gauge(component_id, "binary_memory_bytes", self.binary_memory)
         self._stack_failure_logged = False
         self._provisional = False  # the stack being built must not be cached (_new_stack)
@@ -102,6 +93,7 @@ class Symbolizer:
         if config.dwarf_lines and config.symcache_max_bytes:
             directory = config.symcache_dir or default_dir()
             self._store = SymCacheStore(directory, config.symcache_max_bytes, self.log)
+        self._binaries = BinaryCache(config, self._functions, self._count_n, self.log, self._store)
 
     # ---- public ------------------------------------------------------------------------
     def symbolize(self, batch: RawBatch) -> SymbolizedBatch:
@@ -160,22 +152,19 @@ class Symbolizer:
             self.counters.add(self.component_id, "stack_cache_hits", len(out) - misses)
             self.counters.add(self.component_id, "stack_cache_misses", misses)
         if misses:  # only new stacks load binaries or grow their lazy parts
-            self._fit_memory(None)
+            self._binaries.fit_memory(None)
         return SymbolizedBatch(
             batch.profile_type, out, batch.receiver_id, dict(batch.counters), batch.window_end
         )
 
     def close(self) -> None:
-        for b in self._binaries.values():
-            b.close()
-        self._binaries.clear()
+        self._binaries.close()
         self._procs.clear()
-        self._held = 0
         self.counters.drop_gauge(self.component_id, "binary_memory_bytes", self.binary_memory)
 
     def binary_memory(self) -> int:
         """Bytes the loaded binaries retained when last checked (after a load or a batch)."""
-        return self._held
+        return self._binaries.held()
 
     def load_kernel(self) -> SymbolTable | None:
         if not self._kernel_loaded:
@@ -225,7 +214,7 @@ class Symbolizer:
         else:
             build_id = ""
             if snap.exe_file is not None:
-                b = self._binary(snap.exe_file)
+                b = self._binaries.get(snap.exe_file)
                 build_id = b.build_id if b is not None else ""
             info = ProcessInfo(
                 pid=snap.pid,
@@ -352,7 +341,7 @@ class Symbolizer:
         if m is None:
             self.counters.add(self.component_id, "address_unmapped")
             return self._intern(None, addr, ())
-        binary = self._binary(m.file) if m.file is not None else None
+        binary = self._binaries.get(m.file) if m.file is not None else None
         mapping = self._mapping(m, binary)
         if binary is None:
             return self._intern(mapping, addr, ())
@@ -373,101 +362,5 @@ class Symbolizer:
             mp = self._mappings[key] = Mapping(m.start, m.end, m.offset, name, build_id)
         return mp
 
-    def _binary(self, pinned: PinnedFile) -> Binary | None:
-        key = pinned.identity
-        b = self._binaries.get(key)
-        if b is not None:
-            self._binaries.move_to_end(key)
-            self._count("binary_cache_hits")
-            return b
-        self._count("binary_cache_misses")
-        known_bad = self._bad.get(key, "")
-        b = Binary(
-            pinned, self._functions, self.config, self._count, self.log, known_bad, self._store
-        )
-        if not known_bad:
-            self._report(key, b)
-        self._binaries[key] = b
-        while len(self._binaries) > self.config.max_binaries:
-            _, old = self._binaries.popitem(last=False)
-            old.close()
-            self._count("binary_cache_evicted")
-        self._fit_memory(b)
-        return b
-
-    def _fit_memory(self, keep: Binary | None) -> None:
-        """Evict least recently used binaries while they retain more than max_binary_memory.
-
-        ``keep`` (the one just loaded, last in the order) stays for the batch that needs it
-        even when it alone is over the budget; the check at the batch's end drops it then."""
-        binaries = self._binaries
-        total = sum(b.retained_bytes() for b in binaries.values())
-        if total > self._peak:  # a counter that reads as the peak: it only ever grows
-            self._count_n("binary_memory_peak_bytes", total - self._peak)
-            self._peak = total
-        budget = self.config.max_binary_memory
-        while total > budget and binaries:
-            key = next(iter(binaries))
-            old = binaries[key]
-            if old is keep:
-                if len(binaries) == 1:
-                    self._count("binary_over_memory_budget")
-                break
-            del binaries[key]
-            total -= old.retained_bytes()
-            old.close()
-            self._count("binary_memory_evicted")
-        self._held = total
-
-    def _count(self, name: str) -> None:
-        self.counters.add(self.component_id, name)
-
     def _count_n(self, name: str, n: int) -> None:
         self.counters.add(self.component_id, name, n)
-
-    def _report(self, key: tuple[int, int, int, int], b: Binary) -> None:
-        """Count a freshly read binary's trouble and log it, once per file."""
-        if not (b.malformed or b.error or b.truncated) or key in self._bad:
-            return  # fine, or read again after eviction: counted and logged the first time
-        # Only an unparsable file is not read again; a degraded, unreadable or over-budget one
-        # is (its trouble may pass), but not counted or logged again.
-        self._bad[key] = b.error if b.malformed else ""
-        while len(self._bad) > _MAX_BAD:
-            self._bad.popitem(last=False)
-        if b.malformed:
-            self._count("binary_malformed")
-            if b.error:
-                self._log_once(
-                    "malformed binary path=%s error=%r (its frames stay as offsets)",
-                    b.path,
-                    b.error,
-                )
-            else:
-                self._log_once(
-                    "malformed binary path=%s problems=%r (names from %s: %d functions)",
-                    b.path,
-                    "; ".join(b.problems),
-                    b.source or "nowhere",
-                    len(b.symbols or ()),
-                )
-        elif b.error and not b.truncated:
-            self._count("binary_unreadable")
-            self._log_once("cannot read binary path=%s error=%s", b.path, b.error)
-        if b.truncated:
-            self._count("binary_budget_exceeded")
-            self._log_once(
-                "binary over its budget path=%s symbols=%d why=%r (the rest stays offsets)",
-                b.path,
-                len(b.symbols or ()),
-                b.truncated,
-            )
-
-    def _log_once(self, msg: str, *args: object) -> None:
-        # Already one line per bad file (and at most _MAX_LOGGED of them): the collector's
-        # per-template rate limit (collector/logs.py) would otherwise keep only the first
-        # file a minute, and which binaries are bad is what the operator needs to see.
-        self._logged += 1
-        if self._logged <= _MAX_LOGGED:
-            self.log.warning(msg, *args, extra={"summary": True})
-        elif self._logged == _MAX_LOGGED + 1:
-            self.log.warning("more bad binaries are counted but no longer logged")
