@@ -14,6 +14,7 @@ from collector.bpf.ringbuf import HEADER_SIZE
 from collector.bpf.targets import Pids, RingbufPages
 from collector.component import ComponentConfig
 from collector.config.duration import Duration
+from collector.unwind.cache import TableCache
 
 PAGE_SIZE = mmap.PAGESIZE  # BPF_RINGBUF_OUTPUT counts pages of the kernel's size
 # With tables a record carries its user frames: sized for this many (deep Python stacks) when
@@ -21,20 +22,9 @@ PAGE_SIZE = mmap.PAGESIZE  # BPF_RINGBUF_OUTPUT counts pages of the kernel's siz
 TYPICAL_FRAMES = 32
 
 
-class StackReceiverConfig(ComponentConfig):
-    # The program sends its stacks in the record (bpf/cpu.bpf.c), not only with tables.
-    frames_in_event: ClassVar[bool] = False
-    pids: Pids = Field(default_factory=list, description="only these tgids; [] = all")
-    comm: str | None = Field(None, description="regex searched in the 15-char comm (user space)")
-    user_stacks: bool = True
-    # auto by default: table builds are lazy (a process at its first sample), held to
-    # unwind_budget of a core and cached on disk by build id (collector/unwind/README.md).
-    unwind: Literal["auto", "frame_pointers", "tables"] = Field(
-        "auto",
-        description="user stacks: tables (.eh_frame, unwound in BPF) where a binary has one, "
-        "frame pointers elsewhere; auto = tables, or frame pointers if the kernel refuses "
-        "the walker; frame_pointers = the kernel's walker only",
-    )
+class UnwindTableSettings(ComponentConfig):
+    """How unwind tables are built and kept: shared by every receiver that unwinds from them."""
+
     unwind_budget: float = Field(
         0.1,
         gt=0,
@@ -49,6 +39,28 @@ class StackReceiverConfig(ComponentConfig):
     )
     unwind_cache_size: int = Field(
         256, ge=1, le=65536, description="MB the unwind table cache may hold (LRU)"
+    )
+
+    def table_cache(self) -> TableCache | None:
+        """The on-disk table cache these settings name (None: off)."""
+        if not self.unwind_cache:
+            return None
+        return TableCache(self.unwind_cache, self.unwind_cache_size << 20)
+
+
+class StackReceiverConfig(UnwindTableSettings):
+    # The program sends its stacks in the record (bpf/cpu.bpf.c), not only with tables.
+    frames_in_event: ClassVar[bool] = False
+    pids: Pids = Field(default_factory=list, description="only these tgids; [] = all")
+    comm: str | None = Field(None, description="regex searched in the 15-char comm (user space)")
+    user_stacks: bool = True
+    # auto by default: table builds are lazy (a process at its first sample), held to
+    # unwind_budget of a core and cached on disk by build id (collector/unwind/README.md).
+    unwind: Literal["auto", "frame_pointers", "tables"] = Field(
+        "auto",
+        description="user stacks: tables (.eh_frame, unwound in BPF) where a binary has one, "
+        "frame pointers elsewhere; auto = tables, or frame pointers if the kernel refuses "
+        "the walker; frame_pointers = the kernel's walker only",
     )
     kernel_stacks: bool = True
     stack_map_size: int = Field(16384, ge=64, le=1 << 20)

@@ -48,7 +48,6 @@ from collector.model import (
 )
 from collector.proc.limits import raise_nofile_limit
 from collector.proc.pidns import pidns_defines
-from collector.unwind.cache import TableCache
 from collector.unwind.layout import NO_MAPPING
 
 if TYPE_CHECKING:
@@ -139,11 +138,8 @@ class StackReceiver(RingReader):
         assert self._prog is not None
         if "unwind_rows" in self._prog.maps:  # built with UNWIND_TABLES
             cfg = self._config
-            cache = None
-            if cfg.unwind_cache:
-                cache = TableCache(cfg.unwind_cache, cfg.unwind_cache_size << 20)
             self._unwind = TableUnwinding(
-                self._prog, self._id, self._log, self._count, cfg.unwind_budget, cache
+                self._prog, self._id, self._log, self._count, cfg.unwind_budget, cfg.table_cache()
             )
             if self._config.pids:  # known now: their tables need not wait
                 await asyncio.to_thread(self._unwind.preload, self._config.pids)

@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from collector.bpf.stack_config import UnwindTableSettings
 from collector.bpf.targets import Pids, RingbufPages
-from collector.component import ComponentConfig
 from collector.config.duration import Duration
 
 
-class HeapConfig(ComponentConfig):
+class HeapConfig(UnwindTableSettings):
     mode: Literal["sampled", "page_faults"] = Field(
         "sampled",
         description="sampled: allocator uprobes sampled by bytes; page_faults: no allocator "

@@ -104,7 +104,10 @@ class HeapReceiver(RingReader):
     async def _setup(self) -> None:
         assert self._prog is not None
         if "unwind_rows" in self._prog.maps:
-            self._unwind = TableUnwinding(self._prog, self._id, self._log, self._count)
+            cfg = self._config
+            self._unwind = TableUnwinding(
+                self._prog, self._id, self._log, self._count, cfg.unwind_budget, cfg.table_cache()
+            )
         if not self._faults:
             table = self._prog.map("exp_table")
             for i, d in enumerate(exp_table(self._config.sample_bytes)):
