@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -120,8 +123,14 @@ class Browser:
             "--remote-debugging-port=0",
             "about:blank",
         ]
+        # A session of its own: its helper processes (renderer, GPU, crashpad) can be killed
+        # as a group at the end, before its profile directory is removed.
         self._proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         self._port = await asyncio.to_thread(self._devtools_port)
         self._session = aiohttp.ClientSession()
@@ -169,4 +178,15 @@ class Browser:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        self._dir.cleanup()
+            # Helpers that outlive the main process still write into the profile directory
+            # (CI: "Directory not empty: 'Default'" from the cleanup below).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+        for attempt in range(20):  # a killed helper's last writes may still land
+            try:
+                self._dir.cleanup()
+                break
+            except OSError:
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.1)

@@ -277,7 +277,15 @@ def test_uninterruptible_waits_are_selected_by_states(fsync_target: str) -> None
     in_fn = sum(
         s.value for s in d_run.samples(fsync_pid) if any(lo <= a < hi for a in s.user_stack)
     )
-    assert in_fn >= 0.9 * d_run.total(fsync_pid)
+    # fsync's measured D time is found under the function that calls it. (Not "nearly all of
+    # the process's D time": exec's page faults and the final unlink can wait for the disk too,
+    # 15 % of one CI run's.)
+    others = sorted(
+        (s.value, s.user_stack[:4], s.kernel_stack[:6])
+        for s in d_run.samples(fsync_pid)
+        if not any(lo <= a < hi for a in s.user_stack)
+    )
+    assert in_fn >= 0.85 * fsync_out["fsync_sleep_ns"], (in_fn, fsync_out, others[-5:])
 
     s_config = OffCpuConfig(states=["interruptible"], **fp)
     s_run = asyncio.run(_run(s_config, argv_fsync, argv_sleep))
