@@ -150,10 +150,18 @@ def test_a_colliding_stack_spills_into_the_second_map() -> None:
             mine = [e for e in events if e[4] == work.pid and e[10].startswith(b"offcpu_two")]
             spilled = [e for e in mine if e[3] & F_USER_SPILL]
             assert len(spilled) >= 20, f"{len(spilled)} of {len(mine)} samples spilled"
+            in_exec = 0
             for e in spilled:
                 stack = spill.get(e[7])
-                # Its own stack: every frame in code this process maps.
-                assert stack and all(any(a <= f < b for a, b in maps) for f in stack), stack
+                assert stack
                 assert main_map.get(e[7]) != stack  # in "stacks" that id is another's
+                if all(any(a <= f < b for a, b in maps) for f in stack):
+                    continue  # its own stack: every frame in code this process maps
+                # A wait inside its execve, after the new name and memory were installed
+                # (reading ld.so under load): the user registers are still the forked
+                # parent's call of execve, one frame in code the new image does not map.
+                assert len(stack) == 1, stack
+                in_exec += 1
+            assert in_exec <= 3, in_exec
         finally:
             rb.close()
