@@ -141,6 +141,9 @@ int on_sample(struct bpf_perf_event_data *ctx) {
 }
 
 int on_exec(void *ctx) {
+#if WITH_TABLES
+    unwind_forget_current();
+#endif
     lifecycle_event(EVENT_EXEC);
     return 0;
 }

@@ -390,6 +390,9 @@ int on_exec(void *ctx) {
     u32 flags = 0;
     if (pid_filter.lookup(&tgid)) {
         known_pids.delete(&tgid); /* its next record announces the new image */
+#if UNWIND_TABLES
+        unwind_procs.delete(&tgid); /* the walker forgets the old image now */
+#endif
     } else {
 #if BINARY_COMM
         u64 comm[2] = {};

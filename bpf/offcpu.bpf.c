@@ -301,6 +301,9 @@ int on_exit(void *ctx) {
 }
 
 int on_exec(void *ctx) {
+#if WITH_TABLES
+    unwind_forget_current();
+#endif
     lifecycle_event(EVENT_EXEC);
     return 0;
 }

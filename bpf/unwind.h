@@ -108,6 +108,18 @@ static __always_inline void unwind_count(u32 reason) {
         (*v)++;
 }
 
+/* At exec: the walker forgets the old image's mappings at once, in the exec itself (user space
+ * heard of it only at its next drain: the new image's first waits were walked with the old
+ * image's mappings meanwhile and ended no_mapping). It walks with frame pointers, no_process,
+ * until user space loads the new image; user space still frees the old slot. */
+static __always_inline void unwind_forget_current(void) {
+    u64 id;
+    if (!pidns_pid_tgid(&id))
+        return;
+    u32 tgid = id >> 32;
+    unwind_procs.delete(&tgid);
+}
+
 /* For a walk that ended UNWIND_NO_MAPPING: wake user space at once the first time since it
  * (re)loaded the process, so a library mapped since (dlopen; or ld.so still mapping at the first
  * sample) is reloaded within milliseconds, not at the next drain. User space clears the flag

@@ -145,7 +145,11 @@ class StackReceiver(RingReader):
                 await asyncio.to_thread(self._unwind.preload, self._config.pids)
         if self._config.pids:
             pid_filter = self._prog.map("pid_filter")
+            known = self._prog.map("known_pids")
             for pid in self._config.pids:
+                # KNOWN_EXECED: BPF reports their exec and exit even before their first
+                # event (which still announces them): an exec reloads their tables at once.
+                known.update(_U32.pack(pid), b"\x02")
                 pid_filter.update(_U32.pack(pid), b"\x01")
         self._ringbuf = RingBuffer(self._prog.map("events"))
         self._stacks = StackReader(self._prog.map("stacks"), walk_window=self.walk_window)

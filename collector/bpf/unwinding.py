@@ -47,6 +47,7 @@ RELOAD_MIN_S = 0.02
 RELOAD_MAX_S = 10.0
 MAX_RELOAD_PIDS = 8192
 _URGENT = 1 << 40  # sample count that puts a preloaded pid ahead of every sampled one
+_EXECED = 1 << 30  # and a loaded process that execed ahead of sampled ones (budget applies)
 # Counted from the store and the maps (user space), as unwind_<name>; gauges are left out.
 _USER_COUNTERS = (
     "processes_loaded",
@@ -110,6 +111,7 @@ class TableUnwinding:
         self._pending: dict[int, int] = {}
         self._known: set[int] = set()
         self._removals: set[int] = set()
+        self._fresh: set[int] = set()  # loads queued ahead of the pid's EVENT_F_NEW_PID
         self._busy = 0
         self._stop = False
         self._cpu_s = 0.0  # the worker's CPU time in all
@@ -118,6 +120,7 @@ class TableUnwinding:
         self._worker_counts = {
             "load_failed": 0,
             "queued": 0,
+            "exec_queued": 0,
             "reloads_queued": 0,
             "skipped_exited": 0,
             "budget_waits": 0,
@@ -137,8 +140,12 @@ class TableUnwinding:
     # -- reader thread -----------------------------------------------------------------
 
     def process_seen(self, pid: int) -> None:
-        """The first sample of a process since load or exec: queue it for loading."""
+        """The first event of a process or of its new image (EVENT_F_NEW_PID): queue it for
+        loading, unless a load of it is queued, or was queued at its exec or preload."""
         with self._cond:
+            if pid in self._fresh:  # loaded (or queued) at its exec or preload already
+                self._fresh.discard(pid)
+                return
             if pid in self._pending:
                 return
             if len(self._pending) >= QUEUE_SIZE:
@@ -183,11 +190,24 @@ class TableUnwinding:
             self._cond.notify()
 
     def process_exec(self, pid: int) -> None:
-        """Its old mappings are gone: the walker forgets them now (walking the new image with
-        them stopped most samples at no_mapping until the worker got to the removal); its
-        next event (EVENT_F_NEW_PID) loads the new ones."""
+        """Its old mappings are gone (BPF forgot them in the exec; unlinked here too for
+        programs built before that). A process that was loaded is reloaded at once, ahead of
+        sampled ones: its new image's first waits come before its first event reaches user
+        space. Others load at their first event (EVENT_F_NEW_PID), so an exec storm of
+        never-sampled processes costs nothing."""
         self.maps.unlink(pid)
+        with self._cond:
+            was_loaded = pid in self._known or pid == self._busy
         self._gone(pid)
+        if not was_loaded:
+            return
+        with self._cond:
+            if len(self._pending) < QUEUE_SIZE and len(self._fresh) < QUEUE_SIZE:
+                self._removals.discard(pid)  # the load replaces the old image's slot
+                self._pending[pid] = _EXECED
+                self._fresh.add(pid)
+                self._worker_counts["exec_queued"] += 1
+                self._cond.notify()
 
     def process_exit(self, pid: int) -> None:
         self._gone(pid)
@@ -195,6 +215,7 @@ class TableUnwinding:
     def _gone(self, pid: int) -> None:
         self._reload_at.pop(pid, None)
         with self._cond:
+            self._fresh.discard(pid)
             if self._pending.pop(pid, None) is not None:
                 self._worker_counts["skipped_exited"] += 1
             if pid in self._known or pid == self._busy:
@@ -210,6 +231,7 @@ class TableUnwinding:
         with self._cond:
             for pid in want:
                 self._pending[pid] = _URGENT
+                self._fresh.add(pid)
                 self._worker_counts["queued"] += 1
             self._cond.notify()
             return self._cond.wait_for(

@@ -7,6 +7,7 @@ real maps of bpf/unwind.h (the self-test program, not attached) with real proces
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -99,3 +100,49 @@ def test_over_budget_loads_wait_exited_ones_cost_nothing_preloads_go_first(
         for p in procs:
             p.kill()
             p.wait()
+
+
+@pytest.mark.bpf
+def test_a_loaded_process_that_execs_is_reloaded_at_the_exec_and_only_once(
+    prog: LoadedProgram,
+) -> None:
+    binary = build("busy_many", ("-O1", "-DHOT=hot_lazy_exec"))
+    gate = 'read _ && exec "$0" "$@"'
+    shells = [
+        subprocess.Popen(["sh", "-c", gate, str(binary), "60"], stdin=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    counts: dict[str, int] = {}
+    tu = TableUnwinding(prog, "t", logging.getLogger("t"), counts.__setitem__)
+    try:
+        loaded, unloaded = (s.pid for s in shells)
+        assert tu.preload([loaded], timeout=30) and tu.maps.entries(loaded)
+        for s in shells:
+            assert s.stdin is not None
+            s.stdin.write(b"go\n")
+            s.stdin.close()
+        for s in shells:
+            assert _until(lambda s=s: os.readlink(f"/proc/{s.pid}/exe") == str(binary))
+        time.sleep(0.2)  # ld.so has mapped libc
+        queued = tu._worker_counts["queued"]
+        for pid in (loaded, unloaded):
+            tu.process_exec(pid)  # what the reader does at each one's exec event
+        # The loaded one is reloaded with no event of its new image; the other waits for one.
+        assert _until(lambda: str(binary) in _executable_paths(tu, loaded))
+        assert not tu.maps.entries(unloaded)
+        assert tu._worker_counts["exec_queued"] == 1
+        # Its new image's first event (EVENT_F_NEW_PID) finds the load done: not queued again.
+        tu.process_seen(loaded)
+        assert tu._worker_counts["queued"] == queued and not tu._pending
+        tu.process_seen(unloaded)
+        assert tu._worker_counts["queued"] == queued + 1
+        assert _until(lambda: str(binary) in _executable_paths(tu, unloaded))
+    finally:
+        tu.close()
+        for s in shells:
+            s.kill()
+            s.wait()
+
+
+def _executable_paths(tu: TableUnwinding, pid: int) -> set[str]:
+    return {e.path for e in tu.maps.entries(pid)}

@@ -23,6 +23,7 @@ import pytest
 from collector.component import CreateSettings
 from collector.host import Host
 from collector.model import MISSING_USER_STACK, RawBatch, RawSample
+from collector.model.raw import UNWIND_REASONS, unwind_stop_sentinel
 from receivers.offcpu import factory
 from receivers.offcpu.config import OffCpuConfig
 from tests.support.workloads import build, symbol_ranges
@@ -34,6 +35,7 @@ NOPIE = ("-no-pie",)
 # At -O2 gcc turns wait_long() into a tail call of sleep_ms(), so no unwinder (perf's
 # neither) could see it on the stack: sibling calls stay calls to keep the truth checkable.
 O2_NOPIE = ("-no-pie", "-O2", "-fomit-frame-pointer", "-fno-optimize-sibling-calls")
+NO_PROCESS = unwind_stop_sentinel(UNWIND_REASONS.index("no_process"))
 
 
 class ListConsumer:
@@ -117,20 +119,24 @@ async def _run(config: OffCpuConfig, *argvs: list[str]) -> Run:
     return run
 
 
-def _split(run: Run, pid: int, binary: Path) -> tuple[int, int, int]:
-    """Off-CPU ns attributed to wait_long, wait_short and neither, by raw return addresses."""
+def _split(run: Run, pid: int, binary: Path) -> tuple[int, int, int, int]:
+    """Off-CPU ns attributed to wait_long, wait_short, neither, and neither in a wait walked
+    before the process's tables were loaded (its walk ended ``no_process``: the first waits
+    after the exec, which come before user space heard of the exec)."""
     ranges = symbol_ranges(binary)
     lo_long, hi_long = ranges["wait_long"]
     lo_short, hi_short = ranges["wait_short"]
-    long_ns = short_ns = other = 0
+    long_ns = short_ns = other = before_load = 0
     for s in run.samples(pid):
         if any(lo_long <= a < hi_long for a in s.user_stack):
             long_ns += s.value
         elif any(lo_short <= a < hi_short for a in s.user_stack):
             short_ns += s.value
+        elif s.user_stack[-1] == NO_PROCESS:
+            before_load += s.value
         else:
             other += s.value
-    return long_ns, short_ns, other
+    return long_ns, short_ns, other, before_load
 
 
 @pytest.mark.parametrize(
@@ -150,12 +156,16 @@ def test_split_between_functions_and_total_match_the_truth(
     run = asyncio.run(_run(config, [str(binary), "25", "30", "10"]))
     [(pid, out)] = run.outputs.items()
     truth = out["long_ns"] + out["short_ns"]
-    long_ns, short_ns, other = _split(run, pid, binary)
+    long_ns, short_ns, other, before_load = _split(run, pid, binary)
 
     share = long_ns / max(long_ns + short_ns, 1)
-    assert abs(share - 0.75) <= 0.05, (long_ns, short_ns, other)
-    assert abs(long_ns + short_ns + other - truth) <= 0.15 * truth, (run.total(pid), truth)
-    assert other <= 0.05 * truth  # nearly every wait is in one of the two functions
+    assert abs(share - 0.75) <= 0.05, (long_ns, short_ns, other, before_load)
+    assert abs(run.total(pid) - truth) <= 0.15 * truth, (run.total(pid), truth)
+    # Nearly every wait is in one of the two functions. Without frame pointers, the waits
+    # walked before the tables were loaded are not (here one 30 ms wait: the exec reloads a
+    # preloaded pid at once; ci13 lost 176 ms when it waited for the first event instead).
+    assert other <= 0.05 * truth, (long_ns, short_ns, other, before_load)
+    assert before_load <= (0.1 if unwind != "frame_pointers" else 0) * truth, before_load
 
     samples = run.samples(pid)
     t0, t1 = run.window
@@ -225,8 +235,8 @@ def test_max_rate_samples_adaptively_and_keeps_totals_and_split() -> None:
     samples = run.samples(pid)
     assert 200 <= len(samples) <= 0.5 * 4000, len(samples)  # sampled, but still plenty
     assert run.host.counters.get("offcpu", "rate_limited") > 0
-    long_ns, short_ns, other = _split(run, pid, binary)
-    total = long_ns + short_ns + other
+    long_ns, short_ns, other, before_load = _split(run, pid, binary)
+    total = long_ns + short_ns + other + before_load
     assert abs(total - truth) <= 0.15 * truth, (total, truth, len(samples))
     true_share = out["long_ns"] / truth
     share = long_ns / max(long_ns + short_ns, 1)
@@ -302,7 +312,7 @@ def test_waits_above_max_block_are_counted_not_reported() -> None:
     binary = build("offcpu_two_waits", NOPIE)
     run = asyncio.run(_run(OffCpuConfig(max_block="20ms"), [str(binary), "10", "30", "10"]))
     [(pid, out)] = run.outputs.items()
-    long_ns, short_ns, _ = _split(run, pid, binary)
+    long_ns, short_ns, _, _ = _split(run, pid, binary)
     assert long_ns == 0  # every 30 ms wait is above max_block
     assert abs(short_ns - out["short_ns"]) <= 0.15 * out["short_ns"]
     assert run.host.counters.get("offcpu", "above_max_block") >= 10
