@@ -5,6 +5,7 @@ handling (names, modes, pruning, counters) is the shared PeriodicFileExporter's.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from collector.component import CreateSettings
 from collector.exporthelper import PeriodicFileExporter
@@ -12,8 +13,10 @@ from collector.host import Host
 from collector.model import ProfileSet
 from exporters.flamegraph import html, svg
 from exporters.flamegraph.config import FlamegraphConfig, is_loopback
-from exporters.flamegraph.server import GraphServer
 from exporters.flamegraph.tree import Tree, build, diff, prune
+
+if TYPE_CHECKING:  # aiohttp (11 MB resident) only when `serve` is set
+    from exporters.flamegraph.server import GraphServer
 
 SUFFIXES = (".html", ".svg")
 
@@ -39,6 +42,8 @@ class FlamegraphExporter(PeriodicFileExporter):
         if addr is None:
             return
         key = ("flamegraph.serve", *addr)
+        from exporters.flamegraph.server import GraphServer  # imports aiohttp: only if served
+
         server = host.shared(key, lambda: GraphServer(addr[0], addr[1], self.log))
         try:
             await server.attach(self.id)

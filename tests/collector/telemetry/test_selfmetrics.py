@@ -228,3 +228,45 @@ def test_metrics_move_with_a_real_collector(tmp_path: Path) -> None:
         loop.call_soon_threadsafe(loop.stop)
     assert rc == 0, col.logs()
     assert "telemetry listening" in col.logs()
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_malformed_and_hostile_requests_get_an_answer_and_a_counter() -> None:
+    async def main() -> None:
+        host = Host()
+        srv = TelemetryServer(MetricsConfig(address="127.0.0.1:0"), host, Readiness())
+        await srv.start()
+        try:
+            # A client that connects and says nothing does not hold the server up.
+            with socket.create_connection(("127.0.0.1", srv.port)):
+                assert (await asyncio.to_thread(get, srv.port, "/healthz"))[0] == 200
+            answers = {
+                b"garbage\r\n\r\n": b"HTTP/1.1 400 ",
+                b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n": b"HTTP/1.1 405 ",
+                b"GET /nothing HTTP/1.1\r\n\r\n": b"HTTP/1.1 404 ",
+                b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n": b"HTTP/1.1 431 ",
+                b"GET /healthz?probe=1 HTTP/1.0\r\n\r\n": b"HTTP/1.1 200 ",
+            }
+            for request, status in answers.items():
+                reply = await asyncio.to_thread(_raw, srv.port, request)
+                assert reply.startswith(status), (request[:40], reply[:80])
+            head = await asyncio.to_thread(_raw, srv.port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+            assert b"Content-Length: " in head and b"Content-Type: text/plain; version=" in head
+            c = host.counters
+            assert c.get("telemetry", "http_bad_request") == 1
+            assert c.get("telemetry", "http_bad_method") == 1
+            assert c.get("telemetry", "http_head_too_large") == 1
+            assert (await asyncio.to_thread(get, srv.port, "/metrics"))[0] == 200  # still up
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
