@@ -23,8 +23,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from procstat import cpu_seconds  # noqa: E402
+
 from benchmarks import memory as bench  # noqa: E402
-from benchmarks.busy_host import cpu_seconds, storm  # noqa: E402
+from benchmarks.busy_storm import storm  # noqa: E402
 
 UNBOUNDED = 1 << 40
 BASE = bench.PIPELINE  # the shipped pipeline (bench.PIPELINE is repointed per variant)

@@ -37,26 +37,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-COLLECTOR = ROOT / ".venv" / "bin" / "collector"
-sys.path.insert(0, str(ROOT))
-
-from procstat import cpu_seconds, status_kb, thread_cpu  # noqa: E402
-
-from tests.support.pipelines import profiles_yaml  # noqa: E402
+from busy_common import HERE, Collector, default_sigint
+from busy_storm import run_storm
+from procstat import cpu_seconds
 
 BCC_PROFILE = shutil.which("profile-bpfcc") or "/usr/sbin/profile-bpfcc"
-# The collector's own totals for the storm table: what the unwind worker did per process.
-STORM_TOTALS = (
-    "unwind_queued",
-    "unwind_processes_loaded",
-    "unwind_skipped_exited",
-    "unwind_tables_built",
-    "unwind_tables_from_cache",
-    "unwind_worker_cpu_ms",
-    "unwind_budget_waits",
-)
 LOSS_KEYS = (
     "stack_lost",
     "user_stack_collision",
@@ -97,79 +82,6 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
-
-SMALL_C = r"""
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-struct item { char name[32]; int weight; };
-static int cmp(const void *a, const void *b) {
-    return ((const struct item *)a)->weight - ((const struct item *)b)->weight;
-}
-int sort_items(struct item *items, int n) {
-    int total = 0;
-    for (int i = 0; i < n; i++) total += items[i].weight * (int)strlen(items[i].name);
-    qsort(items, n, sizeof(*items), cmp);
-    return total;
-}
-"""
-
-
-# ---- helpers ----------------------------------------------------------------------------
-
-
-def status_mb(pid: int, key: str) -> float:
-    return status_kb(pid, key) / 1024
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class Collector:
-    def __init__(self, work: Path, unwind: str, tag: str) -> None:
-        self.out = work / f"{tag}-profiles"
-        self.log = work / f"{tag}.log"
-        cfg = work / f"{tag}.yaml"
-        cpu = {"frequency": 99, "unwind": unwind}
-        cfg.write_text(profiles_yaml(self.out, {"cpu": cpu}, interval=3600))
-        self.cmd = [str(COLLECTOR), "--config", str(cfg)]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> int:
-        shutil.rmtree(self.out, ignore_errors=True)
-        with self.log.open("w") as log:
-            self.proc = subprocess.Popen(
-                self.cmd, stdout=log, stderr=log, cwd=ROOT, preexec_fn=_default_sigint
-            )
-        deadline = time.monotonic() + 120
-        while "started pipelines" not in self.log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"collector did not start:\n{self.log.read_text()}")
-            time.sleep(0.1)
-        return self.proc.pid
-
-    def stop(self) -> dict[str, int]:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(120)
-        return self.totals()
-
-    def totals(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for line in self.log.read_text().splitlines():
-            if "msg='totals component=receivers/cpu" in line:
-                for k, v in re.findall(r"(\w+)=(\d+)", line.split("component=", 1)[1]):
-                    out[k] = int(v)
-        return out
-
-    def folded(self) -> Counter[str]:
-        stacks: Counter[str] = Counter()
-        for f in self.out.glob("*.folded"):
-            for line in f.read_text().splitlines():
-                stack, _, n = line.rpartition(" ")
-                stacks[stack] += int(n)
-        return stacks
 
 
 def _named_share(stacks: Counter[str], comm_re: str) -> tuple[int, int]:
@@ -252,7 +164,7 @@ def many_perf(args: argparse.Namespace, work: Path, bins: list[Path]) -> dict[st
         ["perf", "record", "-a", "-g", "-F", "99", "-o", str(data)],
         stdout=perf_log,
         stderr=perf_log,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     workers = spawn_many(bins, args.procs)
     time.sleep(1.0)
@@ -294,7 +206,7 @@ def many_bcc(args: argparse.Namespace, work: Path, bins: list[Path]) -> dict[str
     err = work / "bcc.err"
     with out.open("w") as o, err.open("w") as e:
         prof = subprocess.Popen(
-            [BCC_PROFILE, "-F", "99", "-f"], stdout=o, stderr=e, preexec_fn=_default_sigint
+            [BCC_PROFILE, "-F", "99", "-f"], stdout=o, stderr=e, preexec_fn=default_sigint
         )
         # With -f bcc prints nothing until it exits: give its compile (~3 s here) room.
         time.sleep(10.0)
@@ -347,114 +259,6 @@ def run_many(args: argparse.Namespace, work: Path) -> None:
         cpu = statistics.median(x["cpu"] for x in rs) * 100
         pct = 100 * lost / max(1, samples + lost)
         print(f"{mode:<13}{samples:>9.0f}{lost:>7.0f}{pct:>8.2f}{named:>9.1f}{cpu:>11.2f}")
-
-
-# ---- (b) exec storm ---------------------------------------------------------------------
-
-
-def storm(work: Path, compiles: int) -> float:
-    """Two streams, each compiling compiles/2 times with 3 /bin/true per compile: seconds."""
-    src = work / "small.c"
-    src.write_text(SMALL_C)
-    script = (
-        'i=0; while [ "$i" -lt "$1" ]; do gcc -O2 -c "$2" -o "$3"; '
-        "/bin/true; /bin/true; /bin/true; i=$((i+1)); done"
-    )
-    t0 = time.monotonic()
-    streams = [
-        subprocess.Popen(
-            ["sh", "-c", script, "sh", str(compiles // 2), str(src), str(work / f"o{k}.o")]
-        )
-        for k in range(2)
-    ]
-    for s in streams:
-        s.wait()
-    return time.monotonic() - t0
-
-
-def storm_round(args: argparse.Namespace, work: Path, mode: str) -> dict[str, float]:
-    if mode == "none":
-        return {"seconds": storm(work, args.compiles)}
-    if mode == "perf":
-        data = work / "storm-perf.data"
-        rec = subprocess.Popen(
-            ["perf", "record", "-a", "-g", "-F", "99", "-o", str(data)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_default_sigint,
-        )
-        time.sleep(1.0)
-        c0 = cpu_seconds(rec.pid)
-        secs = storm(work, args.compiles)
-        c1 = cpu_seconds(rec.pid)
-        rec.send_signal(signal.SIGINT)
-        rec.wait(120)
-        data.unlink(missing_ok=True)
-        return {"seconds": secs, "cpu": (c1 - c0) / secs}
-    unwind = mode.split("/", 1)[1]
-    col = Collector(work, unwind, "storm")
-    pid = col.start()
-    time.sleep(2.0)
-    before = status_mb(pid, "VmRSS")
-    c0, t0 = cpu_seconds(pid), thread_cpu(pid)
-    secs = storm(work, args.compiles)
-    c1, t1 = cpu_seconds(pid), thread_cpu(pid)
-    threads = {k: (t1.get(k, 0.0) - t0.get(k, 0.0)) / secs for k in ("cpu-reader", "cpu-unwind")}
-    peak = status_mb(pid, "VmHWM")
-    end = status_mb(pid, "VmRSS")
-    time.sleep(args.after)
-    after = status_mb(pid, "VmRSS")
-    totals = col.stop()
-    stacks = col.folded()
-    cc1 = sum(n for s, n in stacks.items() if s.startswith("cc1;"))
-    named = sum(
-        n for s, n in stacks.items() if s.startswith("cc1;") and "+0x" not in s.rsplit(";", 1)[-1]
-    )
-    return {
-        "seconds": secs,
-        "cpu": (c1 - c0) / secs,
-        "rss_before": before,
-        "rss_peak": peak,
-        "rss_end": end,
-        "rss_after": after,
-        "cc1_named": named / max(1, cc1),
-        "reader_cpu": threads["cpu-reader"],
-        "worker_cpu": threads["cpu-unwind"],
-        **{k: totals.get(k, 0) for k in STORM_TOTALS},  # whole run, not only the storm
-    }
-
-
-def run_storm(args: argparse.Namespace, work: Path) -> None:
-    modes = ["none", *(f"collector/{u}" for u in args.unwind), "perf"]
-    results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
-    for r in range(args.rounds):
-        k = r % len(modes)
-        for mode in modes[k:] + modes[:k]:
-            res = storm_round(args, work, mode)
-            results[mode].append(res)
-            print(f"round {r + 1} {mode:<10} " + " ".join(f"{k}={v:.4g}" for k, v in res.items()))
-    base = [x["seconds"] for x in results["none"]]
-    print(
-        f"\n(b) exec storm: {args.compiles} compiles + {3 * args.compiles} /bin/true in two "
-        f"streams, 99 Hz, {args.rounds} rounds (median, range)"
-    )
-    for mode in modes:
-        ratios = [x["seconds"] / statistics.median(base) for x in results[mode]]
-        spread = f"({min(ratios):.2f}-{max(ratios):.2f})"
-        line = f"{mode:<10} time x{statistics.median(ratios):.3f} {spread}"
-        if mode != "none":
-            line += f" CPU {100 * statistics.median(x['cpu'] for x in results[mode]):.2f} %core"
-        if mode.startswith("collector"):
-            rs = results[mode]
-            for k in ("rss_before", "rss_peak", "rss_end", "rss_after"):
-                line += f" {k}={statistics.median(x[k] for x in rs):.1f}MB"
-            line += f" cc1_named={100 * statistics.median(x['cc1_named'] for x in rs):.1f}%"
-            for k in ("reader_cpu", "worker_cpu"):
-                line += f" {k}={100 * statistics.median(x[k] for x in rs):.2f}%"
-            for k in STORM_TOTALS:
-                line += f" {k}={statistics.median(x[k] for x in rs):.0f}"
-        print(line)
-    print(f"(rss_after: {args.after:.0f} s after the storm ended)")
 
 
 def main() -> None:

@@ -45,7 +45,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.busy_host import cpu_seconds, storm  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
+
+from benchmarks.busy_storm import storm  # noqa: E402
 from collector import memory  # noqa: E402
 
 COLLECTOR = ROOT / ".venv" / "bin" / "collector"

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.busy_host import storm
+from benchmarks.busy_storm import storm
 from benchmarks.memory import PIPELINE, ROOT, Run, _mb
 from collector import memory
 
