@@ -10,7 +10,8 @@ Bounded: bytes by the ELF reader's budget (every read and every inflated byte), 
 ``max_seconds`` for the whole object (checked every 4096 DIEs), walked units by
 ``max_units`` (the cache is cleared when full). A unit that fails its checks is remembered and
 not walked again; any ``DwarfError`` costs only the lookup that met it. Counters (through
-``count``): ``decl_units`` walked, ``decl_malformed`` refusals, ``decl_budget_exceeded``.
+``count``): ``decl_units`` walked, ``decl_malformed`` refusals, ``decl_budget_exceeded``,
+``decl_units_skipped`` (units left out of the root-range index: type units, bad units).
 """
 
 from __future__ import annotations
@@ -331,7 +332,8 @@ class DeclIndex:
                 except (DwarfBudgetExceeded, BudgetExceeded):
                     raise
                 except ElfError:
-                    continue  # type units, a bad unit: the others still index
+                    self._count("decl_units_skipped")  # type unit or bad unit: others index
+                    continue
                 spans += [(lo, hi, off) for lo, hi in root.ranges]
             self._roots = _sorted(spans)
         return self._roots

@@ -43,6 +43,7 @@ class GoBinary:
 
     def __init__(self, elf: ElfReader, info: BuildInfo | None) -> None:
         self.build_info = info
+        self.bad_records = 0  # records a lookup met that did not decode (readers count them)
         self.version = info.version if info is not None else ""
         self.module = info.module if info is not None else ""
         off, size, self.table_addr = locate.find_table(elf)
@@ -121,6 +122,7 @@ class GoBinary:
         try:
             file = t.file(r.cu_offset, t.value(r.pcfile, r.entry, r.entry))
         except GoSymError:
+            self.bad_records += 1
             file = ""
         return GoFunction(t.name(r.name_off), r.entry, end, r.start_line, file)
 
@@ -130,6 +132,7 @@ class GoBinary:
             try:
                 yield self._function(i)
             except GoSymError:
+                self.bad_records += 1
                 continue
 
     def function(self, name: str) -> tuple[int, int] | None:
@@ -140,6 +143,7 @@ class GoBinary:
                 try:
                     by.setdefault(t.name(t.record(i).name_off), i)
                 except GoSymError:
+                    self.bad_records += 1
                     continue
             self._by_name = by
         i = self._by_name.get(name)
@@ -152,6 +156,7 @@ class GoBinary:
         try:
             return self._function(i)
         except GoSymError:
+            self.bad_records += 1
             return None
 
     # ---- frames ----------------------------------------------------------------------
@@ -168,6 +173,7 @@ class GoBinary:
             r = t.record(i)
             name = t.name(r.name_off)
         except GoSymError:
+            self.bad_records += 1
             return []
         out: list[GoFrame] = []
         try:
@@ -184,7 +190,7 @@ class GoBinary:
                 out.append(GoFrame(callee, file, max(line, 0), start_line))
                 at = r.entry + parent_pc
         except GoSymError:
-            pass
+            self.bad_records += 1
         # Past the depth cap or on a bad record: what was read, and the function itself.
         out.append(GoFrame(name, "", 0, r.start_line))
         return out

@@ -358,7 +358,10 @@ class Binary:
         frames = []
         with self._reading() as readable:  # inline trees are read lazily from the file
             if readable and self._go is not None:
+                bad = self._go.bad_records
                 frames = self._go.frames(vaddr)
+                if self._go.bad_records != bad:
+                    self._count("go_records_malformed")  # names or lines cut short there
         if not frames:
             return ()
         if not self.config.inline:

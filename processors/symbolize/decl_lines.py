@@ -35,6 +35,7 @@ class DeclLines:
         try:
             reader = ElfReader(elf.fd, Limits(max_read_bytes=max_bytes))
         except (ElfError, OSError):
+            self._count("decl_open_failed")  # this object's functions keep no decl lines
             return
         self._index = DeclIndex(reader, max_seconds, count=self._count)
         self._from_debug = from_debug

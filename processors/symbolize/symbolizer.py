@@ -92,7 +92,9 @@ class Symbolizer:
         self._store: SymCacheStore | None = None
         if config.dwarf_lines and config.symcache_max_bytes:
             directory = config.symcache_dir or default_dir()
-            self._store = SymCacheStore(directory, config.symcache_max_bytes, self.log)
+            self._store = SymCacheStore(
+                directory, config.symcache_max_bytes, self.log, lambda n: self._count_n(n, 1)
+            )
         self._binaries = BinaryCache(config, self._functions, self._count_n, self.log, self._store)
 
     # ---- public ------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 
 from symbolic import SymCache
 
@@ -50,10 +51,18 @@ def cache_key(build_id: str, identity: tuple[int, ...]) -> str:
 class SymCacheStore:
     """Bounded directory of SymCache files. Not thread-safe (one symbolizer, under its lock)."""
 
-    def __init__(self, directory: str, max_bytes: int, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        directory: str,
+        max_bytes: int,
+        log: logging.Logger | None = None,
+        count: Callable[[str], None] | None = None,
+    ) -> None:
         self.dir = directory
         self.max_bytes = max_bytes
         self.log = log or logging.getLogger(__name__)
+        self._count = count or (lambda _name: None)
+        self._write_failure_logged = False
         self.usable = False
         self.error = ""
         if max_bytes <= 0 or not directory:
@@ -120,7 +129,14 @@ class SymCacheStore:
                 self._remove(tmp)
                 raise
         except OSError as e:
-            self.log.warning("cannot write symcache dir=%s error=%s", self.dir, e)
+            self._count("symcache_write_failed")
+            if not self._write_failure_logged:  # a full disk fails every write: log once
+                self._write_failure_logged = True
+                self.log.warning(
+                    "cannot write symcache dir=%s error=%s (counted as symcache_write_failed)",
+                    self.dir,
+                    e,
+                )
             return False
         return True
 
@@ -136,6 +152,7 @@ class SymCacheStore:
                         st = e.stat(follow_symlinks=False)
                         out.append((st.st_mtime, st.st_size, e.path))
         except OSError:
+            self._count("symcache_list_failed")  # the size bound cannot be applied this time
             return []
         return out
 
