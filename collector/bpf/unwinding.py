@@ -119,6 +119,7 @@ class TableUnwinding:
         self._urgent_job = False  # the job in hand is a preload: no budget wait
         self._worker_counts = {
             "load_failed": 0,
+            "worker_failed": 0,
             "queued": 0,
             "exec_queued": 0,
             "reloads_queued": 0,
@@ -321,44 +322,59 @@ class TableUnwinding:
         # Normal priority on purpose: at nice 19, two busy CPUs starved the builds for
         # seconds (a 3 s python run: 70 % of its samples before its tables, 11 % at nice 0).
         # The budget, not the priority, keeps the builds from taking a core.
-        while (job := self._next()) is not None:
-            add, pid = job
-            cpu0 = self._mark = time.thread_time()
-            try:
-                if add:
-                    unchanged = self.maps.counters["reloads_unchanged"]
-                    reload = self.maps.loaded(pid)
-                    self.maps.add_process(pid)
-                    if reload and self.maps.counters["reloads_unchanged"] == unchanged:
-                        with self._cond:  # new code: the next miss is not backed off
-                            if len(self._reload_reset) < MAX_RELOAD_PIDS:
-                                self._reload_reset.add(pid)
-                    if is_exiting(pid):  # sampled in its exit path, after the exit event
-                        self.maps.remove_process(pid)
-                        with self._cond:
-                            self._worker_counts["skipped_exited"] += 1
-                            self._known.discard(pid)
-                else:
-                    self.maps.remove_process(pid)
-            except _Stopped:
-                return
-            except Exception:  # one process's failure must not end the worker
-                with self._cond:
-                    self._worker_counts["load_failed"] += 1
-                if not self._failure_logged:
-                    self._failure_logged = True
-                    self._log.warning("unwind: loading pid=%d failed", pid, exc_info=True)
-            now = time.thread_time()
-            spent = now - cpu0
+        try:
+            while (job := self._next()) is not None:
+                if not self._job(*job):
+                    return
+        except Exception:  # outside a job (a bug): logged and counted, never a silent stop
             with self._cond:
-                if self._budget is not None:
-                    self._budget.charge(now - self._mark)
-                if not add:
-                    self._known.discard(pid)
+                self._worker_counts["worker_failed"] += 1
                 self._busy = 0
-                self._cpu_s += spent
-                self._worker_counts["worker_cpu_ms"] = int(self._cpu_s * 1e3)
-                self._cond.notify_all()  # preload() waits for its pids
+                self._cond.notify_all()
+            self._log.error(
+                "unwind: the table worker stopped; processes not loaded yet stay on frame pointers",
+                exc_info=True,
+            )
+
+    def _job(self, add: bool, pid: int) -> bool:
+        """Load or remove ``pid``; False when close() stopped it midway."""
+        cpu0 = self._mark = time.thread_time()
+        try:
+            if add:
+                unchanged = self.maps.counters["reloads_unchanged"]
+                reload = self.maps.loaded(pid)
+                self.maps.add_process(pid)
+                if reload and self.maps.counters["reloads_unchanged"] == unchanged:
+                    with self._cond:  # new code: the next miss is not backed off
+                        if len(self._reload_reset) < MAX_RELOAD_PIDS:
+                            self._reload_reset.add(pid)
+                if is_exiting(pid):  # sampled in its exit path, after the exit event
+                    self.maps.remove_process(pid)
+                    with self._cond:
+                        self._worker_counts["skipped_exited"] += 1
+                        self._known.discard(pid)
+            else:
+                self.maps.remove_process(pid)
+        except _Stopped:
+            return False
+        except Exception:  # one process's failure must not end the worker
+            with self._cond:
+                self._worker_counts["load_failed"] += 1
+            if not self._failure_logged:
+                self._failure_logged = True
+                self._log.warning("unwind: loading pid=%d failed", pid, exc_info=True)
+        now = time.thread_time()
+        spent = now - cpu0
+        with self._cond:
+            if self._budget is not None:
+                self._budget.charge(now - self._mark)
+            if not add:
+                self._known.discard(pid)
+            self._busy = 0
+            self._cpu_s += spent
+            self._worker_counts["worker_cpu_ms"] = int(self._cpu_s * 1e3)
+            self._cond.notify_all()  # preload() waits for its pids
+        return True
 
     def close(self) -> None:
         """Stop the worker (after the job in hand; queued loads are dropped), then release

@@ -146,3 +146,32 @@ def test_a_loaded_process_that_execs_is_reloaded_at_the_exec_and_only_once(
 
 def _executable_paths(tu: TableUnwinding, pid: int) -> set[str]:
     return {e.path for e in tu.maps.entries(pid)}
+
+
+class _FailingBudget:
+    def charge(self, seconds: float) -> None:
+        raise RuntimeError("injected: budget bookkeeping failed")
+
+    def wait_s(self) -> float:
+        return 0.0
+
+
+@pytest.mark.bpf
+def test_a_worker_that_fails_outside_a_job_says_so_and_is_counted(
+    prog: LoadedProgram, caplog: pytest.LogCaptureFixture
+) -> None:
+    counts: dict[str, int] = {}
+    tu = TableUnwinding(prog, "t", logging.getLogger("t"), counts.__setitem__)
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        tu._budget = _FailingBudget()  # type: ignore[assignment]
+        with caplog.at_level(logging.ERROR, logger="t"):
+            tu.process_seen(proc.pid)
+            assert _until(lambda: not tu._thread.is_alive())
+        assert "the table worker stopped" in caplog.text and "injected" in caplog.text
+        tu.read_counters()
+        assert counts["unwind_worker_failed"] == 1
+    finally:
+        tu.close()
+        proc.kill()
+        proc.wait()
