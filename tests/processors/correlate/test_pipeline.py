@@ -152,7 +152,12 @@ def test_samples_sent_before_their_spans_are_linked(tmp_path: Path) -> None:
         t1 = t0 + 1000 * MS
         grpc_spans = spans_from_sdk(GrpcSpans(endpoint=f"127.0.0.1:{grpc_port}", insecure=True), t1)
         assert set(grpc_spans) == {"checkout", "db"}
-        time.sleep(3)  # past max_delay and one window
+        # Every sample released past max_delay and written by a window: then stop.
+        want = ("in_checkout", "in_db", "outside", "other_thread")
+        deadline = time.monotonic() + 60
+        while not all(w in _folded(tmp_path) for w in want):
+            assert time.monotonic() < deadline, (_folded(tmp_path), col.stderr())
+            time.sleep(0.1)
     finally:
         assert col.stop() == 0, col.stderr()
     logs = col.stderr()
@@ -162,10 +167,14 @@ def test_samples_sent_before_their_spans_are_linked(tmp_path: Path) -> None:
     assert got["in_db"]["span_id"] == http["db"][1]
     assert "span_id" not in got["outside"] and "span_id" not in got["other_thread"]
     assert len(got["in_db"]["trace_id"]) == 32 and len(got["in_db"]["span_id"]) == 16
-    folded = "".join(f.read_text() for f in tmp_path.glob("*.folded"))
+    folded = _folded(tmp_path)
     assert "checkout;shop;in_checkout 1" in folded and "db;shop;in_db 1" in folded
     assert "\nshop;outside 1" in "\n" + folded
     assert "samples_linked=2" in logs and "spans_received=4" in logs, logs
+
+
+def _folded(out: Path) -> str:
+    return "".join(f.read_text() for f in out.glob("*.folded"))
 
 
 def test_without_a_traces_pipeline_spans_are_refused(tmp_path: Path) -> None:
