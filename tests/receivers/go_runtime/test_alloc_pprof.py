@@ -19,7 +19,7 @@ from tests.support.encoding_pprof import decode
 pytestmark = pytest.mark.bpf
 
 RATE = 65536
-TRUTH = {"main.allocSmall": 200_000 * 64, "main.allocBig": 2_000 * 32768}
+TRUTH = {"main.allocSmall": 800_000 * 64, "main.allocBig": 2_000 * 32768}
 
 
 def _first_user_function(names: list[str]) -> str:
@@ -72,7 +72,8 @@ def test_alloc_space_agrees_with_runtime_pprof(build: tuple[str, bool]) -> None:
         # rounding of the scaled counts is the only difference) ...
         assert abs(space - go_space) <= 0.03 * go_space, (fn, space, go_space, result.counters)
         assert abs(objects - go_objects) <= 0.03 * go_objects, (fn, objects, go_objects)
-        # ... and both near the truth (about 200 and 1000 samples: a few % of error); an
+        # ... and both near the truth (about 780 and 1000 samples: 3-4 % of error, with
+        # 200 000 small ones, 195 samples, ours and Go's agreed at 0.75x the truth once); an
         # unread MemProfileRate (the 512 KiB default assumed) would be 8x off for the 64 B ones
         assert 0.75 * truth <= space <= 1.25 * truth, (fn, space, truth)
     assert result.counters.get("go_allocs_seen", 0) < 5000, result.counters  # samples, not calls
