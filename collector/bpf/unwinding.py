@@ -203,7 +203,9 @@ class TableUnwinding:
         if not was_loaded:
             return
         with self._cond:
-            if len(self._pending) < QUEUE_SIZE and len(self._fresh) < QUEUE_SIZE:
+            if len(self._fresh) >= QUEUE_SIZE:  # exits never heard of (a full ring) left
+                self._fresh.clear()  # these: forgetting costs one load again at most
+            if len(self._pending) < QUEUE_SIZE:
                 self._removals.discard(pid)  # the load replaces the old image's slot
                 self._pending[pid] = _EXECED
                 self._fresh.add(pid)
