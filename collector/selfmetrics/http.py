@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 
 MAX_HEAD = 8192
 HEAD_TIMEOUT_S = 10.0
@@ -27,14 +28,6 @@ WRITE_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 32
 LINGER_S = 1.0  # after an error reply: how long, and how much, of the request to drop
 LINGER_BYTES = 1 << 20
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    431: "Request Header Fields Too Large",
-    503: "Service Unavailable",
-}
 
 log = logging.getLogger("collector.selfmetrics")
 
@@ -131,7 +124,7 @@ class HttpResponder:
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, reply: Reply, head_only: bool) -> None:
-        reason = _REASONS.get(reply.status, "")
+        reason = HTTPStatus(reply.status).phrase
         head = (
             f"HTTP/1.1 {reply.status} {reason}\r\n"
             f"Content-Type: {reply.content_type}\r\n"
