@@ -28,6 +28,7 @@ from collector.bpf.events import (
     F_KERNEL_SPILL,
     F_NEW_PID,
     F_USER_FRAMES,
+    KNOWN_EXECED,
     NEG_EFAULT,
     NEG_ENOENT,
 )
@@ -149,7 +150,7 @@ class StackReceiver(RingReader):
             for pid in self._config.pids:
                 # KNOWN_EXECED: BPF reports their exec and exit even before their first
                 # event (which still announces them): an exec reloads their tables at once.
-                known.update(_U32.pack(pid), b"\x02")
+                known.update(_U32.pack(pid), KNOWN_EXECED)
                 pid_filter.update(_U32.pack(pid), b"\x01")
         self._ringbuf = RingBuffer(self._prog.map("events"))
         self._stacks = StackReader(self._prog.map("stacks"), walk_window=self.walk_window)
