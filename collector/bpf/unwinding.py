@@ -191,11 +191,11 @@ class TableUnwinding:
             self._cond.notify()
 
     def process_exec(self, pid: int) -> None:
-        """Its old mappings are gone (BPF forgot them in the exec; unlinked here too for
-        programs built before that). A process that was loaded is reloaded at once, ahead of
-        sampled ones: its new image's first waits come before its first event reaches user
-        space. Others load at their first event (EVENT_F_NEW_PID), so an exec storm of
-        never-sampled processes costs nothing."""
+        """Its old mappings are gone: BPF forgot them in the exec, and they are unlinked again
+        here, after a load of the old image the worker may have written since. A process
+        that was loaded is reloaded at once, ahead of sampled ones: its new image's first
+        waits come before its first event reaches user space. Others load at their first
+        event (EVENT_F_NEW_PID), so an exec storm of never-sampled processes costs nothing."""
         self.maps.unlink(pid)
         with self._cond:
             was_loaded = pid in self._known or pid == self._busy

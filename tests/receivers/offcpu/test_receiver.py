@@ -260,9 +260,9 @@ def test_uninterruptible_waits_are_selected_by_states(fsync_target: str) -> None
     argv_fsync = [str(fsync_bin), fsync_target, "300"]
     argv_sleep = [str(sleep_bin), "10", "30", "10"]
 
-    # Frame pointers: this test is about state selection, and with tables the first samples
-    # after the gate's exec walk the shell's stale mappings until the new image is loaded
-    # (no_mapping): a run of ~50 ms of waits is mostly that window under load (CI: 71 %).
+    # Frame pointers: this test is about state selection, and with tables the first waits
+    # after the gate's exec are walked before the new image's tables are loaded (no_process):
+    # a run of ~50 ms of waits can be mostly that window under load (CI once: 71 %).
     fp = {"unwind": "frame_pointers"}
     d_config = OffCpuConfig(states=["uninterruptible"], **fp)
     d_run = asyncio.run(_run(d_config, argv_fsync, argv_sleep))
