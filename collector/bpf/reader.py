@@ -79,6 +79,7 @@ class RingReader:
         self._stop = threading.Event()
         self._boot_offset = 0  # CLOCK_REALTIME - CLOCK_BOOTTIME, set at every drain
         self._closed = False
+        self._final_read = False  # set for the drain at release: everything is read
         self._failure: BaseException | None = None
         self._transient_logged = False
 
@@ -114,6 +115,13 @@ class RingReader:
         if now >= self._next_emit:
             self._next_emit = now + self._interval
             self._emit(self._take_batches())
+
+    def _counters_due(self) -> bool:
+        """Whether this drain reads the BPF counters: the drain that hands on a batch, and the
+        last one. Not every drain: BPF wakes the reader for each new process, exec and exit, a
+        storm of them is hundreds of wake-ups a second, and a read is a bpf(2) call per counter
+        (it was a third of the reader's CPU in an exec storm)."""
+        return self._final_read or time.monotonic() >= self._next_emit
 
     def _last_read(self, final_drain: bool) -> None:
         """At release, before the last batches are taken (not after a reader failure)."""
@@ -175,6 +183,7 @@ class RingReader:
         """Detach every probe, read what they left, hand on the last batches, close."""
         self._detach()  # no new records from here on: the last read gets them all
         if self._ringbuf is not None and not self._ringbuf.closed:
+            self._final_read = True
             self._last_read(final_drain)
             hand_on(self._take_batches())
         self._close()

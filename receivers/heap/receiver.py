@@ -262,9 +262,10 @@ class HeapReceiver(RingReader):
         assert self._ringbuf is not None and self._stacks is not None and self._spill is not None
         self._set_boot_offset()
         self._ringbuf.drain(self._on_record)
-        self._collisions += self._read_counters()
-        if self._unwind is not None:
-            self._unwind.read_counters()
+        if self._counters_due():
+            self._collisions += self._read_counters()
+            if self._unwind is not None:
+                self._unwind.read_counters()
         now = time.monotonic()
         if (
             self._stacks.full()
