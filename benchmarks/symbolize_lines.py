@@ -74,13 +74,14 @@ def child_symbolic(path: str, cache_dir: str, n: int) -> dict[str, float]:
     st = os.fstat(fd)
     key = cache_key(elf.build_id(), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
     t0 = time.perf_counter()
-    cache, blob, _corrupt = store.load(key)
+    cache, size, _corrupt = store.load(key)
     hit = cache is not None
     if cache is None:
         cache, blob = build_symcache(ElfReader(fd, Limits(max_read_bytes=BIG)))
         store.save(key, blob)
+        size = len(blob)
     prep = time.perf_counter() - t0
-    table = LineTable(cache, image_base(elf), len(blob))
+    table = LineTable(cache, image_base(elf), size)
     addrs = _addresses(elf, n)
     t0 = time.perf_counter()
     found = sum(1 for a in addrs if any(f[2] for f in table.lookup(a)))
@@ -91,7 +92,7 @@ def child_symbolic(path: str, cache_dir: str, n: int) -> dict[str, float]:
         "lookups": len(addrs),
         "with_line": found,
         "lookup_us": look / max(1, len(addrs)) * 1e6,
-        "symcache_mb": len(blob) / 1e6,
+        "symcache_mb": size / 1e6,
         "rss_delta_mb": _rss_mb() - rss0,
     }
 

@@ -408,12 +408,12 @@ class Binary:
         store = self._store
         t0 = time.perf_counter()
         if store is not None:
-            cache, blob, corrupt = store.load(key)
+            cache, size, corrupt = store.load(key)
             if corrupt:
                 self._count("symcache_corrupt")
             if cache is not None:
                 self._count("symcache_disk_hits")
-                self._table = LineTable(cache, image_base(elf), len(blob))
+                self._table = LineTable(cache, image_base(elf), size)
                 return self._table
         # A fresh reader: the binary's own budget went on its symbols.
         try:
@@ -439,8 +439,13 @@ class Binary:
                 seconds,
                 extra=_ONCE,
             )
-        if store is not None:
-            store.save(key, blob)
+        if store is not None and store.save(key, blob):
+            # Mapped from the file just written, so the built bytes are not kept.
+            mapped, size, _corrupt = store.load(key)
+            if mapped is not None:
+                cache, blob = mapped, b""
+                self._table = LineTable(cache, image_base(elf), size)
+                return self._table
         self._table = LineTable(cache, image_base(elf), len(blob))
         return self._table
 

@@ -7,9 +7,14 @@ the source file survives a restart and cannot be taken by another file.
 
 The directory is created 0700 (the collector runs as root; caches describe other users'
 binaries). Files are written to a temporary name and renamed (a crash leaves no half file),
-read back with ``SymCache.from_bytes`` (never mmap: no SIGBUS if something truncates one), and
-one that symbolic refuses (bad magic, version, truncated) or that is larger than the whole
-budget is deleted and rebuilt (counted ``symcache_corrupt``). The total size is bounded by
+and read back mapped (``SymCache.open`` on the descriptor that was checked): a lookup touches
+a few pages of a file that can be tens of MB (libc's debug file: 20 MB), clean pages the
+kernel can drop, where reading it whole kept every byte in the collector's anonymous memory
+(34 MB after an exec storm). Nothing here truncates a file in place (writes rename, eviction
+unlinks, and an unlinked file stays whole while mapped), so the SIGBUS a truncated mapping
+would raise needs someone else with root writing into this 0700 directory. A file that
+symbolic refuses (bad magic, version, truncated) or that is larger than the whole budget is
+deleted and rebuilt (counted ``symcache_corrupt``). The total size is bounded by
 ``max_bytes``: the least recently used files go first.
 """
 
@@ -85,33 +90,31 @@ class SymCacheStore:
     def _path(self, key: str) -> str:
         return os.path.join(self.dir, key + _SUFFIX)
 
-    def load(self, key: str) -> tuple[SymCache | None, bytes, bool]:
-        """(cache, its bytes, corrupt?) ; (None, b"", False) when not on disk."""
+    def load(self, key: str) -> tuple[SymCache | None, int, bool]:
+        """(cache, its size in bytes, corrupt?); (None, 0, False) when not on disk."""
         if not self.usable:
-            return None, b"", False
+            return None, 0, False
         path = self._path(key)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
-            return None, b"", False
+            return None, 0, False
         try:
             size = os.fstat(fd).st_size
-            small = _MAGIC_LEN <= size <= self.max_bytes
-            data = os.pread(fd, size, 0) if small else b""
-        finally:
-            os.close(fd)
-        try:
-            if len(data) != size or not data:
-                raise ValueError("size changed or out of bounds")
-            cache = SymCache.from_bytes(data)
+            if not _MAGIC_LEN <= size <= self.max_bytes:
+                raise ValueError("size out of bounds")
+            # Through the descriptor just checked, not the path (which could be replaced).
+            cache = SymCache.open(f"/proc/self/fd/{fd}")
             if not cache.is_latest_version:
                 raise ValueError("older symcache format")
         except Exception:  # symbolic refuses it (any of its errors) or the size check failed
             self._remove(path)
-            return None, b"", True
+            return None, 0, True
+        finally:
+            os.close(fd)  # the mapping keeps the file
         with contextlib.suppress(OSError):
             os.utime(path)  # most recently used: evicted last
-        return cache, data, False
+        return cache, size, False
 
     def save(self, key: str, data: bytes) -> bool:
         if not self.usable or len(data) > self.max_bytes:
