@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -32,11 +33,24 @@ def boot_time_ns() -> int:
     return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
+def read_file(path: str) -> bytes:
+    """The whole of a /proc file, with open/read/close alone: Python's ``open`` adds an fstat,
+    an ioctl and lseeks per file (4 syscalls of 8), which a snapshot of every new process pays
+    several times. Raises OSError as ``open`` does."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_stat(pid: int) -> tuple[str, int] | None:
     """(comm, start_time in clock ticks since boot), or None if the process is gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = read_file(f"/proc/{pid}/stat")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return parse_stat(data)
@@ -61,8 +75,7 @@ PF_KTHREAD = 0x00200000  # include/linux/sched.h
 def is_kernel_thread(pid: int, proc: str = "/proc") -> bool:
     """Whether ``pid`` of that /proc is a kernel thread (flags, field 9 of stat)."""
     try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = read_file(f"{proc}/{pid}/stat")
     except OSError:
         return False
     fields = data[data.rfind(b")") + 2 :].split()
@@ -81,8 +94,7 @@ def is_exiting(pid: int, proc: str = "/proc") -> bool:
     snapshot) made from such a sample would outlive the exit event that was already read.
     """
     try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = read_file(f"{proc}/{pid}/stat")
     except OSError:
         return True
     fields = data[data.rfind(b")") + 2 :].split()
@@ -95,8 +107,7 @@ def is_exiting(pid: int, proc: str = "/proc") -> bool:
 
 def read_maps(pid: int, executable_only: bool = True) -> list[MapLine] | None:
     try:
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            data = f.read()
+        data = read_file(f"/proc/{pid}/maps")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return parse_maps(data, executable_only)
@@ -135,8 +146,7 @@ def read_exe(pid: int) -> str:
 
 def read_container_id(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            text = f.read()
+        text = read_file(f"/proc/{pid}/cgroup").decode("utf-8", "replace")
     except OSError:
         return ""
     return container_id_from_cgroup(text)
@@ -172,14 +182,30 @@ def container_id_from_cgroup(text: str) -> str:
 
 def read_nspid(pid: int) -> tuple[int, ...]:
     """The process's pid in each PID namespace from this /proc's down to its own (the NSpid
-    line of /proc/<pid>/status); () when gone or unreadable."""
+    line of /proc/<pid>/status); () when gone or unreadable. A process in this /proc's own
+    PID namespace (every one on a host without containers) is (pid,): known from one readlink,
+    without the status file, the largest that /proc formats for a snapshot."""
+    try:
+        if os.readlink(f"/proc/{pid}/ns/pid") == _proc_pidns():
+            return (pid,)
+    except OSError:
+        pass  # gone, or ns links unreadable: the status file says
     return read_nspid_of(str(pid))
+
+
+@functools.cache
+def _proc_pidns() -> str:
+    """The PID namespace /proc numbers pids in: that of its pid 1 (not the collector's own,
+    which differs for a collector in a container given the host's /proc)."""
+    try:
+        return os.readlink("/proc/1/ns/pid")
+    except OSError:
+        return "?"  # never equal to a link read
 
 
 def read_nspid_of(entry: str, proc: str = "/proc") -> tuple[int, ...]:
     try:
-        with open(f"{proc}/{entry}/status", "rb") as f:
-            data = f.read()
+        data = read_file(f"{proc}/{entry}/status")
     except OSError:
         return ()
     return parse_nspid(data)
