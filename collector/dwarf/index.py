@@ -232,6 +232,7 @@ class DeclIndex:
             for key in list(self._units)[: self.max_units // 2 + 1]:
                 del self._units[key]
                 self._files.pop(key, None)
+            self._prune_abbrevs()
         t0 = time.monotonic()
         try:
             unit = self._walk(offset, root_only=False, deadline=t0 + self.max_seconds - self.spent)
@@ -245,6 +246,14 @@ class DeclIndex:
         self._count("decl_units")
         self._units[offset] = unit
         return unit
+
+    def _prune_abbrevs(self) -> None:
+        """Parsed abbreviation tables go with the units that used them: most objects have one
+        table per unit, and the root index (no .debug_aranges) parses every unit's, so kept
+        they grew with every unit ever seen (the largest part of libc's decl caches)."""
+        live = {u.header.abbrev_offset for u in self._units.values()}
+        for key in [k for k in self._abbrevs if k not in live]:
+            del self._abbrevs[key]
 
     def _walk(self, offset: int, root_only: bool, deadline: float = float("inf")) -> Unit:
         s = self.sections
@@ -262,6 +271,8 @@ class DeclIndex:
             if not 0 <= header.abbrev_offset < len(table):
                 raise DwarfError(f"abbreviation offset {header.abbrev_offset:#x} is outside")
             abbrevs = parse_abbrevs(table, header.abbrev_offset, len(table))
+            if len(self._abbrevs) >= self.max_units:
+                self._prune_abbrevs()
             self._abbrevs[header.abbrev_offset] = abbrevs
         unit = skeleton(
             data,

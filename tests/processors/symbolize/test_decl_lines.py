@@ -305,3 +305,43 @@ def test_otlp_functions_carry_decl_lines(built: dict) -> None:
     ):
         found = [v for k, v in starts.items() if k.startswith(name)]  # clones: [clone .isra.0]
         assert found == [dt.marker("cc", decl)], (decl, starts)
+
+
+def _libc_debug_file() -> Path | None:
+    """libc's detached debug file (libc6-dbg, installed by `make test`), by build id."""
+    fd = os.open("/lib/x86_64-linux-gnu/libc.so.6", os.O_RDONLY)
+    try:
+        build_id = ElfReader(fd).build_id()
+    finally:
+        os.close(fd)
+    path = Path(f"/usr/lib/debug/.build-id/{build_id[:2]}/{build_id[2:]}.debug")
+    return path if build_id and path.exists() else None
+
+
+def test_evicted_units_take_their_abbreviation_tables_and_answers_stay() -> None:
+    """With few units allowed, libc's debug file (one abbreviation table per unit, and no
+    .debug_aranges for some: the root index parses every unit's table) keeps no more tables
+    than units, and every answer equals an index that never evicts."""
+    path = _libc_debug_file()
+    if path is None:
+        pytest.skip("libc6-dbg is not installed (make test installs it)")
+    fd = os.open("/lib/x86_64-linux-gnu/libc.so.6", os.O_RDONLY)
+    try:
+        table = load_function_symbols(ElfReader(fd)).table
+    finally:
+        os.close(fd)
+    addrs = [table.starts[i] + 2 for i in range(0, len(table), len(table) // 150)]
+    dfd = os.open(path, os.O_RDONLY)
+    try:
+        small = DeclIndex(ElfReader(dfd), max_seconds=60, max_units=8)
+        whole = DeclIndex(ElfReader(dfd), max_seconds=60, max_units=1 << 16)
+        answers = 0
+        for a in addrs:
+            got = small.chain(a)
+            assert got == whole.chain(a), hex(a)
+            answers += bool(got)
+            assert len(small._abbrevs) <= small.max_units + 1
+        assert answers >= 0.9 * len(addrs)
+        assert len(whole._abbrevs) > 100  # what was kept before tables went with units
+    finally:
+        os.close(dfd)
