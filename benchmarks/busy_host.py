@@ -16,7 +16,8 @@
 
 Run as root after `make test` (or scripts/setup.sh test):
     .venv/bin/python benchmarks/busy_host.py many [--procs 200 --binaries 100 --seconds 30]
-    .venv/bin/python benchmarks/busy_host.py storm [--compiles 300 --rounds 3 --after 60]
+    .venv/bin/python benchmarks/busy_host.py storm [--compiles 300 --rounds 3 --after 60
+        --warmup 200]
     .venv/bin/python benchmarks/busy_host.py replay [--configs 1000x100,5000x1000 --seconds 60]
 ``--unwind auto frame_pointers`` (the default for storm) runs the collector in both modes side
 by side; ``many`` uses the first.
@@ -279,6 +280,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--compiles", type=int, default=300)
     ap.add_argument("--after", type=float, default=60.0)
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="storm: compiles each collector runs before the measured storm (a long-running "
+        "collector has the compilers' symbols and tables already; 0: a fresh one)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the profilers load BPF programs")

@@ -85,6 +85,9 @@ def storm_round(args: argparse.Namespace, work: Path, mode: str) -> dict[str, fl
     col = Collector(work, unwind, "storm")
     pid = col.start()
     time.sleep(2.0)
+    if args.warmup:
+        storm(work, args.warmup)
+        time.sleep(2.0)
     before = status_mb(pid, "VmRSS")
     c0, t0 = cpu_seconds(pid), thread_cpu(pid)
     secs = storm(work, args.compiles)
@@ -126,7 +129,8 @@ def run_storm(args: argparse.Namespace, work: Path) -> None:
     base = [x["seconds"] for x in results["none"]]
     print(
         f"\n(b) exec storm: {args.compiles} compiles + {3 * args.compiles} /bin/true in two "
-        f"streams, 99 Hz, {args.rounds} rounds (median, range)"
+        f"streams, 99 Hz, {args.rounds} rounds (median, range); collectors warmed up with "
+        f"{args.warmup} compiles"
     )
     for mode in modes:
         ratios = [x["seconds"] / statistics.median(base) for x in results[mode]]
@@ -134,6 +138,8 @@ def run_storm(args: argparse.Namespace, work: Path) -> None:
         line = f"{mode:<10} time x{statistics.median(ratios):.3f} {spread}"
         if mode != "none":
             line += f" CPU {100 * statistics.median(x['cpu'] for x in results[mode]):.2f} %core"
+            per = statistics.median(x["cpu"] * x["seconds"] for x in results[mode])
+            line += f" = {1000 * per / args.compiles:.2f} ms per compile"
         if mode.startswith("collector"):
             rs = results[mode]
             for k in ("rss_before", "rss_peak", "rss_end", "rss_after"):
