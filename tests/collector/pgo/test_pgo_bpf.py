@@ -94,6 +94,8 @@ def _go_functions(out: Path) -> tuple[Counter[tuple[str, str, int]], dict[str, t
             names = {st[fn[ln.function_id].name] for lid in s.location_id for ln in loc[lid].line}
             if "main.hotLoop" in names:
                 callers[("*", "main.hotLoop")] += s.value[0]  # anywhere in the stack
+            if any(n.startswith("main.") for n in names):
+                callers[("*", "main.*")] += s.value[0]  # the program's code, not the runtime's
     return leaves, funcs, callers
 
 
@@ -115,11 +117,16 @@ def test_go_frames_named_stripped_or_not(runs: dict, version: str) -> None:
         by_func = Counter()
         for (name, _file, _line), n in leaves.items():
             by_func[name] += n
-        # Most of the time is under hotLoop (newState's allocations, digest, the Mix methods);
-        # the rest is the runtime's own (GC workers), more of it on a loaded machine: measured
-        # 81-86 % with auto and tables, 68-75 % with frame pointers (benchmarks/pgo_unwind.py,
-        # load 8-14). The frameless-leaf check is the digest <- hotLoop one above.
-        assert callers[("*", "main.hotLoop")] >= 0.75 * total, by_func.most_common(8)
+        # Whole stacks: a sample in the program's own code (a main.* frame anywhere) reaches
+        # hotLoop, which runs all of it (newState's allocations, digest, the Mix methods):
+        # measured 99.1-99.9 % (15 runs, 2026-12-02). How much of the process is the program's
+        # code and how much the runtime's own threads (GC workers, startm's futex wake-ups,
+        # sweeping) is the Go scheduler's business: it read 51-88 % on one quiet machine, in
+        # two modes from run to run, so it is only asked to be a large share. The
+        # frameless-leaf check is the digest <- hotLoop one above.
+        in_main = callers[("*", "main.*")]
+        assert callers[("*", "main.hotLoop")] >= 0.95 * in_main, (in_main, by_func.most_common(8))
+        assert in_main >= 0.4 * total, (in_main, total, by_func.most_common(8))
         assert by_func["main.digest"] > 0 and by_func["main.(*fnv).Mix"] > 0
         assert by_func["main.rotate"] > 0  # an inlined frame, named from the inlining tree
         for name, pattern in (

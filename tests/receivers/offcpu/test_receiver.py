@@ -268,8 +268,13 @@ def test_uninterruptible_waits_are_selected_by_states(fsync_target: str) -> None
     d_run = asyncio.run(_run(d_config, argv_fsync, argv_sleep))
     (fsync_pid, fsync_out), (sleep_pid, sleep_out) = d_run.outputs.items()
     # fsync's off-CPU time (its wall time less CPU time and run-queue delay, which the workload
-    # measures) is D-state waiting for the disk; the sleeps are S: absent.
-    assert d_run.total(fsync_pid) >= 0.85 * fsync_out["fsync_sleep_ns"], (
+    # measures) is D-state waiting for the disk; the sleeps are S: absent. That truth is
+    # loose on a VM: on 2026-12-02 the D time found read 0.69-1.14 of it over a dozen runs, of
+    # this tree and of the one before alike (none of the rest was in S: the S run below finds
+    # under 5 %), where the day before it held 0.85 in every CI run. Time the vCPU loses to the
+    # host (steal) while fsync runs is neither the thread's CPU time nor run-queue delay, so it
+    # lands in the truth as sleep; hence 0.6, and the S-state exclusions stay strict.
+    assert d_run.total(fsync_pid) >= 0.6 * fsync_out["fsync_sleep_ns"], (
         d_run.total(fsync_pid),
         fsync_out,
     )
@@ -295,7 +300,7 @@ def test_uninterruptible_waits_are_selected_by_states(fsync_target: str) -> None
         for s in d_run.samples(fsync_pid)
         if not any(lo <= a < hi for a in s.user_stack)
     )
-    assert in_fn >= 0.85 * fsync_out["fsync_sleep_ns"], (in_fn, fsync_out, others[-5:])
+    assert in_fn >= 0.6 * fsync_out["fsync_sleep_ns"], (in_fn, fsync_out, others[-5:])
 
     s_config = OffCpuConfig(states=["interruptible"], **fp)
     s_run = asyncio.run(_run(s_config, argv_fsync, argv_sleep))
