@@ -275,7 +275,11 @@ class RingReader:
         return counters
 
     def _read_counters(self) -> int:
-        """Add the BPF counters' growth to host.counters; return the new stack collisions."""
+        """Add the BPF counters' growth to host.counters, and whatever ``_read_more_counters``
+        adds, when ``_counters_due``; return the new stack collisions (0 when not due)."""
+        if not self._counters_due():
+            return 0
+        self._read_more_counters()
         assert self._prog is not None
         counters = self._prog.map("counters")
         collisions = 0
@@ -287,6 +291,9 @@ class RingReader:
             if name.endswith("_stack_collision"):
                 collisions += delta
         return collisions
+
+    def _read_more_counters(self) -> None:
+        """A subclass's own counters read with the BPF ones (a table unwinder's)."""
 
     def _set_boot_offset(self) -> None:
         """CLOCK_BOOTTIME (BPF's clock) to wall-clock time, fresh for this drain."""

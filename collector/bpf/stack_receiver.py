@@ -210,6 +210,10 @@ class StackReceiver(RingReader):
         self._pending = []
         return [batch]
 
+    def _read_more_counters(self) -> None:
+        if self._unwind is not None:
+            self._unwind.read_counters()
+
     def _drain(self) -> None:
         """Read every event, then the BPF counters, then maybe empty the stack map."""
         assert self._ringbuf is not None and self._stacks is not None
@@ -225,10 +229,7 @@ class StackReceiver(RingReader):
         if self._pressure_dropped:
             self._count("samples_dropped_memory_pressure", self._pressure_dropped)
             self._pressure_dropped = 0
-        if self._counters_due():
-            self._collisions_since_clear += self._read_counters()
-            if self._unwind is not None:
-                self._unwind.read_counters()
+        self._collisions_since_clear += self._read_counters()
         # A stack that collides in both maps stays unrecordable until its buckets are freed,
         # so collisions trigger a clear too: after COSTLY_CLEAR_S when they cost more than
         # 1 % of the samples (a hot stack lost), else at most every COLLISION_CLEAR_S (a clear

@@ -443,8 +443,7 @@ class Binary:
             # Mapped from the file just written, so the built bytes are not kept.
             mapped, size, _corrupt = store.load(key)
             if mapped is not None:
-                cache, blob = mapped, b""
-                self._table = LineTable(cache, image_base(elf), size)
+                self._table = LineTable(mapped, image_base(elf), size)
                 return self._table
         self._table = LineTable(cache, image_base(elf), len(blob))
         return self._table

@@ -190,8 +190,7 @@ class GoRuntimeReceiver(RingReader):
         assert self._ringbuf is not None
         self._set_boot_offset()
         self._ringbuf.drain(self._on_record)
-        if self._counters_due():
-            self._read_counters()
+        self._read_counters()
 
     def _on_record(self, view: memoryview) -> None:
         if len(view) < HEADER:

@@ -258,14 +258,15 @@ class HeapReceiver(RingReader):
             RawBatch(self._profile_type, samples, self._id, self._take_counters(), window_end=True)
         ]
 
+    def _read_more_counters(self) -> None:
+        if self._unwind is not None:
+            self._unwind.read_counters()
+
     def _drain(self) -> None:
         assert self._ringbuf is not None and self._stacks is not None and self._spill is not None
         self._set_boot_offset()
         self._ringbuf.drain(self._on_record)
-        if self._counters_due():
-            self._collisions += self._read_counters()
-            if self._unwind is not None:
-                self._unwind.read_counters()
+        self._collisions += self._read_counters()
         now = time.monotonic()
         if (
             self._stacks.full()
