@@ -139,8 +139,15 @@ class StackReceiver(RingReader):
         assert self._prog is not None
         if "unwind_rows" in self._prog.maps:  # built with UNWIND_TABLES
             cfg = self._config
+            assert self._host is not None
             self._unwind = TableUnwinding(
-                self._prog, self._id, self._log, self._count, cfg.unwind_budget, cfg.table_cache()
+                self._prog,
+                self._id,
+                self._log,
+                self._count,
+                cfg.unwind_budget,
+                cfg.table_cache(),
+                verified=self._host.processes.verified_identity,
             )
             if self._config.pids:  # known now: their tables need not wait
                 await asyncio.to_thread(self._unwind.preload, self._config.pids)
@@ -226,6 +233,8 @@ class StackReceiver(RingReader):
             self._peak_pending = pending
         self._follow_pressure()
         self._events_since_clear += self._ringbuf.drain(self._on_event)
+        if self._unwind is not None:
+            self._unwind.wake()  # once for the loads this drain queued
         if self._pressure_dropped:
             self._count("samples_dropped_memory_pressure", self._pressure_dropped)
             self._pressure_dropped = 0

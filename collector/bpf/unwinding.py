@@ -92,6 +92,7 @@ class TableUnwinding:
         budget: float | None = None,
         cache: TableCache | None = None,
         burst: float = BURST_S,
+        verified: Callable[[int, int], tuple[int, int, int, int] | None] | None = None,
     ) -> None:
         self._log = log
         self._count = count  # the receiver's counter (called on the reader thread only)
@@ -102,6 +103,7 @@ class TableUnwinding:
             prog.map("unwind_stats"),
             cache=cache,
             gate=self._gate,
+            verified=verified,
         )
         self._budget = CpuBudget(budget, burst) if budget else None
         self._cond = threading.Condition()
@@ -135,10 +137,20 @@ class TableUnwinding:
         self._kernel_prev: dict[str, int] = {}
         self._user_prev: dict[str, int] = {}
         self._failure_logged = False
+        self._wake_due = False  # under _cond: a job was queued since the last wake()
         self._thread = threading.Thread(target=self._work, name=f"{name}-unwind", daemon=True)
         self._thread.start()
 
     # -- reader thread -----------------------------------------------------------------
+
+    def wake(self) -> None:
+        """After a drain: wake the worker once for the loads and removals the drain queued.
+        A notify per event woke it for each new process of an exec storm, and the hand-offs
+        of the GIL that followed cost the reader 4 % of the collector's CPU."""
+        if self._wake_due:
+            with self._cond:
+                self._wake_due = False
+                self._cond.notify()
 
     def process_seen(self, pid: int) -> None:
         """The first event of a process or of its new image (EVENT_F_NEW_PID): queue it for
@@ -155,7 +167,7 @@ class TableUnwinding:
             self._pending[pid] = 1
             self._removals.discard(pid)  # a load replaces what the pid had
             self._worker_counts["queued"] += 1
-            self._cond.notify()
+            self._wake_due = True
 
     def sampled(self, pid: int) -> None:
         """Another sample of a process: a queued one moves up (no lock when it is not)."""
@@ -188,7 +200,7 @@ class TableUnwinding:
                 return
             self._pending[pid] = 1
             self._worker_counts["reloads_queued"] += 1
-            self._cond.notify()
+            self._wake_due = True
 
     def process_exec(self, pid: int) -> None:
         """Its old mappings are gone: BPF forgot them in the exec, and they are unlinked again
@@ -210,7 +222,7 @@ class TableUnwinding:
                 self._pending[pid] = _EXECED
                 self._fresh.add(pid)
                 self._worker_counts["exec_queued"] += 1
-                self._cond.notify()
+                self._wake_due = True
 
     def process_exit(self, pid: int) -> None:
         self._gone(pid)
@@ -223,7 +235,7 @@ class TableUnwinding:
                 self._worker_counts["skipped_exited"] += 1
             if pid in self._known or pid == self._busy:
                 self._removals.add(pid)
-                self._cond.notify()
+                self._wake_due = True
 
     def preload(self, pids: list[int], timeout: float = PRELOAD_TIMEOUT_S) -> bool:
         """Load ``pids`` now, ahead of sampled processes and regardless of the budget, and

@@ -47,6 +47,11 @@ class PinnedFile:
             budget.touch(self)
 
     @property
+    def is_open(self) -> bool:
+        """Holding its descriptor now (neither parked nor closed)."""
+        return self.fd >= 0
+
+    @property
     def closed(self) -> bool:
         """Released for good (a parked pin is not closed: it opens again on use)."""
         return self.fd == _CLOSED

@@ -26,6 +26,7 @@ class MapLine:
     offset: int
     inode: int
     path: str
+    dev: int = 0  # the maps line's device (major << 32 | minor): with inode, which file it is
 
 
 def boot_time_ns() -> int:
@@ -126,14 +127,16 @@ def parse_maps(data: bytes, executable_only: bool = True) -> list[MapLine]:
         if executable_only and "x" not in perms:
             continue
         lo, sep, hi = parts[0].partition(b"-")
+        major, colon, minor = parts[3].partition(b":")
         try:
             start, end, offset, inode = int(lo, 16), int(hi, 16), int(parts[2], 16), int(parts[4])
+            dev = int(major, 16) << 32 | int(minor, 16) if colon else -1
         except ValueError:
             continue
-        if not sep or end <= start or min(start, offset, inode) < 0:
+        if not sep or end <= start or min(start, offset, inode, dev) < 0:
             continue
         path = parts[5].decode("utf-8", "replace") if len(parts) > 5 else ""
-        out.append(MapLine(start, end, perms, offset, inode, path))
+        out.append(MapLine(start, end, perms, offset, inode, path, dev))
     return out
 
 

@@ -18,6 +18,7 @@ from collector.telemetry import Counters
 log = logging.getLogger(__name__)
 COUNTER_GROUP = "processes"
 MIN_REFRESH_S = 0.05  # the least time between two refreshes of one process's maps
+MAX_VERIFIED = 4096  # files remembered as stat-ed recently (cleared when full)
 
 
 class ProcessTable:
@@ -57,6 +58,9 @@ class ProcessTable:
         self._checked: dict[int, float] = {}  # pid -> monotonic time of last stat check
         self._ended: deque[tuple[float, Snapshot]] = deque()
         self._files: dict[tuple[int, int, int, int], PinnedFile] = {}
+        # (maps device, inode) -> (monotonic time of its stat, pin): a file another snapshot
+        # stat-ed less than revalidate_s ago is taken without a stat of its own (see _pin).
+        self._verified: dict[tuple[int, int], tuple[float, PinnedFile]] = {}
         self._idle: OrderedDict[tuple[int, int, int, int], PinnedFile] = OrderedDict()
         self._boot_ns = procfs.boot_time_ns()
 
@@ -173,10 +177,11 @@ class ProcessTable:
             maps = maps[: self.max_mappings]
         start_ns = self._boot_ns + start_time * (1_000_000_000 // procfs.CLK_TCK)
         ranges = []
+        now = time.monotonic()
         for m in maps:
             pinned = None
             if m.inode and m.path.startswith("/"):
-                pinned = self._pin(pid, m)
+                pinned = self._pin(pid, m, now)
             ranges.append(MappedRange(m.start, m.end, m.offset, m.path, pinned))
         exe = procfs.read_exe(pid)
         if not maps and not exe and not procfs.is_kernel_thread(pid):
@@ -217,16 +222,41 @@ class ProcessTable:
             self._remove(victim)
         return snap
 
-    def _pin(self, pid: int, m: procfs.MapLine) -> PinnedFile | None:
+    def _pin(self, pid: int, m: procfs.MapLine, now: float) -> PinnedFile | None:
         ref = map_files_path(pid, m.start, m.end)
+        key = (m.dev, m.inode)
+        got = self._verified.get(key)
+        if got is not None and now - got[0] < self.revalidate_s and got[1].is_open:
+            # The same device and inode as a file stat-ed a moment ago, whose descriptor we
+            # hold: the same file (its inode number cannot be reused while it is open). An
+            # exec storm maps the same dozen libraries into every process, and the stat of
+            # map_files was a tenth of the collector's CPU. Only a rewrite in place (same
+            # inode, new size or mtime) within revalidate_s goes unseen meanwhile.
+            pinned = got[1]
+            pinned.add_source(ref)
+            return pinned
         try:
             st = stat_regular(ref)
             if st.st_ino != m.inode:  # the range was remapped since maps was read
                 raise PinError("pin_changed")
-            return self._pin_stat(st, ref, m.path)
+            pinned = self._pin_stat(st, ref, m.path)
         except PinError as e:
             self.counters.add(COUNTER_GROUP, e.reason)
             return None
+        if pinned is not None:
+            if len(self._verified) >= MAX_VERIFIED:
+                self._verified.clear()
+            self._verified[key] = (now, pinned)
+        return pinned
+
+    def verified_identity(self, dev: int, inode: int) -> tuple[int, int, int, int] | None:
+        """The identity (dev, inode, size, mtime) of the file a maps line names by ``dev``
+        and ``inode``, if a snapshot stat-ed it less than revalidate_s ago and its pin is
+        open; None otherwise (the caller stats it). Lock-free: one dict get."""
+        got = self._verified.get((dev, inode))
+        if got is None or time.monotonic() - got[0] >= self.revalidate_s or not got[1].is_open:
+            return None
+        return got[1].identity
 
     def _pin_stat(self, st: os.stat_result, ref: str, name: str) -> PinnedFile | None:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

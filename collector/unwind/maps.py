@@ -96,6 +96,7 @@ class UnwindMaps:
         stats: Map | None = None,
         cache: TableCache | None = None,
         gate: Callable[[], None] | None = None,
+        verified: Callable[[int, int], tuple[int, int, int, int] | None] | None = None,
     ) -> None:
         if (
             rows.value_size != L.ROW.size
@@ -110,6 +111,9 @@ class UnwindMaps:
         self._stats = stats
         self._cache = cache  # built tables on disk (None: build every table at every start)
         self._gate = gate  # called before each table is built (a CPU budget's wait)
+        # (maps dev, inode) -> the identity of a file stat-ed a moment ago (ProcessTable.
+        # verified_identity): a known file then costs no stat at all
+        self._verified = verified
         self._binaries: OrderedDict[tuple[object, ...], _Binary | None] = OrderedDict()
         self.store = TableStore(self._rows_mm.view, rows.max_entries, min_idle_s=MIN_IDLE_S)
         self._free_slots = list(range(mappings.max_entries // L.MAX_MAPPINGS - 1, -1, -1))
@@ -209,16 +213,22 @@ class UnwindMaps:
             return none  # anonymous/JIT: rbp
         # The kernel's reference to the mapped inode, never the path string (see collector.proc).
         ref = map_files_path(pid, ln.start, ln.end)
-        try:
-            st = stat_regular(ref)
-        except PinError:
-            self.counters["open_failed"] += 1
-            return none
-        # A file seen before (libc, ld.so: every process) costs this stat alone: its ELF
-        # facts are remembered by identity and it is opened again only to build a table.
-        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        info = self._binaries.get(ident, _UNSEEN)
+        # A file seen before (libc, ld.so: every process) costs a stat at most: its ELF facts
+        # are remembered by identity, which the process table gives without one when it
+        # stat-ed the file a moment ago; it is opened again only to build a table.
+        ident = self._verified(ln.dev, ln.inode) if self._verified is not None else None
+        info = _UNSEEN if ident is None else self._binaries.get(ident, _UNSEEN)
+        st: os.stat_result | None = None
         if info is _UNSEEN:
+            try:
+                st = stat_regular(ref)
+            except PinError:
+                self.counters["open_failed"] += 1
+                return none
+            ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            info = self._binaries.get(ident, _UNSEEN)
+        if info is _UNSEEN:
+            assert st is not None and ident is not None
             try:
                 fd, _st = open_regular(ref, st)
             except PinError:
@@ -236,7 +246,7 @@ class UnwindMaps:
 
         def build() -> UnwindTable:
             try:
-                fd, _st = open_regular(ref, st)
+                fd, _st = open_regular(ref, st if st is not None else stat_regular(ref))
             except PinError as exc:
                 raise TableError(f"{ln.path}: {exc}") from exc
             try:
@@ -286,10 +296,12 @@ class UnwindMaps:
         size = ln.end - ln.start
         if size > MAX_VDSO:
             return none
-        try:
-            with open(f"/proc/{pid}/mem", "rb", buffering=0) as f:
-                f.seek(ln.start)
-                data = f.read(size)
+        try:  # os.open and pread: a Python file object adds an fstat, an ioctl and a seek
+            fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.pread(fd, size, ln.start)
+            finally:
+                os.close(fd)
         except OSError:
             return none
         ident = ("vdso", hashlib.blake2b(data, digest_size=16).digest())

@@ -105,8 +105,15 @@ class HeapReceiver(RingReader):
         assert self._prog is not None
         if "unwind_rows" in self._prog.maps:
             cfg = self._config
+            assert self._host is not None
             self._unwind = TableUnwinding(
-                self._prog, self._id, self._log, self._count, cfg.unwind_budget, cfg.table_cache()
+                self._prog,
+                self._id,
+                self._log,
+                self._count,
+                cfg.unwind_budget,
+                cfg.table_cache(),
+                verified=self._host.processes.verified_identity,
             )
         if not self._faults:
             table = self._prog.map("exp_table")
@@ -266,6 +273,8 @@ class HeapReceiver(RingReader):
         assert self._ringbuf is not None and self._stacks is not None and self._spill is not None
         self._set_boot_offset()
         self._ringbuf.drain(self._on_record)
+        if self._unwind is not None:
+            self._unwind.wake()  # once for the loads this drain queued
         self._collisions += self._read_counters()
         now = time.monotonic()
         if (

@@ -149,6 +149,7 @@ def test_maps_and_stat_parsers_skip_what_does_not_parse() -> None:
     lines = parse_maps(maps)
     assert [m.path for m in lines] == ["/usr/bin/my prog (deleted)", "\ufffd\ufffd"]
     assert lines[0].start == 0x55D0C0A00000 and lines[0].offset == 0x2000
+    assert lines[0].dev == 0xFD << 32 | 0x01 and lines[1].dev == 0
     comm = b"1234 (a) b (c)) S " + b" ".join(b"%d" % i for i in range(4, 60))
     assert parse_stat(comm) == ("a) b (c)", 22)
     assert parse_stat(b"1234 (x) S 1 2") is None

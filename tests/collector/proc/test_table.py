@@ -8,8 +8,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from collector.elf import ElfReader
 from collector.proc import ProcessTable
+from collector.proc import table as table_module
 from collector.proc.procfs import container_id_from_cgroup, read_stat
 from collector.telemetry import Counters
 
@@ -130,3 +133,49 @@ def test_container_id_layouts() -> None:
     assert container_id_from_cgroup(f"0::/kubepods/besteffort/pod9/{CID}\n") == CID
     assert container_id_from_cgroup(f"0::/machine.slice/crio-{CID}.scope\n") == CID
     assert container_id_from_cgroup("0::/user.slice/session-1.scope\n") == ""
+
+
+def test_a_file_stat_ed_a_moment_ago_is_pinned_again_without_a_stat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exec storm maps the same libraries into every new process: within revalidate_s a
+    file another snapshot stat-ed (and whose descriptor is held) costs no stat; after it, or
+    once its pin is parked, it is stat-ed again."""
+    stats: list[str] = []
+    real = table_module.stat_regular
+
+    def counting(ref: str) -> os.stat_result:
+        stats.append(ref)
+        return real(ref)
+
+    monkeypatch.setattr(table_module, "stat_regular", counting)
+    procs = [_sleeper() for _ in range(3)]
+    table = ProcessTable(Counters(), revalidate_s=30.0)
+    try:
+        first = table.observe(procs[0].pid)
+        assert first is not None and stats
+        n = len(stats)
+        second = table.observe(procs[1].pid)
+        assert second is not None
+        assert len(stats) == n  # every mapping known: the same pins, no stat
+        assert [m.file for m in second.mappings] == [m.file for m in first.mappings]
+        libc = next(m for m in second.mappings if m.path.endswith("libc.so.6"))
+        assert libc.file is not None
+        ident = libc.file.identity
+        inode = ident[1]
+        maps_dev = next(
+            ln.dev for ln in table_module.procfs.read_maps(procs[1].pid) or [] if ln.inode == inode
+        )
+        assert table.verified_identity(maps_dev, inode) == ident  # what the unwind worker asks
+        libc.file.park()  # a parked pin holds no descriptor: its inode number could be reused
+        assert table.verified_identity(maps_dev, inode) is None
+        third = table.observe(procs[2].pid)
+        assert third is not None and len(stats) == n + 1  # libc alone is stat-ed again
+        table.revalidate_s = 0.0  # past the window: every file is stat-ed again
+        table.exec(procs[2].pid)
+        assert len(stats) == n + 1 + len([m for m in third.mappings if m.file is not None])
+    finally:
+        table.close()
+        for p in procs:
+            p.kill()
+            p.wait()

@@ -80,6 +80,7 @@ def test_over_budget_loads_wait_exited_ones_cost_nothing_preloads_go_first(
         for pid in (waits, leaves):
             tu.process_seen(pid)
             tu.sampled(pid)
+        tu.wake()  # what the reader does at the end of a drain
         # `waits` is taken and held before its binary's table build; `leaves` stays queued.
         assert _until(lambda: tu._worker_counts["budget_waits"] >= 1)
         time.sleep(0.3)
@@ -90,6 +91,7 @@ def test_over_budget_loads_wait_exited_ones_cost_nothing_preloads_go_first(
         assert tu.preload([urgent], timeout=30)
         assert tu.maps.entries(urgent) and tu.maps.entries(waits)
         tu.process_exit(first)
+        tu.wake()
         assert _until(lambda: not tu.maps.entries(first))  # removals are not held back
         tu.read_counters()
         assert tu._worker_counts["skipped_exited"] == 1 and tu._worker_counts["queued"] == 4
@@ -127,6 +129,7 @@ def test_a_loaded_process_that_execs_is_reloaded_at_the_exec_and_only_once(
         queued = tu._worker_counts["queued"]
         for pid in (loaded, unloaded):
             tu.process_exec(pid)  # what the reader does at each one's exec event
+        tu.wake()  # and at the end of its drain
         # The loaded one is reloaded with no event of its new image; the other waits for one.
         assert _until(lambda: str(binary) in _executable_paths(tu, loaded))
         assert not tu.maps.entries(unloaded)
@@ -135,6 +138,7 @@ def test_a_loaded_process_that_execs_is_reloaded_at_the_exec_and_only_once(
         tu.process_seen(loaded)
         assert tu._worker_counts["queued"] == queued and not tu._pending
         tu.process_seen(unloaded)
+        tu.wake()
         assert tu._worker_counts["queued"] == queued + 1
         assert _until(lambda: str(binary) in _executable_paths(tu, unloaded))
     finally:
@@ -167,6 +171,7 @@ def test_a_worker_that_fails_outside_a_job_says_so_and_is_counted(
         tu._budget = _FailingBudget()  # type: ignore[assignment]
         with caplog.at_level(logging.ERROR, logger="t"):
             tu.process_seen(proc.pid)
+            tu.wake()
             assert _until(lambda: not tu._thread.is_alive())
         assert "the table worker stopped" in caplog.text and "injected" in caplog.text
         tu.read_counters()
