@@ -58,6 +58,9 @@ class RecordingProcesses:
     def exit(self, pid: int) -> None:
         self.exited.append(pid)
 
+    def verified_identity(self, dev: int, inode: int) -> None:
+        return None  # nothing stat-ed: the unwind worker stats every mapping
+
 
 async def _run(config: CpuConfig, argv: list[str], seconds: float):
     consumer = ListConsumer()

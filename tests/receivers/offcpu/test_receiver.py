@@ -63,6 +63,9 @@ class RecordingProcesses:
     def exit(self, pid: int) -> None:
         self.exited.append(pid)
 
+    def verified_identity(self, dev: int, inode: int) -> None:
+        return None  # nothing stat-ed: the unwind worker stats every mapping
+
 
 class Run:
     def __init__(self, consumer: ListConsumer, host: Host, procs: RecordingProcesses) -> None:
