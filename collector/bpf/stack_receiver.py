@@ -140,14 +140,8 @@ class StackReceiver(RingReader):
         if "unwind_rows" in self._prog.maps:  # built with UNWIND_TABLES
             cfg = self._config
             assert self._host is not None
-            self._unwind = TableUnwinding(
-                self._prog,
-                self._id,
-                self._log,
-                self._count,
-                cfg.unwind_budget,
-                cfg.table_cache(),
-                verified=self._host.processes.verified_identity,
+            self._unwind = TableUnwinding.for_receiver(
+                self._prog, self._id, self._log, self._count, cfg, self._host.processes
             )
             if self._config.pids:  # known now: their tables need not wait
                 await asyncio.to_thread(self._unwind.preload, self._config.pids)

@@ -27,6 +27,7 @@ import resource
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from collector.bpf.loader import LoadedProgram
 from collector.bpf.syscall import name_thread
@@ -34,6 +35,10 @@ from collector.proc.procfs import is_exiting
 from collector.unwind.budget import CpuBudget
 from collector.unwind.cache import TableCache
 from collector.unwind.maps import UnwindMaps
+
+if TYPE_CHECKING:
+    from collector.bpf.stack_config import UnwindTableSettings
+    from collector.proc.table import ProcessTable
 
 QUEUE_SIZE = 4096  # processes waiting for the worker (an exec storm queues many short ones)
 PRELOAD_TIMEOUT_S = 5.0  # start() waits at most this long for the configured pids' tables
@@ -140,6 +145,28 @@ class TableUnwinding:
         self._wake_due = False  # under _cond: a job was queued since the last wake()
         self._thread = threading.Thread(target=self._work, name=f"{name}-unwind", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def for_receiver(
+        cls,
+        prog: LoadedProgram,
+        name: str,
+        log: logging.Logger,
+        count: Callable[[str, int], None],
+        settings: UnwindTableSettings,
+        processes: ProcessTable,
+    ) -> TableUnwinding:
+        """A receiver's unwinding: its budget and cache settings, and the host's process
+        table telling the worker which files it stat-ed a moment ago."""
+        return cls(
+            prog,
+            name,
+            log,
+            count,
+            settings.unwind_budget,
+            settings.table_cache(),
+            verified=processes.verified_identity,
+        )
 
     # -- reader thread -----------------------------------------------------------------
 

@@ -106,14 +106,8 @@ class HeapReceiver(RingReader):
         if "unwind_rows" in self._prog.maps:
             cfg = self._config
             assert self._host is not None
-            self._unwind = TableUnwinding(
-                self._prog,
-                self._id,
-                self._log,
-                self._count,
-                cfg.unwind_budget,
-                cfg.table_cache(),
-                verified=self._host.processes.verified_identity,
+            self._unwind = TableUnwinding.for_receiver(
+                self._prog, self._id, self._log, self._count, cfg, self._host.processes
             )
         if not self._faults:
             table = self._prog.map("exp_table")
