@@ -224,15 +224,8 @@ class ProcessTable:
 
     def _pin(self, pid: int, m: procfs.MapLine, now: float) -> PinnedFile | None:
         ref = map_files_path(pid, m.start, m.end)
-        key = (m.dev, m.inode)
-        got = self._verified.get(key)
-        if got is not None and now - got[0] < self.revalidate_s and got[1].is_open:
-            # The same device and inode as a file stat-ed a moment ago, whose descriptor we
-            # hold: the same file (its inode number cannot be reused while it is open). An
-            # exec storm maps the same dozen libraries into every process, and the stat of
-            # map_files was a tenth of the collector's CPU. Only a rewrite in place (same
-            # inode, new size or mtime) within revalidate_s goes unseen meanwhile.
-            pinned = got[1]
+        pinned = self._recent_pin(m.dev, m.inode, now)
+        if pinned is not None:
             pinned.add_source(ref)
             return pinned
         try:
@@ -246,17 +239,26 @@ class ProcessTable:
         if pinned is not None:
             if len(self._verified) >= MAX_VERIFIED:
                 self._verified.clear()
-            self._verified[key] = (now, pinned)
+            self._verified[(m.dev, m.inode)] = (now, pinned)
         return pinned
 
-    def verified_identity(self, dev: int, inode: int) -> tuple[int, int, int, int] | None:
-        """The identity (dev, inode, size, mtime) of the file a maps line names by ``dev``
-        and ``inode``, if a snapshot stat-ed it less than revalidate_s ago and its pin is
-        open; None otherwise (the caller stats it). Lock-free: one dict get."""
+    def _recent_pin(self, dev: int, inode: int, now: float) -> PinnedFile | None:
+        """The pin of the file a maps line names by ``dev`` and ``inode`` if a snapshot
+        stat-ed it less than revalidate_s ago and the pin holds its descriptor: then it is
+        the same file (an inode number cannot be reused while the inode is open). An exec
+        storm maps the same dozen libraries into every process, and the stat of map_files
+        was a tenth of the collector's CPU. Only a rewrite in place (same inode, new size or
+        mtime) within revalidate_s goes unseen meanwhile. Lock-free: one dict get."""
         got = self._verified.get((dev, inode))
-        if got is None or time.monotonic() - got[0] >= self.revalidate_s or not got[1].is_open:
+        if got is None or now - got[0] >= self.revalidate_s or not got[1].is_open:
             return None
-        return got[1].identity
+        return got[1]
+
+    def verified_identity(self, dev: int, inode: int) -> tuple[int, int, int, int] | None:
+        """(dev, inode, size, mtime) of a file stat-ed a moment ago (see _recent_pin), for
+        the unwind worker; None: the caller stats it."""
+        pinned = self._recent_pin(dev, inode, time.monotonic())
+        return None if pinned is None else pinned.identity
 
     def _pin_stat(self, st: os.stat_result, ref: str, name: str) -> PinnedFile | None:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
