@@ -36,8 +36,16 @@ class Collector:
         self.out = work / f"{tag}-profiles"
         self.log = work / f"{tag}.log"
         cfg = work / f"{tag}.yaml"
+        # "auto-nodwarf": unwind auto, names from symbols only (no DWARF lines or decl lines),
+        # to show what DWARF costs, mostly the collector's own (libpython, symbolic's library)
+        unwind, _, variant = unwind.partition("-")
         cpu = {"frequency": 99, "unwind": unwind}
-        cfg.write_text(profiles_yaml(self.out, {"cpu": cpu}, interval=3600))
+        symbolize = {"dwarf_lines": False} if variant == "nodwarf" else {}
+        cfg.write_text(
+            profiles_yaml(
+                self.out, {"cpu": cpu}, interval=3600, processors={"symbolize": symbolize}
+            )
+        )
         self.cmd = [str(COLLECTOR), "--config", str(cfg)]
         self.proc: subprocess.Popen[bytes] | None = None
 

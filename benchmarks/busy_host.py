@@ -271,8 +271,9 @@ def main() -> None:
         "--unwind",
         nargs="+",
         default=["auto", "frame_pointers"],
-        choices=["frame_pointers", "auto"],
-        help="collector modes, side by side (many: the first only)",
+        choices=["frame_pointers", "auto", "auto-nodwarf"],
+        help="collector modes, side by side (many: the first only); auto-nodwarf: auto with "
+        "symbolize dwarf_lines off",
     )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--procs", type=int, default=200)
