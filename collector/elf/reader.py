@@ -234,10 +234,12 @@ class ElfReader:
         return self.read(sec.offset, size, sec.name or f"section {sec.index}")
 
     def file_offset_to_vaddr(self, file_offset: int) -> int | None:
-        """The link-time virtual address of a file offset, via the PT_LOAD that holds it."""
+        """The link-time virtual address of a file offset, via the PT_LOAD that holds it (None
+        past the top of the 64-bit address space, where a hostile p_vaddr can put it)."""
         for s in self.loads:
             if s.offset <= file_offset < s.offset + max(s.filesz, 1):
-                return file_offset - s.offset + s.vaddr
+                vaddr = file_offset - s.offset + s.vaddr
+                return vaddr if vaddr < 1 << 64 else None
         return None
 
     def vaddr_to_file_offset(self, vaddr: int) -> int | None:

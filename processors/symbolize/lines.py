@@ -118,7 +118,7 @@ class LineTable:
 
     def lookup(self, vaddr: int) -> tuple[Frame, ...]:
         rel = vaddr - self.base
-        if rel < 0:
+        if rel < 0 or rel >> 64:  # symbolic takes a u64: a wider one raises OverflowError
             return ()
         return tuple(
             (loc.symbol or "", loc.full_path or "", loc.line or 0) for loc in self.cache.lookup(rel)

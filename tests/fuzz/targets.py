@@ -28,7 +28,7 @@ from collector.unwind.table import TableError, build_table
 from processors.symbolize.binary import Binary
 from processors.symbolize.config import SymbolizeConfig
 from processors.symbolize.demangle import demangle
-from processors.symbolize.lines import build_symcache, image_base, object_refusal
+from processors.symbolize.lines import LineTable, build_symcache, image_base, object_refusal
 
 # Small budgets keep executions fast and make the budget paths part of what is fuzzed.
 LIMITS = Limits(max_read_bytes=4 << 20, max_symbols=4096, max_seconds=10.0)
@@ -118,12 +118,12 @@ def dwarf_lines(data: bytes) -> None:
         cache, _blob = build_symcache(ElfReader(elf.fd, Limits(max_read_bytes=DWARF_BYTES)))
     except (ElfError, SymbolicError):
         return
-    base = image_base(elf)
+    lines = LineTable(cache, image_base(elf), len(_blob))
     n = len(table)
     for i in range(0, n, max(1, n // 8)):
+        # a symbol can sit at the top of the address space: start + 4 is then past 2^64
         for addr in (table.starts[i], table.starts[i] + 4):
-            for loc in cache.lookup(max(0, addr - base)):
-                _ = (loc.symbol, loc.full_path, loc.line)
+            lines.lookup(addr)
 
 
 def dwarf_decls(data: bytes) -> None:

@@ -56,7 +56,7 @@ def test_target_survives_fuzzing(seed_dirs: dict[str, Path], target: str, tmp_pa
     tail = "\n".join(proc.stderr.splitlines()[-40:])
     assert proc.returncode == 0 and not found, (
         f"{target} crashed; keep {[str(f) for f in found]} as "
-        f"tests/fuzz/regressions/{target}/<name> and fix it:\n{tail}"
+        f"tests/fuzz/regressions/{target}/<name> and fix it:\n{_crash_report(proc.stderr)}"
     )
     runs = re.search(r"stat::number_of_executed_units: (\d+)", proc.stderr)
     rate = re.search(r"stat::average_exec_per_sec:\s+(\d+)", proc.stderr)
@@ -64,3 +64,15 @@ def test_target_survives_fuzzing(seed_dirs: dict[str, Path], target: str, tmp_pa
     print(
         f"fuzz {target}: {runs.group(1)} executions in {SECONDS:g} s ({rate and rate.group(1)}/s)"
     )
+
+
+def _crash_report(stderr: str) -> str:
+    """What a crash needs to be found again where the artifact is gone (a CI machine): the
+    Python traceback (atheris prints it before libFuzzer's "fuzz target exited", often more
+    than 40 lines before the end), libFuzzer's seed (rerun with -seed=N from the same seeds),
+    and the tail."""
+    lines = stderr.splitlines()
+    seed = next((ln for ln in lines if ln.startswith("INFO: Seed:")), "no seed line")
+    start = next((i for i, ln in enumerate(lines) if "Uncaught Python exception" in ln), None)
+    trace = "\n".join(lines[start : start + 60]) if start is not None else "no Python traceback"
+    return f"{seed}\n{trace}\n...\n" + "\n".join(lines[-40:])

@@ -231,3 +231,20 @@ def test_no_binary_on_this_machine_is_flagged() -> None:
                 checked += 1
     assert checked > 100
     assert flagged == {}
+
+
+def test_offset_past_the_top_of_the_address_space_has_no_vaddr(tmp_path: Path) -> None:
+    """A PT_LOAD whose p_vaddr is near 2^64 maps its later file offsets past the top of the
+    address space: no process can have such an address (and symbolic refuses one wider than
+    a u64 with OverflowError), so there is none."""
+    path = tmp_path / "top"
+    hostile_elf.synthetic(path, 4)
+    top = (1 << 64) - 0x800
+    with path.open("r+b") as f:
+        f.seek(64 + 16)  # p_vaddr, p_paddr of the one program header
+        f.write(top.to_bytes(8, "little") * 2)
+    elf = _open(path)
+    assert elf.file_offset_to_vaddr(0x10) == top + 0x10
+    assert elf.file_offset_to_vaddr(0x7FF) == (1 << 64) - 1
+    assert elf.file_offset_to_vaddr(0x800) is None
+    assert elf.file_offset_to_vaddr(0x1000) is None
