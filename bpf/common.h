@@ -74,7 +74,8 @@ struct event {
 #define C_RINGBUF_FULL 8 /* event lost: bpf_ringbuf_reserve failed */
 #define C_EVENTS 9       /* events handed to user space (after every filter) */
 #define C_PIDNS_OUTSIDE 10 /* a task the collector's PID namespace cannot see: skipped */
-#define C_COMMON 11
+#define C_SELF_SKIPPED 11  /* an event of the collector's own process (profile_self: false) */
+#define C_COMMON 12
 
 #ifndef PROGRAM_COUNTERS
 #define PROGRAM_COUNTERS 0
@@ -93,6 +94,9 @@ struct event {
 #endif
 #ifndef FILTER_PIDS
 #define FILTER_PIDS 0
+#endif
+#ifndef SELF_TGID /* the collector's own tgid (as its /proc shows it), skipped; 0: none */
+#define SELF_TGID 0
 #endif
 #ifndef WAKE_EVERY
 #define WAKE_EVERY 1024
@@ -139,6 +143,12 @@ static __always_inline void count_stack_error(s32 id, u32 base) {
 }
 
 static __always_inline int pid_selected(u32 tgid) {
+#if SELF_TGID
+    if (tgid == SELF_TGID) {
+        count(C_SELF_SKIPPED);
+        return 0;
+    }
+#endif
 #if FILTER_PIDS
     return pid_filter.lookup(&tgid) != 0;
 #else

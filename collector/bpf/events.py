@@ -43,4 +43,5 @@ COMMON_COUNTERS: tuple[str, ...] = (
     "ringbuf_full",  # events lost because user space fell behind
     "bpf_events",  # events handed to user space, after every filter
     "pidns_outside",  # tasks the collector's PID namespace cannot see: skipped (bpf/pidns.h)
+    "self_skipped",  # events of the collector's own process, not recorded (profile_self)
 )

@@ -14,6 +14,7 @@ from collector.bpf.ringbuf import HEADER_SIZE
 from collector.bpf.targets import Pids, RingbufPages
 from collector.component import ComponentConfig
 from collector.config.duration import Duration
+from collector.proc.pidns import own_pid
 from collector.unwind.cache import TableCache
 
 PAGE_SIZE = mmap.PAGESIZE  # BPF_RINGBUF_OUTPUT counts pages of the kernel's size
@@ -53,6 +54,12 @@ class StackReceiverConfig(UnwindTableSettings):
     frames_in_event: ClassVar[bool] = False
     pids: Pids = Field(default_factory=list, description="only these tgids; [] = all")
     comm: str | None = Field(None, description="regex searched in the 15-char comm (user space)")
+    profile_self: bool = Field(
+        False,
+        description="also sample the collector's own process; off by default, since naming "
+        "its frames costs it what it measures (its libraries' DWARF: tens of MB and CPU "
+        "that grow with every sample of itself); counted as self_skipped",
+    )
     user_stacks: bool = True
     # auto by default: table builds are lazy (a process at its first sample), held to
     # unwind_budget of a core and cached on disk by build id (collector/unwind/README.md).
@@ -82,6 +89,14 @@ class StackReceiverConfig(UnwindTableSettings):
                 raise ValueError(f"comm is not a valid regular expression: {exc}") from exc
         return value
 
+    def self_tgid(self) -> int:
+        """The tgid BPF skips: the collector's own, as its /proc numbers it (BPF reports pids
+        that way, bpf/pidns.h), unless profile_self is on or ``pids`` names it."""
+        if self.profile_self:
+            return 0
+        own = own_pid()
+        return 0 if own in self.pids else own
+
     def spill_map_size(self) -> int:
         """Entries of the map that takes stacks whose bucket in the main one is taken."""
         return max(64, self.stack_map_size // 4)
@@ -104,6 +119,7 @@ class StackReceiverConfig(UnwindTableSettings):
             "STACK_MAP_SIZE": self.stack_map_size,
             "SPILL_MAP_SIZE": self.spill_map_size(),
             "FILTER_PIDS": int(bool(self.pids)),
+            "SELF_TGID": self.self_tgid(),
             "USER_STACKS": int(self.user_stacks),
             "KERNEL_STACKS": int(self.kernel_stacks),
             "UNWIND_TABLES": int(self.tables()),

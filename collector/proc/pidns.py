@@ -74,6 +74,14 @@ def proc_namespace(proc: str = "/proc") -> PidNamespace:
         ) from None
 
 
+def own_pid(proc: str = "/proc") -> int:
+    """The collector's pid as ``proc`` shows it (which is how BPF reports pids here)."""
+    try:
+        return int(os.readlink(f"{proc}/self"))
+    except (OSError, ValueError):
+        return os.getpid()
+
+
 def pidns_defines(proc: str = "/proc") -> dict[str, int]:
     """What a receiver's ``defines()`` merges so its program reports pids as /proc shows them."""
     return proc_namespace(proc).defines()
