@@ -32,14 +32,20 @@ def default_sigint() -> None:
 
 
 class Collector:
-    def __init__(self, work: Path, unwind: str, tag: str) -> None:
+    def __init__(
+        self, work: Path, unwind: str, tag: str, tree: Path | None = None, comm: str | None = None
+    ) -> None:
+        """``tree``: another checkout of the collector (``storm --against``), run with this
+        venv's packages; None: this one. ``comm``: the cpu receiver's comm filter."""
         self.out = work / f"{tag}-profiles"
         self.log = work / f"{tag}.log"
         cfg = work / f"{tag}.yaml"
         # "auto-nodwarf": unwind auto, names from symbols only (no DWARF lines or decl lines),
         # to show what DWARF costs, mostly the collector's own (libpython, symbolic's library)
         unwind, _, variant = unwind.partition("-")
-        cpu = {"frequency": 99, "unwind": unwind}
+        cpu: dict[str, object] = {"frequency": 99, "unwind": unwind}
+        if comm is not None:
+            cpu["comm"] = comm
         symbolize = {"dwarf_lines": False} if variant == "nodwarf" else {}
         cfg.write_text(
             profiles_yaml(
@@ -47,13 +53,18 @@ class Collector:
             )
         )
         self.cmd = [str(COLLECTOR), "--config", str(cfg)]
+        self.cwd = ROOT
+        if tree is not None:  # its packages first on sys.path ('' is the cwd for -c)
+            run = "import sys; from collector.cli import main; sys.exit(main())"
+            self.cmd = [sys.executable, "-c", run, "--config", str(cfg)]
+            self.cwd = tree
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> int:
         shutil.rmtree(self.out, ignore_errors=True)
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
-                self.cmd, stdout=log, stderr=log, cwd=ROOT, preexec_fn=default_sigint
+                self.cmd, stdout=log, stderr=log, cwd=self.cwd, preexec_fn=default_sigint
             )
         deadline = time.monotonic() + 120
         while "started pipelines" not in self.log.read_text():

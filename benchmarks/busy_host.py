@@ -19,8 +19,11 @@ Run as root after `make test` (or scripts/setup.sh test):
     .venv/bin/python benchmarks/busy_host.py storm [--compiles 300 --rounds 3 --after 60
         --warmup 200]
     .venv/bin/python benchmarks/busy_host.py replay [--configs 1000x100,5000x1000 --seconds 60]
+    .venv/bin/python benchmarks/busy_host.py storm --against REV [--unwind auto --rounds 5
+        --warmup 200]
 ``--unwind auto frame_pointers`` (the default for storm) runs the collector in both modes side
-by side; ``many`` uses the first.
+by side; ``many`` uses the first. ``--against REV`` runs this tree's collector and REV's at
+once on the same storms (benchmarks/busy_ab.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from busy_ab import run_against
 from busy_common import HERE, Collector, default_sigint
 from busy_storm import run_storm
 from procstat import cpu_seconds
@@ -288,12 +292,21 @@ def main() -> None:
         help="storm: compiles each collector runs before the measured storm (a long-running "
         "collector has the compilers' symbols and tables already; 0: a fresh one)",
     )
+    ap.add_argument(
+        "--against",
+        metavar="REV",
+        help="storm: this tree's collector and REV's (git archive), both running at once on "
+        "the same storms (the first --unwind mode); prints the CPU ratio",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the profilers load BPF programs")
     work = Path(tempfile.mkdtemp(prefix="busy-host-"))
     try:
-        (run_many if args.what == "many" else run_storm)(args, work)
+        if args.what == "storm" and args.against:
+            run_against(args, work)
+        else:
+            (run_many if args.what == "many" else run_storm)(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
