@@ -149,6 +149,9 @@ int on_exec(void *ctx) {
 }
 
 int on_exit(void *ctx) {
+#if WITH_TABLES
+    unwind_forget_exited();
+#endif
     lifecycle_event(EVENT_EXIT);
     return 0;
 }

@@ -296,6 +296,9 @@ int on_exit(void *ctx) {
     struct cpu_state_t *cs = cpu_state.lookup(&zero);
     if (w && w->time_ns && cs)
         finish_wait(w, cs->last_switch, (u32)id);
+#if WITH_TABLES
+    unwind_forget_exited();
+#endif
     lifecycle_event(EVENT_EXIT);
     return 0;
 }

@@ -120,6 +120,17 @@ static __always_inline void unwind_forget_current(void) {
     unwind_procs.delete(&tgid);
 }
 
+/* At the exit of a thread-group leader, likewise: the exit event does not wake user space (it
+ * is read at the next drain, up to drain_interval later), and a new process given the same pid
+ * meanwhile must not be walked with this one's mappings. User space still frees the slot. */
+static __always_inline void unwind_forget_exited(void) {
+    u64 id;
+    if (!pidns_pid_tgid(&id) || (u32)(id >> 32) != (u32)id)
+        return;
+    u32 tgid = id >> 32;
+    unwind_procs.delete(&tgid);
+}
+
 /* For a walk that ended UNWIND_NO_MAPPING: wake user space at once the first time since it
  * (re)loaded the process, so a library mapped since (dlopen; or ld.so still mapping at the first
  * sample) is reloaded within milliseconds, not at the next drain. User space clears the flag
