@@ -6,9 +6,9 @@ import functools
 import os
 import re
 import time
-from dataclasses import dataclass
 
 from collector.proc import procmap
+from collector.proc.mapline import MapLine
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # A 64-hex container id as one path segment of a cgroup, the way the runtimes spell it:
@@ -18,17 +18,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The id must fill the segment after an optional "<runtime>-" prefix (so a longer hex run or
 # a hash inside a file name is not taken for one).
 _CONTAINER_SEG = re.compile(r"(?:[a-z][a-z0-9_]*(?:-[a-z][a-z0-9_]*)*-)?([0-9a-f]{64})(?:\.scope)?")
-
-
-@dataclass(frozen=True, slots=True)
-class MapLine:
-    start: int
-    end: int
-    perms: str
-    offset: int
-    inode: int
-    path: str
-    dev: int = 0  # the maps line's device (major << 32 | minor): with inode, which file it is
 
 
 def boot_time_ns() -> int:
@@ -120,25 +109,12 @@ def read_maps(pid: int, executable_only: bool = True) -> list[MapLine] | None:
         else:
             if not vmas:
                 return vmas  # gone (None), or no address space: the text is empty too
-            return [_map_line(v) for v in vmas] + _gate_lines()
+            return vmas + _gate_lines()
     try:
         data = read_file(f"/proc/{pid}/maps")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return parse_maps(data, executable_only)
-
-
-def _map_line(v: procmap.Vma) -> MapLine:
-    perms = _PERMS[v.flags & 0x0F]
-    return MapLine(v.start, v.end, perms, v.offset, v.inode, v.name, v.dev)
-
-
-# "r-xp" and friends from procmap's VMA_* bits (readable 1, writable 2, executable 4, shared 8).
-_PERMS = tuple(
-    "".join(c if f & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
-    + ("s" if f & 8 else "p")
-    for f in range(16)
-)
 
 
 @functools.cache
@@ -194,6 +170,7 @@ def read_container_id(pid: int) -> str:
     return container_id_from_cgroup(text)
 
 
+@functools.lru_cache(maxsize=1024)
 def container_id_from_cgroup(text: str) -> str:
     """The container id in the text of /proc/<pid>/cgroup, or "" when there is none.
 
@@ -201,6 +178,8 @@ def container_id_from_cgroup(text: str) -> str:
     agree; a hybrid host mounts both). Within a path the innermost id wins: a container nested
     in another (docker-in-docker, a pod's container under its sandbox) is the process's own.
     A container that has its own cgroup namespace sees "0::/" and has no id to find here.
+    Cached by text: every process of one cgroup has the same, and the regular expression
+    over each segment was a sixth of a new process's snapshot.
     """
     best = ""
     for line in text.splitlines():

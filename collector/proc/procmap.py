@@ -16,7 +16,8 @@ import fcntl
 import os
 import struct
 import threading
-from typing import NamedTuple
+
+from collector.proc.mapline import PERMS, MapLine
 
 # _IOWR('f', 17, struct procmap_query): 3 << 30 | sizeof 104 << 16 | 'f' << 8 | 17.
 PROCMAP_QUERY = 0xC0686611
@@ -35,16 +36,6 @@ _NO_MM = errno.ESRCH
 _UNSUPPORTED = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP)
 
 
-class Vma(NamedTuple):
-    start: int
-    end: int
-    flags: int  # VMA_* bits
-    offset: int
-    inode: int
-    dev: int  # major << 32 | minor, as the maps line's device column
-    name: str  # the path (a label, never opened), "[vdso]", or "" for anonymous code
-
-
 class Unavailable(Exception):
     """The kernel has no PROCMAP_QUERY, or it refused this process's query: read the text."""
 
@@ -56,7 +47,14 @@ class _Buffers(threading.local):
     def __init__(self) -> None:
         self.query = bytearray(_QUERY.size)
         self.name = ctypes.create_string_buffer(NAME_MAX_BYTES)
-        self.name_addr = ctypes.addressof(self.name)
+        self.name_view = memoryview(self.name).cast("B")
+        # The struct as u64 and u32 words: only query_addr and vma_name_size are set per
+        # query (the kernel writes the rest), and the answer is read by index, not unpacked.
+        self.q64 = memoryview(self.query).cast("Q")
+        self.q32 = memoryview(self.query).cast("I")
+        _QUERY.pack_into(
+            self.query, 0, _QUERY.size, _FLAGS, 0, *_OUT_ZEROS, 0, 0, ctypes.addressof(self.name), 0
+        )
 
 
 _buffers = _Buffers()
@@ -77,7 +75,7 @@ def enable() -> None:
     _state["supported"] = True
 
 
-def executable_vmas(pid: int, proc: str = "/proc") -> list[Vma] | None:
+def executable_vmas(pid: int, proc: str = "/proc") -> list[MapLine] | None:
     """Every executable mapping of ``pid`` in address order (none for a kernel thread or a
     process past its exit, as the text says); None if it is gone or unreadable. Raises
     ``Unavailable`` when the kernel has no ioctl (``supported()`` is then false) or a name
@@ -92,14 +90,19 @@ def executable_vmas(pid: int, proc: str = "/proc") -> list[Vma] | None:
         os.close(fd)
 
 
-def _query_all(fd: int) -> list[Vma] | None:
+# Word indexes into struct procmap_query (see _QUERY).
+_ADDR, _START, _END, _VFLAGS, _OFFSET, _INODE = 2, 3, 4, 5, 7, 8  # u64 words
+_MAJOR, _MINOR, _NAME_SIZE = 18, 19, 20  # u32 words (bytes 72-83)
+
+
+def _query_all(fd: int) -> list[MapLine] | None:
     bufs = _buffers
-    query, name, name_addr = bufs.query, bufs.name, bufs.name_addr
-    pack, unpack = _QUERY.pack_into, _QUERY.unpack
-    out: list[Vma] = []
+    query, q64, q32, name = bufs.query, bufs.q64, bufs.q32, bufs.name_view
+    out: list[MapLine] = []
     addr = 0
     while True:
-        pack(query, 0, _QUERY.size, _FLAGS, addr, *_OUT_ZEROS, NAME_MAX_BYTES, 0, name_addr, 0)
+        q64[_ADDR] = addr
+        q32[_NAME_SIZE] = NAME_MAX_BYTES  # in: the buffer's size; out: the name's, with NUL
         try:
             fcntl.ioctl(fd, PROCMAP_QUERY, query, True)
         except OSError as e:
@@ -110,11 +113,13 @@ def _query_all(fd: int) -> list[Vma] | None:
             if e.errno in _UNSUPPORTED and not out:
                 disable()
             raise Unavailable(os.strerror(e.errno or 0)) from e
-        (_, _, _, start, end, flags, _, offset, inode, major, minor, name_size, *_) = unpack(query)
+        start, end, name_size = q64[_START], q64[_END], q32[_NAME_SIZE]
         if end <= start or end <= addr:
             raise Unavailable("mapping out of order")  # never from a correct kernel
         label = ""
         if name_size:  # the kernel's count includes the terminating NUL
-            label = name.raw[: min(name_size, NAME_MAX_BYTES) - 1].decode("utf-8", "replace")
-        out.append(Vma(start, end, flags, offset, inode, major << 32 | minor, label))
+            label = str(name[: min(name_size, NAME_MAX_BYTES) - 1], "utf-8", "replace")
+        dev = q32[_MAJOR] << 32 | q32[_MINOR]
+        perms = PERMS[q64[_VFLAGS] & 0x0F]
+        out.append(MapLine(start, end, perms, q64[_OFFSET], q64[_INODE], label, dev))
         addr = end

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from collector.proc.pinned import PinnedFile
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class MappedRange:
-    """An executable mapping. ``file`` is None for anonymous/special ones ([vdso], JIT)."""
+class MappedRange(NamedTuple):
+    """An executable mapping. ``file`` is None for anonymous/special ones ([vdso], JIT). A
+    tuple, as MapLine is: one per mapping of every new process."""
 
     start: int
     end: int
