@@ -199,10 +199,14 @@ def _ended(raw: bytes, goid: int) -> bool:
 
 
 def decode(
-    view: memoryview, stacks: Stacks, comm_of: dict[bytes, str], boot_offset: int
+    view: memoryview,
+    stacks: Stacks,
+    comm_of: dict[bytes, str],
+    boot_offset: int,
+    rounding: Rounding,
 ) -> tuple[int, int, int, RawSample]:
     """(kind, goid, nframes, sample) of one sample record; the sample's values are set for
-    its kind (alloc scaled by its recording probability)."""
+    its kind (alloc scaled by its recording probability, rounded by ``rounding``)."""
     time_ns, value, goid, kind, _flags, pid, tid, cpu, n, threshold, aux, raw_comm = (
         GO_EVENT.unpack_from(view)
     )
@@ -219,17 +223,14 @@ def decode(
         return kind, goid, n, RawSample(pid, tid, cpu, comm, when, 1, stack)
     if kind == EV_ALLOC_SAMPLED:
         scale = heap_sample_scale(value, aux or DEFAULT_MEM_PROFILE_RATE)
-        more = (_scaled(value, scale),)
-        sample = RawSample(pid, tid, cpu, comm, when, _scaled(1, scale), stack, more=more)
-        return kind, goid, n, sample
+        count, total = rounding.scaled((kind, pid, stack), 1, value, scale)
+        return kind, goid, n, RawSample(pid, tid, cpu, comm, when, count, stack, more=(total,))
     # Recorded with probability threshold / 2**32 (alloc: by size; sched and chan: the
     # adaptive rate limit): scaled by its inverse, totals stay unbiased.
     if threshold >= UNSAMPLED or threshold == 0:
         return kind, goid, n, RawSample(pid, tid, cpu, comm, when, 1, stack, more=(value,))
-    scale = _TWO_32 / threshold
-    more = (_scaled(value, scale),)
-    sample = RawSample(pid, tid, cpu, comm, when, _scaled(1, scale), stack, more=more)
-    return kind, goid, n, sample
+    count, total = rounding.scaled((kind, pid, stack), 1, value, _TWO_32 / threshold)
+    return kind, goid, n, RawSample(pid, tid, cpu, comm, when, count, stack, more=(total,))
 
 
 def heap_sample_scale(size: int, rate: int) -> float:
@@ -241,12 +242,36 @@ def heap_sample_scale(size: int, rate: int) -> float:
     return 1.0 / -math.expm1(-size / rate)
 
 
-def _scaled(x: int, scale: float) -> int:
-    """x * scale as an integer, rounded up or down at random so the total stays unbiased
-    (always rounding would bias counts scaled by, say, 1.3 towards 1)."""
-    y = x * scale
-    low = int(y)
-    return low + (random.random() < y - low)
+class Rounding:
+    """Scaled values as integers, each (kind, process, stack)'s running total kept within 1 of
+    the exact one, like runtime/pprof's scaling of a bucket's totals: a carry per key, started
+    uniform in [0, 1) so that floor(total + carry) is unbiased. Rounding each sample on its own
+    at random is unbiased too, but its noise adds up: 800 allocations of 32 KiB at a 64 KiB
+    rate (2.54 objects each) came to 15 objects (0.7 %) off Go's own profile as one standard
+    deviation, 3.4 % once. Bounded: past ``limit`` keys the carries start over."""
+
+    def __init__(self, limit: int = 16384) -> None:
+        self._limit = limit
+        self._carry: dict[tuple[int, int, tuple[int, ...]], list[float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._carry)
+
+    def scaled(
+        self, key: tuple[int, int, tuple[int, ...]], count: int, total: int, scale: float
+    ) -> tuple[int, int]:
+        """(count, total) times ``scale`` as integers."""
+        carry = self._carry.get(key)
+        if carry is None:
+            if len(self._carry) >= self._limit:
+                self._carry.clear()
+            carry = self._carry[key] = [random.random(), random.random()]
+        y = count * scale + carry[0]
+        z = total * scale + carry[1]
+        n, t = int(y), int(z)
+        carry[0] = y - n
+        carry[1] = z - t
+        return n, t
 
 
 def profile_for(kind: int) -> ProfileType | None:

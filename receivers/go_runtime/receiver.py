@@ -57,6 +57,7 @@ class GoRuntimeReceiver(RingReader):
         self._targets: Targets | None = None
         self._pending: dict[ProfileType, list[RawSample]] = {}
         self._stacks = pt.Stacks()
+        self._rounding = pt.Rounding()
         self._comms: dict[bytes, str] = {}
         self._live = pt.LiveGoroutines(config.max_live)
         self._goid_offsets: dict[int, int] = {}  # per traced pid, for reading its goroutines
@@ -201,7 +202,9 @@ class GoRuntimeReceiver(RingReader):
         if kind in (EV_PROC_EXIT, EV_PROC_EXEC):
             self._process_gone(pid, kind)
             return
-        kind, goid, _n, sample = pt.decode(view, self._stacks, self._comms, self._boot_offset)
+        kind, goid, _n, sample = pt.decode(
+            view, self._stacks, self._comms, self._boot_offset, self._rounding
+        )
         if kind == EV_CREATE:
             if "goroutines" not in self._signals:
                 return  # created for sched_latency's sake only

@@ -68,10 +68,11 @@ def test_alloc_space_agrees_with_runtime_pprof(build: tuple[str, bool]) -> None:
     for fn, truth in TRUTH.items():
         objects, space = ours[fn]
         go_objects, go_space = theirs[fn]
-        # The same sampled allocations, scaled the same way: close agreement (stochastic
-        # rounding of the scaled counts is the only difference) ...
-        assert abs(space - go_space) <= 0.03 * go_space, (fn, space, go_space, result.counters)
-        assert abs(objects - go_objects) <= 0.03 * go_objects, (fn, objects, go_objects)
+        # The same sampled allocations, scaled the same way (a stack's running total within 1
+        # of exact, as Go scales a bucket's): 0-0.05 % apart in 20 runs. Rounding each sample
+        # on its own at random was 0.7 % apart as one standard deviation, 3.4 % once.
+        assert abs(space - go_space) <= 0.01 * go_space, (fn, space, go_space, result.counters)
+        assert abs(objects - go_objects) <= 0.01 * go_objects, (fn, objects, go_objects, theirs)
         # ... and both near the truth (about 780 and 1000 samples: 3-4 % of error, with
         # 200 000 small ones, 195 samples, ours and Go's agreed at 0.75x the truth once); an
         # unread MemProfileRate (the 512 KiB default assumed) would be 8x off for the 64 B ones

@@ -24,19 +24,23 @@ def record(
 
 def test_decode_keeps_frames_and_values() -> None:
     stacks = pt.Stacks()
-    kind, goid, n, s = pt.decode(record(EV_CHAN, 5000, UNSAMPLED, (1, 2, 3)), stacks, {}, 10)
+    kind, goid, n, s = pt.decode(
+        record(EV_CHAN, 5000, UNSAMPLED, (1, 2, 3)), stacks, {}, 10, pt.Rounding()
+    )
     assert (kind, goid, n) == (EV_CHAN, 7, 3)
     assert (s.pid, s.tid, s.comm, s.time_ns, s.value, s.more) == (42, 43, "x", 1010, 1, (5000,))
     assert s.user_stack == (1, 2, 3)
-    _, _, _, again = pt.decode(record(EV_CHAN, 1, UNSAMPLED, (1, 2, 3)), stacks, {}, 0)
+    _, _, _, again = pt.decode(
+        record(EV_CHAN, 1, UNSAMPLED, (1, 2, 3)), stacks, {}, 0, pt.Rounding()
+    )
     assert again.user_stack is s.user_stack  # interned: equal stacks share one tuple
-    _, _, _, c = pt.decode(record(EV_CREATE, 1, UNSAMPLED, (9,)), stacks, {}, 0)
+    _, _, _, c = pt.decode(record(EV_CREATE, 1, UNSAMPLED, (9,)), stacks, {}, 0, pt.Rounding())
     assert (c.value, c.more) == (1, ())
 
 
 def test_a_record_cut_short_gives_only_the_frames_it_holds() -> None:
     view = record(EV_CHAN, 1, UNSAMPLED, (1, 2, 3))
-    _, _, n, s = pt.decode(view[: len(view) - 8], pt.Stacks(), {}, 0)
+    _, _, n, s = pt.decode(view[: len(view) - 8], pt.Stacks(), {}, 0, pt.Rounding())
     assert n == 2 and s.user_stack == (1, 2)
 
 
@@ -44,14 +48,32 @@ def test_sampled_records_are_scaled_without_bias() -> None:
     random.seed(1)
     # recorded with probability 0.3: each stands for 1/0.3 objects and value/0.3 bytes
     threshold = int(0.3 * (1 << 32))
+    rounding, stacks = pt.Rounding(), pt.Stacks()
     counts, sizes = [], []
     for _ in range(20_000):
-        _, _, _, s = pt.decode(record(EV_ALLOC, 100, threshold, (1,)), pt.Stacks(), {}, 0)
+        _, _, _, s = pt.decode(record(EV_ALLOC, 100, threshold, (1,)), stacks, {}, 0, rounding)
         counts.append(s.value)
         sizes.append(s.more[0])
-    assert abs(statistics.mean(counts) - 1 / 0.3) < 0.02
-    assert abs(statistics.mean(sizes) - 100 / 0.3) < 0.5
-    assert set(counts) == {3, 4}  # stochastic rounding, never a biased round()
+    assert set(counts) == {3, 4}  # rounded up or down, never a biased round()
+    # one stack's totals within 1 of the exact ones (a carry per stack), not a random walk
+    assert abs(sum(counts) - 20_000 / 0.3) < 1
+    assert abs(sum(sizes) - 20_000 * 100 / 0.3) < 1
+    # unbiased from the first sample: one sample each of 20 000 stacks (fresh carries)
+    firsts = [
+        pt.decode(record(EV_ALLOC, 100, threshold, (i,)), stacks, {}, 0, rounding)[3].value
+        for i in range(2, 20_002)
+    ]
+    assert abs(statistics.mean(firsts) - 1 / 0.3) < 0.02
+
+
+def test_rounding_carries_per_stack_and_stays_bounded() -> None:
+    rounding = pt.Rounding(limit=2)
+    a, b = (1, 7, (1,)), (1, 7, (2,))
+    got_a = [rounding.scaled(a, 1, 10, 2.5)[0] for _ in range(4)]
+    got_b = [rounding.scaled(b, 1, 10, 1.5)[0] for _ in range(4)]
+    assert sum(got_a) == 10 and sum(got_b) == 6  # 4 x 2.5 and 4 x 1.5: exact at even counts
+    rounding.scaled((1, 7, (3,)), 1, 10, 2.5)  # a third key: the carries start over
+    assert len(rounding) == 1
 
 
 def _g(status: int, goid: int) -> bytes:
@@ -110,7 +132,7 @@ def test_runtime_sampled_allocation_is_scaled_by_the_rate_it_carries() -> None:
     counts, sizes = [], []
     for _ in range(5000):
         rec = record(EV_ALLOC_SAMPLED, 64, UNSAMPLED, (1,), aux=65536)  # aux: MemProfileRate
-        _, _, _, s = pt.decode(rec, pt.Stacks(), {}, 0)
+        _, _, _, s = pt.decode(rec, pt.Stacks(), {}, 0, pt.Rounding())
         counts.append(s.value)
         sizes.append(s.more[0])
     assert abs(statistics.mean(counts) - 1024.5) < 1
