@@ -40,6 +40,12 @@ class BinaryCache:
         self._logged = 0
         self._held = 0  # bytes the loaded binaries retain, as of the last fit_memory
         self._peak = 0
+        self.hits = 0  # cache hits not yet counted (binary_cache_hits): see take_hits
+
+    def take_hits(self) -> int:
+        """Hits since the last call: get() runs per frame, so they are counted per batch."""
+        n, self.hits = self.hits, 0
+        return n
 
     def held(self) -> int:
         """Bytes the loaded binaries retained when last checked (after a load or a batch)."""
@@ -63,7 +69,7 @@ class BinaryCache:
         b = self._binaries.get(key)
         if b is not None:
             self._binaries.move_to_end(key)
-            self._count("binary_cache_hits")
+            self.hits += 1  # per frame: counted by the symbolizer once per batch
             return b
         self._count("binary_cache_misses")
         known_bad = self._bad.get(key, "")

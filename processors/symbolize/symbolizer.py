@@ -80,7 +80,7 @@ class Symbolizer:
         self._procs: OrderedDict[tuple[int, int, int], _Proc] = OrderedDict()
         self._functions: dict[tuple[str, str, str, int], Function] = {}
         self._mappings: dict[tuple[int, int, int, str, str], Mapping] = {}
-        self._locations: dict[tuple[Mapping | None, int, tuple[Line, ...]], Location] = {}
+        self._locations: dict[tuple[int, int, int], Location] = {}  # see _intern
         self._kernel_locs: dict[int, Location] = {}
         self._kernel: SymbolTable | None = None
         self._kernel_mapping: Mapping | None = None
@@ -89,6 +89,9 @@ class Symbolizer:
         counters.gauge(component_id, "binary_memory_bytes", self.binary_memory)
         self._stack_failure_logged = False
         self._provisional = False  # the stack being built must not be cached (_new_stack)
+        # Counts made per frame or per sample, added to the counters once per batch: each
+        # add takes the counters' lock, and per frame that was 12 % of a new stack's cost.
+        self._tally: dict[str, int] = {}
         self._store: SymCacheStore | None = None
         if config.dwarf_lines and config.symcache_max_bytes:
             directory = config.symcache_dir or default_dir()
@@ -99,6 +102,22 @@ class Symbolizer:
 
     # ---- public ------------------------------------------------------------------------
     def symbolize(self, batch: RawBatch) -> SymbolizedBatch:
+        try:
+            return self._symbolize(batch)
+        finally:
+            self._flush_tally()
+
+    def _flush_tally(self) -> None:
+        tally = self._tally
+        hits = self._binaries.take_hits()
+        if hits:
+            tally["binary_cache_hits"] = tally.get("binary_cache_hits", 0) + hits
+        for name, n in tally.items():
+            self.counters.add(self.component_id, name, n)
+        tally.clear()
+
+    def _symbolize(self, batch: RawBatch) -> SymbolizedBatch:
+        tally = self._tally
         out: list[Sample] = []
         lookup = self.table.lookup
         procs = self._procs
@@ -131,8 +150,8 @@ class Symbolizer:
             why = TRUNCATION_COUNTERS.get(id(frames[-1])) if frames else None
             if why is not None:
                 # Per sample: the cached stack is reused by every later sample of it.
-                self.counters.add(self.component_id, "stack_truncated")
-                self.counters.add(self.component_id, why)
+                tally["stack_truncated"] = tally.get("stack_truncated", 0) + 1
+                tally[why] = tally.get(why, 0) + 1
             # positional: keywords cost a dict per call (span_name and thread_name stay "")
             out.append(
                 Sample(
@@ -292,7 +311,10 @@ class Symbolizer:
         lines: tuple[Line, ...],
         frame_type: str = FRAME_NATIVE,
     ) -> Location:
-        key = (mapping, addr, lines)
+        # By identity: mapping and lines are interned (one object per value), and the
+        # Location kept under the key holds both, so their ids stay theirs. Hashing the
+        # objects instead ran a Python __hash__ per line of every frame.
+        key = (id(mapping), addr, id(lines))
         loc = self._locations.get(key)
         if loc is None:
             if len(self._locations) > 1_000_000:
@@ -341,7 +363,8 @@ class Symbolizer:
             elif time_ns > snap.taken_ns:
                 self._provisional = True
         if m is None:
-            self.counters.add(self.component_id, "address_unmapped")
+            tally = self._tally
+            tally["address_unmapped"] = tally.get("address_unmapped", 0) + 1
             return self._intern(None, addr, ())
         binary = self._binaries.get(m.file) if m.file is not None else None
         mapping = self._mapping(m, binary)
@@ -350,7 +373,8 @@ class Symbolizer:
         lookup = addr - 1 if is_return else addr
         lines = binary.lines_at(lookup - m.start + m.offset)
         if not lines:
-            self.counters.add(self.component_id, "symbol_unresolved")
+            tally = self._tally
+            tally["symbol_unresolved"] = tally.get("symbol_unresolved", 0) + 1
         return self._intern(mapping, addr, lines, FRAME_GO if binary.is_go else FRAME_NATIVE)
 
     def _mapping(self, m: MappedRange, binary: Binary | None) -> Mapping:
