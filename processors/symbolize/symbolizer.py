@@ -311,9 +311,11 @@ class Symbolizer:
         lines: tuple[Line, ...],
         frame_type: str = FRAME_NATIVE,
     ) -> Location:
-        # By identity: mapping and lines are interned (one object per value), and the
-        # Location kept under the key holds both, so their ids stay theirs. Hashing the
-        # objects instead ran a Python __hash__ per line of every frame.
+        # By identity: mapping comes from _mapping and lines from Binary.lines_at, each one
+        # object per mapping or file offset while their caches keep it, and the Location
+        # kept under the key holds both, so their ids stay theirs. An equal object made
+        # again after a cache clear only adds an equal Location (encoders compare by value).
+        # Hashing the objects instead ran a Python __hash__ per line of every frame.
         key = (id(mapping), addr, id(lines))
         loc = self._locations.get(key)
         if loc is None:
