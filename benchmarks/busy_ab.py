@@ -66,6 +66,7 @@ def run_against(args: argparse.Namespace, work: Path) -> None:
     finally:
         for col in cols.values():
             col.stop()
+    shares = {name: _cc1_shares(col) for name, col in cols.items()}
     print(
         f"\nexec storm side by side: {args.compiles} compiles + {3 * args.compiles} /bin/true, "
         f"unwind {unwind}, 99 Hz, {args.rounds} rounds after {args.warmup} warm-up compiles; "
@@ -81,6 +82,11 @@ def run_against(args: argparse.Namespace, work: Path) -> None:
             f"{name[:14]:<14}{100 * m['cpu']:>10.2f}{100 * m['cpu-reader']:>9.2f}"
             f"{100 * m['cpu-unwind']:>9.2f}{m['rss']:>9.1f}{peaks[name]:>9.1f}"
         )
+    for name, (cc1, main, not_loaded) in shares.items():
+        print(
+            f"{name[:14]:<14}cc1 samples {cc1}: {100 * main / max(1, cc1):.1f} % reach main, "
+            f"{100 * not_loaded / max(1, cc1):.1f} % end no_process (whole run, warm-up too)"
+        )
     this, base = med["this"], med[args.against]
     pairs = zip(results["this"], results[args.against], strict=True)
     ratios = [a["cpu"] / max(1e-9, b["cpu"]) for a, b in pairs]
@@ -90,3 +96,12 @@ def run_against(args: argparse.Namespace, work: Path) -> None:
         f"{this['cpu-reader'] / max(1e-9, base['cpu-reader']):.3f}, worker "
         f"{this['cpu-unwind'] / max(1e-9, base['cpu-unwind']):.3f}"
     )
+
+
+def _cc1_shares(col: Collector) -> tuple[int, int, int]:
+    """cc1's samples, those whose stack reaches main, those walked before cc1 was loaded."""
+    stacks = {s: n for s, n in col.folded().items() if s.startswith("cc1;")}
+    main = sum(n for s, n in stacks.items() if ";main;" in s)
+    not_loaded = sum(n for s, n in stacks.items() if "[unwind stopped: no_process]" in s)
+    return sum(stacks.values()), main, not_loaded
+

@@ -30,6 +30,8 @@
                                 * user_stack_id = EVENT_USER_FRAMES(nframes, reason) */
 #define EVENT_F_KERNEL_FRAMES 32 /* the kernel stack follows the user frames:
                                   * kernel_stack_id = its number of frames */
+#define EVENT_F_STACK_COPY 64 /* a copy of the user stack (struct unwind_copy) follows, at
+                               * EVENT_COPY_OFFSET: the walk ended no_process (bpf/unwind.h) */
 
 /* With EVENT_F_USER_FRAMES the record is the 64-byte event then nframes u64 user addresses,
  * leaf first; user_stack_id holds nframes (bits 0-7) and why the walk ended (bits 8-15, enum
@@ -38,6 +40,7 @@
  * the user frames, leaf first. */
 #define EVENT_FRAME_SLOTS 128
 #define EVENT_KERNEL_SLOTS 64
+#define EVENT_COPY_OFFSET (64 + 2 * EVENT_FRAME_SLOTS * 8)
 #define EVENT_USER_FRAMES(n, reason) ((s32)((((u32)(reason)&0xff) << 8) | ((u32)(n)&0xff)))
 
 /* event.weight_threshold of an event that was not sampled (value taken as is) */

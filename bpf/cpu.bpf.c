@@ -42,6 +42,9 @@
 struct sample_out {
     struct event ev;
     u64 frames[2 * EVENT_FRAME_SLOTS];
+#if WITH_TABLES && UNWIND_STACK_COPY
+    struct unwind_copy copy; /* at EVENT_COPY_OFFSET, sent only with EVENT_F_STACK_COPY */
+#endif
 };
 BPF_PERCPU_ARRAY(sample_scratch, struct sample_out, 1);
 
@@ -74,7 +77,31 @@ int on_sample(struct bpf_perf_event_data *ctx) {
      * its loop once, not once per combination of the flags below (which exceeded 1M insns). */
     struct unwind_regs regs = {};
     u32 reason = UNWIND_NO_REGS;
-    if (unwind_regs_from(&ctx->regs, &regs))
+    int have_regs = unwind_regs_from(&ctx->regs, &regs);
+#if UNWIND_STACK_COPY
+    /* A process user space has not loaded yet would be walked with frame pointers only
+     * (no_process): it gets a copy of its stack instead, which user space unwinds with the
+     * tables once it has loaded them (or with frame pointers, from the copy). The walk is
+     * skipped for it, and verified only on the other path. */
+    u64 copied = 0;
+    if (have_regs && !unwind_procs.lookup(&tgid)) {
+        u8 *known = known_pids.lookup(&tgid);
+        if (unwind_copy_due(!known || *known != KNOWN_ANNOUNCED)) {
+            unwind_copy_stack(&regs, &out->copy);
+            copied = UNWIND_FRESH(out->copy.len);
+            asm volatile("" : "+r"(copied)); /* two tests the verifier sees, not one merged */
+            if (copied > UNWIND_STACK_COPY)
+                copied = 0;
+        }
+    }
+    if (copied) {
+        out->frames[0] = regs.ip;
+        n = 1;
+        reason = UNWIND_NO_PROCESS;
+        unwind_count(reason);
+    } else
+#endif
+    if (have_regs)
         n = unwind_user(&regs, out->frames, UNWIND_MAX_FRAMES, &reason);
     else
         unwind_count(reason);
@@ -122,6 +149,21 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     if (reason == UNWIND_NO_MAPPING)
         wake = unwind_miss_wake(tgid, wake);
 #endif
+    u64 size = sizeof(struct event) + (n + (nk & (EVENT_FRAME_SLOTS - 1))) * 8;
+#if WITH_TABLES && UNWIND_STACK_COPY
+    /* The walk had no tables for this process: send the stack itself too, for user space to
+     * unwind once it has loaded them (a copy wakes the reader: the record is large). The
+     * length is read back from the map, not carried in a register across the walk. */
+    if (copied > 0 && copied <= UNWIND_STACK_COPY) {
+        u64 sized = EVENT_COPY_OFFSET + 32 + copied;
+        asm volatile("" : "+r"(sized));
+        if (sized > EVENT_COPY_OFFSET + 32 + UNWIND_STACK_COPY)
+            sized = EVENT_COPY_OFFSET + 32;
+        flags |= EVENT_F_STACK_COPY;
+        size = sized;
+        wake = BPF_RB_FORCE_WAKEUP;
+    }
+#endif
     e->time_ns = bpf_ktime_get_boot_ns();
     e->value = 1;
     e->kind = EVENT_SAMPLE;
@@ -131,7 +173,6 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     e->weight_threshold = SAMPLE_UNSAMPLED; /* one per perf sample, never rescaled */
     e->flags = flags;
     bpf_get_current_comm(e->comm, sizeof(e->comm));
-    u32 size = sizeof(struct event) + (n + (nk & (EVENT_FRAME_SLOTS - 1))) * 8;
     if (events.ringbuf_output(out, size, wake) != 0) {
         event_lost(tgid, flags);
         return 0;

@@ -229,6 +229,76 @@ static __always_inline int unwind_fp_step(struct unwind_regs *r) {
     return -1;
 }
 
+/* A copy of the user stack for user space to unwind later (UNWIND_STACK_COPY bytes at most,
+ * 0: off), taken when the walk ended no_process: the process's mappings were not loaded yet, so
+ * the walker had frame pointers only (a short process is often sampled only then). User space
+ * unwinds the copy with the same tables once the process is loaded (collector/unwind/walk.py),
+ * as perf's --call-graph dwarf does with its copies. Read page by page from rsp up, so a copy
+ * near the top of the stack stops at its end (a read across into an unmapped page would fail
+ * whole); `bytes` has a page of slack so the verifier can bound each read. */
+#ifndef UNWIND_STACK_COPY
+#define UNWIND_STACK_COPY 0
+#endif
+#if UNWIND_STACK_COPY
+#if UNWIND_STACK_COPY & (UNWIND_STACK_COPY - 1)
+#error "UNWIND_STACK_COPY must be a power of two"
+#endif
+#define UNWIND_COPY_PAGES (UNWIND_STACK_COPY / 4096 + 1)
+#ifndef UNWIND_COPY_GAP_NS
+#define UNWIND_COPY_GAP_NS 10000000 /* per CPU, between copies of samples that are not a pid's first */
+#endif
+struct unwind_copy {
+    u64 ip;
+    u64 sp;
+    u64 bp;
+    u32 len; /* bytes copied from sp */
+    u32 pad;
+    u8 bytes[UNWIND_STACK_COPY + 4096];
+};
+BPF_PERCPU_ARRAY(unwind_copy_at, u64, 1);
+
+/* Whether to copy now: always for a process's first sample (it wakes user space anyway), else
+ * at most one copy per UNWIND_COPY_GAP_NS on this CPU, so a host of processes waiting for their
+ * tables does not fill the ring buffer with copies. */
+static __always_inline int unwind_copy_due(int first) {
+    u32 zero = 0;
+    u64 *at = unwind_copy_at.lookup(&zero);
+    if (!at)
+        return 0;
+    u64 now = bpf_ktime_get_ns();
+    if (!first && now - *at < UNWIND_COPY_GAP_NS)
+        return 0;
+    *at = now;
+    return 1;
+}
+
+static __always_inline void unwind_copy_stack(const struct unwind_regs *r, struct unwind_copy *c) {
+    c->ip = r->ip;
+    c->sp = r->sp;
+    c->bp = r->bp;
+    u32 got = 0;
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < UNWIND_COPY_PAGES; i++) {
+        u32 want = 4096 - (u32)((r->sp + got) & 4095);
+        if (got + want > UNWIND_STACK_COPY)
+            want = UNWIND_STACK_COPY - got;
+        if (want == 0)
+            break;
+        /* Opaque to clang: the two tests stay apart, so the verifier sees want <= 4096 (one
+         * merged range test bounded only a copy of it). */
+        u64 size = want;
+        asm volatile("" : "+r"(size));
+        if (size > 4096)
+            break;
+        if (bpf_probe_read_user(&c->bytes[got & (UNWIND_STACK_COPY - 1)], size,
+                                (void *)(r->sp + got)) != 0)
+            break;
+        got += want;
+    }
+    c->len = got;
+}
+#endif
+
 /* Walk the user stack from `regs` into out[0..max_frames), leaf first. Returns the number of
  * frames; *reason says why the walk ended (UNWIND_END: the outermost frame was reached) and is
  * counted in unwind_stats. `out` must point into a map value with room for max_frames u64. */

@@ -24,6 +24,9 @@ F_USER_FRAMES = 16
 # The kernel stack follows the user frames: kernel_stack_id is its number of frames.
 F_KERNEL_FRAMES = 32
 FRAME_SLOTS = 128  # EVENT_FRAME_SLOTS: at most 127 frames per record
+F_STACK_COPY = 64  # a user stack copy (COPY header, then its bytes) at COPY_OFFSET
+COPY_OFFSET = EVENT.size + 2 * FRAME_SLOTS * 8  # EVENT_COPY_OFFSET
+COPY = struct.Struct("<QQQII")  # struct unwind_copy: ip, sp, bp, len, pad; then len bytes
 UNSAMPLED = 0xFFFFFFFF
 
 NEG_EFAULT = -errno.EFAULT

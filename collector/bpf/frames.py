@@ -25,6 +25,7 @@ class FrameDecoder:
     def __init__(self) -> None:
         self._user: dict[tuple[int, bytes], tuple[int, ...]] = {}
         self._kernel: dict[bytes, tuple[int, ...]] = {}
+        self._walked: dict[tuple[int, ...], tuple[int, ...]] = {}
         self.rebuilds = 0  # how often an interning table was full and started over
 
     def user(self, view: memoryview, user_stack_id: int) -> tuple[int, ...]:
@@ -42,11 +43,23 @@ class FrameDecoder:
         reason = (user_stack_id >> 8) & 0xFF
         if reason != L.END and reason != L.NO_REGS:
             frames = (*frames, unwind_stop_sentinel(reason))
+        frames = self.share(frames)  # the same tuple as a stack copy walked to these frames
         if len(self._user) >= MAX_INTERNED:
             self._user.clear()
             self.rebuilds += 1
         self._user[key] = frames
         return frames
+
+    def share(self, frames: tuple[int, ...]) -> tuple[int, ...]:
+        """One tuple for equal user stacks, walked in BPF (``user``) or in user space from a
+        stack copy."""
+        stack = self._walked.get(frames)
+        if stack is None:
+            if len(self._walked) >= MAX_INTERNED:
+                self._walked.clear()
+                self.rebuilds += 1
+            stack = self._walked[frames] = frames
+        return stack
 
     def kernel(
         self, view: memoryview, user_stack_id: int, flags_user: bool, n: int

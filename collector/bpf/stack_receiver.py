@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, ClassVar
 from collector.bpf.attach import AttachSpec
 from collector.bpf.events import (
     COMMON_COUNTERS,
+    COPY,
+    COPY_OFFSET,
     EVENT,
     EVENT_EXEC,
     EVENT_EXIT,
@@ -27,6 +29,7 @@ from collector.bpf.events import (
     F_KERNEL_MODE,
     F_KERNEL_SPILL,
     F_NEW_PID,
+    F_STACK_COPY,
     F_USER_FRAMES,
     KNOWN_EXECED,
     NEG_EFAULT,
@@ -49,7 +52,8 @@ from collector.model import (
 )
 from collector.proc.limits import raise_nofile_limit
 from collector.proc.pidns import pidns_defines
-from collector.unwind.layout import NO_MAPPING
+from collector.unwind.layout import NO_MAPPING, NO_PROCESS
+from collector.unwind.walk import StackCopy
 
 if TYPE_CHECKING:
     from collector.host import Host
@@ -166,6 +170,25 @@ class StackReceiver(RingReader):
         try:
             return load(self.program, defines, self.attachments())
         except RuntimeFailure as exc:
+            if defines.get("UNWIND_TABLES") and defines.get("UNWIND_STACK_COPY"):
+                # The copy adds ~8 % to the walker's verification: a kernel that refuses
+                # the two together may take the walker alone.
+                try:
+                    prog = load(
+                        self.program, {**defines, "UNWIND_STACK_COPY": 0}, self.attachments()
+                    )
+                except RuntimeFailure:
+                    pass
+                else:
+                    self._log.warning(
+                        "%s receiver: stack copies unavailable id=%s (%s); samples taken "
+                        "before a process's tables are loaded keep their frame-pointer stack",
+                        self.program,
+                        self._id,
+                        exc,
+                    )
+                    self._count("unwind_stack_copy_unavailable")
+                    return prog
             if not defines.get("UNWIND_TABLES") or self._config.unwind != "auto":
                 raise
             self._log.warning(
@@ -184,6 +207,8 @@ class StackReceiver(RingReader):
         assert self._ringbuf is not None
         if final_drain:
             self._drain()
+            if self._unwind is not None:  # samples still waiting for their tables go on now
+                self._take_walked(self._unwind, expire=True)
         else:
             self._count("events_unread", self._ringbuf.pending() // _RECORD_BYTES)
 
@@ -229,6 +254,7 @@ class StackReceiver(RingReader):
         self._events_since_clear += self._ringbuf.drain(self._on_event)
         if self._unwind is not None:
             self._unwind.wake()  # once for the loads this drain queued
+            self._take_walked(self._unwind)
         if self._pressure_dropped:
             self._count("samples_dropped_memory_pressure", self._pressure_dropped)
             self._pressure_dropped = 0
@@ -260,6 +286,12 @@ class StackReceiver(RingReader):
         if self._stacks.clear_step():
             self._spill.clear_step()
         self._count_reader()
+
+    def _take_walked(self, unwind: TableUnwinding, expire: bool = False) -> None:
+        """Samples whose stack copies the worker has walked join the batch."""
+        for sample in unwind.take_walked(expire):
+            sample.user_stack = self._frames.share(sample.user_stack)
+            self._pending.append(sample)
 
     def _follow_pressure(self) -> None:
         """Take in less while the memory_limiter says the collector is above its limits."""
@@ -355,18 +387,21 @@ class StackReceiver(RingReader):
             kernel = self._frames.kernel(view, ustack, bool(flags & F_USER_FRAMES), kstack)
         else:
             kernel = self._kernel_stack(kstack, flags, walked)
-        self._pending.append(
-            RawSample(
-                pid,
-                tid,
-                cpu,
-                comm,
-                time_ns + self._boot_offset,
-                self.value(value, threshold),
-                user,
-                kernel,
-            )
+        sample = RawSample(
+            pid,
+            tid,
+            cpu,
+            comm,
+            time_ns + self._boot_offset,
+            self.value(value, threshold),
+            user,
+            kernel,
         )
+        if flags & F_STACK_COPY and unwind is not None and (ustack >> 8) & 0xFF == NO_PROCESS:
+            copy = _stack_copy(view)
+            if copy is not None and unwind.hold(sample, copy):
+                return  # handed on once its copy is walked (TableUnwinding.take_walked)
+        self._pending.append(sample)
 
     def _decode_comm(self, raw: bytes) -> str | None:
         comm = raw.split(b"\0", 1)[0].decode(errors="replace")
@@ -386,3 +421,13 @@ class StackReceiver(RingReader):
         if stack_id == NEG_EFAULT and not (self.kernel_efault_is_missing or flags & F_KERNEL_MODE):
             return ()  # the sample interrupted user code: it has no kernel stack
         return _MISSING_KERNEL
+
+
+def _stack_copy(view: memoryview) -> StackCopy | None:
+    """The user stack copy a record carries at COPY_OFFSET (bpf/unwind.h struct unwind_copy)."""
+    if len(view) < COPY_OFFSET + COPY.size:
+        return None
+    ip, sp, bp, size, _pad = COPY.unpack_from(view, COPY_OFFSET)
+    first = COPY_OFFSET + COPY.size
+    size = min(size, len(view) - first)
+    return StackCopy(ip, sp, bp, bytes(view[first : first + size])) if size >= 8 else None

@@ -26,18 +26,23 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from collector.bpf.loader import LoadedProgram
 from collector.bpf.syscall import name_thread
+from collector.model.raw import unwind_stop_sentinel
 from collector.proc.procfs import is_exiting
+from collector.unwind import layout as L
 from collector.unwind.budget import CpuBudget
 from collector.unwind.cache import TableCache
 from collector.unwind.maps import UnwindMaps
+from collector.unwind.walk import StackCopy
 
 if TYPE_CHECKING:
     from collector.bpf.stack_config import UnwindTableSettings
+    from collector.model import RawSample
+    from collector.proc.snapshot import MappedRange
     from collector.proc.table import ProcessTable
 
 QUEUE_SIZE = 4096  # processes waiting for the worker (an exec storm queues many short ones)
@@ -51,6 +56,10 @@ FD_HEADROOM = 24  # descriptors left free for others before the worker opens a b
 RELOAD_MIN_S = 0.02
 RELOAD_MAX_S = 10.0
 MAX_RELOAD_PIDS = 8192
+# Samples that carry a stack copy (unwind_stack_copy) wait for their process's entries: at
+# most this many bytes of copies, and this long (then they go on with their leaf frame).
+MAX_HELD_BYTES = 4 << 20
+MAX_HELD_S = 10.0
 _URGENT = 1 << 40  # sample count that puts a preloaded pid ahead of every sampled one
 _EXECED = 1 << 30  # and a loaded process that execed ahead of sampled ones (budget applies)
 # Counted from the store and the maps (user space), as unwind_<name>; gauges are left out.
@@ -98,8 +107,10 @@ class TableUnwinding:
         cache: TableCache | None = None,
         burst: float = BURST_S,
         verified: Callable[[int, int], tuple[int, int, int, int] | None] | None = None,
+        mappings_of: Callable[[int, int], Sequence[MappedRange]] | None = None,
     ) -> None:
         self._log = log
+        self._mappings_of = mappings_of  # (pid, sample time) -> its snapshot's mappings
         self._count = count  # the receiver's counter (called on the reader thread only)
         self.maps = UnwindMaps(
             prog.map("unwind_rows"),
@@ -135,7 +146,21 @@ class TableUnwinding:
             "worker_cpu_ms": 0,
             "budget_wait_ms": 0,
             "fd_waits": 0,
+            "copies_held": 0,
+            "copies_walked": 0,
+            "copies_whole": 0,
+            "copies_unresolved": 0,
+            "copies_from_snapshot": 0,
+            "copies_expired": 0,
+            "copies_held_full": 0,
         }  # written under _cond, read by the reader
+        # Samples with a stack copy, by pid, waiting for its entries (under _cond): the
+        # monotonic time each was held, the sample, its copy. Pids whose copies the worker
+        # can walk now (loaded, or gone), and the samples it has walked, for the reader.
+        self._held: dict[int, list[tuple[float, RawSample, StackCopy]]] = {}
+        self._held_bytes = 0
+        self._late_ready: set[int] = set()
+        self._late_done: list[RawSample] = []
         # Reader thread only: pid -> (monotonic time a reload may next be queued, interval)
         self._reload_at: dict[int, tuple[float, float]] = {}
         self._reload_reset: set[int] = set()  # under _cond: reloads that found new code
@@ -166,6 +191,7 @@ class TableUnwinding:
             settings.unwind_budget,
             settings.table_cache(),
             verified=processes.verified_identity,
+            mappings_of=lambda pid, t: _mappings(processes, pid, t),
         )
 
     # -- reader thread -----------------------------------------------------------------
@@ -195,6 +221,45 @@ class TableUnwinding:
             self._removals.discard(pid)  # a load replaces what the pid had
             self._worker_counts["queued"] += 1
             self._wake_due = True
+
+    def hold(self, sample: RawSample, copy: StackCopy) -> bool:
+        """A sample walked before its process was loaded, with a copy of its stack: kept
+        until the worker can walk the copy (its process loaded, or gone: then from its
+        snapshot). False when too many bytes are held already: the caller sends it as is."""
+        pid = sample.pid
+        with self._cond:
+            if self._held_bytes + len(copy.data) > MAX_HELD_BYTES:
+                self._worker_counts["copies_held_full"] += 1
+                return False
+            self._held.setdefault(pid, []).append((time.monotonic(), sample, copy))
+            self._held_bytes += len(copy.data)
+            self._worker_counts["copies_held"] += 1
+            if pid not in self._pending and pid != self._busy:
+                self._late_ready.add(pid)  # loaded already, or never to be: walk it now
+                self._wake_due = True
+        return True
+
+    def take_walked(self, expire: bool = False) -> list[RawSample]:
+        """Reader thread, at each drain: the held samples the worker has walked, and those
+        held longer than MAX_HELD_S (all with ``expire``: shutdown), which go on with the
+        frame the BPF program sent (counted copies_expired)."""
+        now = time.monotonic()
+        with self._cond:
+            out, self._late_done = self._late_done, []
+            for pid in list(self._held):
+                waiting = self._held[pid]
+                if expire or now - waiting[0][0] > MAX_HELD_S:
+                    self._worker_counts["copies_expired"] += len(waiting)
+                    self._drop_held(pid)
+                    out.extend(s for _, s, _ in waiting)
+        return out
+
+    def _drop_held(self, pid: int) -> list[tuple[float, RawSample, StackCopy]]:
+        """Under _cond."""
+        waiting = self._held.pop(pid, [])
+        self._held_bytes -= sum(len(c.data) for _, _, c in waiting)
+        self._late_ready.discard(pid)
+        return waiting
 
     def sampled(self, pid: int) -> None:
         """Another sample of a process: a queued one moves up (no lock when it is not)."""
@@ -260,6 +325,8 @@ class TableUnwinding:
             self._fresh.discard(pid)
             if self._pending.pop(pid, None) is not None:
                 self._worker_counts["skipped_exited"] += 1
+            if pid in self._held and pid != self._busy:
+                self._late_ready.add(pid)  # walked from its snapshot, before any removal
             if pid in self._known or pid == self._busy:
                 self._removals.add(pid)
                 self._wake_due = True
@@ -295,14 +362,17 @@ class TableUnwinding:
 
     # -- worker thread -----------------------------------------------------------------
 
-    def _next(self) -> tuple[bool, int] | None:
-        """(is_add, pid) of the next job, waiting for one (and for the budget); None: stop."""
+    def _next(self) -> tuple[str, int] | None:
+        """(kind, pid) of the next job ("add", "remove", "late"), waiting for one (and for
+        the budget); None: stop."""
         with self._cond:
             while True:
                 if self._stop:
                     return None
+                if self._late_ready:  # before removals: a loaded process's copies need it
+                    return "late", self._late_ready.pop()
                 if self._removals:  # cheap, and frees slots for the loads
-                    return False, self._removals.pop()
+                    return "remove", self._removals.pop()
                 if self._pending:
                     # The budget is not waited for here but before each build (_gate): a
                     # process whose tables are loaded or cached costs about a millisecond.
@@ -310,7 +380,7 @@ class TableUnwinding:
                     self._urgent_job = self._pending.pop(pid) >= _URGENT
                     self._known.add(pid)
                     self._busy = pid
-                    return True, pid
+                    return "add", pid
                 self._cond.wait()
 
     def _wait_budget(self, wait: float) -> None:
@@ -377,11 +447,15 @@ class TableUnwinding:
                 exc_info=True,
             )
 
-    def _job(self, add: bool, pid: int) -> bool:
-        """Load or remove ``pid``; False when close() stopped it midway."""
+    def _job(self, kind: str, pid: int) -> bool:
+        """Load or remove ``pid``, or walk its held copies; False when close() stopped it
+        midway."""
         cpu0 = self._mark = time.thread_time()
+        add = kind == "add"
         try:
-            if add:
+            if kind == "late":
+                self._walk_held(pid)
+            elif add:
                 unchanged = self.maps.counters["reloads_unchanged"]
                 reload = self.maps.loaded(pid)
                 self.maps.add_process(pid)
@@ -389,6 +463,7 @@ class TableUnwinding:
                     with self._cond:  # new code: the next miss is not backed off
                         if len(self._reload_reset) < MAX_RELOAD_PIDS:
                             self._reload_reset.add(pid)
+                self._walk_held(pid)
                 if is_exiting(pid):  # sampled in its exit path, after the exit event
                     self.maps.remove_process(pid)
                     with self._cond:
@@ -409,13 +484,44 @@ class TableUnwinding:
         with self._cond:
             if self._budget is not None:
                 self._budget.charge(now - self._mark)
-            if not add:
+            if kind == "remove":
                 self._known.discard(pid)
-            self._busy = 0
+            if add:
+                self._busy = 0
             self._cpu_s += spent
             self._worker_counts["worker_cpu_ms"] = int(self._cpu_s * 1e3)
             self._cond.notify_all()  # preload() waits for its pids
         return True
+
+    def _walk_held(self, pid: int) -> None:
+        """Worker thread: walk the copies held for ``pid`` and hand the samples back."""
+        with self._cond:
+            waiting = self._drop_held(pid)
+        if not waiting:
+            return
+        walked = None
+        try:
+            ranges: Sequence[MappedRange] = ()
+            if not self.maps.loaded(pid) and self._mappings_of is not None:
+                ranges = self._mappings_of(pid, waiting[0][1].time_ns)
+                if ranges:
+                    with self._cond:
+                        self._worker_counts["copies_from_snapshot"] += len(waiting)
+            walked = self.maps.walk_copies(pid, [c for _, _, c in waiting], ranges)
+        finally:  # whatever happens, the samples go on (with their leaf frame if unwalked)
+            counts = self._worker_counts
+            with self._cond:
+                if walked is None:
+                    counts["copies_unresolved"] += len(waiting)
+                else:
+                    counts["copies_walked"] += len(waiting)
+                    for (_, sample, _), (frames, reason) in zip(waiting, walked, strict=True):
+                        if reason == L.END:
+                            counts["copies_whole"] += 1
+                        else:
+                            frames.append(unwind_stop_sentinel(reason))
+                        sample.user_stack = tuple(frames)
+                self._late_done.extend(s for _, s, _ in waiting)
 
     def close(self) -> None:
         """Stop the worker (after the job in hand; queued loads are dropped), then release
@@ -425,3 +531,8 @@ class TableUnwinding:
             self._cond.notify_all()
         self._thread.join()
         self.maps.close()
+
+
+def _mappings(processes: ProcessTable, pid: int, time_ns: int) -> Sequence[MappedRange]:
+    snap = processes.lookup(pid, time_ns)
+    return snap.mappings if snap is not None else ()

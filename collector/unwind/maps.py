@@ -12,7 +12,7 @@ import hashlib
 import mmap
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -20,11 +20,13 @@ from collector.bpf import Map
 from collector.elf import ElfError, ElfReader
 from collector.proc.pinned import PinError, map_files_path, open_regular, stat_regular
 from collector.proc.procfs import MapLine, read_maps
+from collector.proc.snapshot import MappedRange
 from collector.unwind import layout as L
 from collector.unwind.cache import TableCache
 from collector.unwind.shared_mem import SharedMapping
 from collector.unwind.store import TableStore
 from collector.unwind.table import TableError, UnwindTable, binary_key, build_table
+from collector.unwind.walk import StackCopy, walk
 
 MAX_VDSO = 1 << 20
 MIN_IDLE_S = 10.0  # an idle table is evicted only after this long (see TableStore)
@@ -210,6 +212,61 @@ class UnwindMaps:
         got = self._slots.get(pid)
         return list(got[1]) if got else []
 
+    def walk_copies(
+        self, pid: int, copies: list[StackCopy], ranges: Sequence[MappedRange] = ()
+    ) -> list[tuple[list[int], int]] | None:
+        """Worker thread: walk stack copies of ``pid`` (collector.unwind.walk) with its loaded
+        entries, or, when it is not loaded (it exited first), with entries built from
+        ``ranges``, its snapshot's mappings (its binaries pinned there); None: neither."""
+        got = self._slots.get(pid)
+        if got is not None:
+            return [walk(c, got[1], self._rows_mm.view) for c in copies]
+        if not ranges:
+            return None
+        entries = sorted((self._range_entry(r) for r in ranges), key=_start)
+        try:
+            return [walk(c, entries, self._rows_mm.view) for c in copies]
+        finally:
+            for e in entries:
+                if e.key:
+                    self.store.release(e.key)
+
+    def _range_entry(self, r: MappedRange) -> Entry:
+        """An Entry for a snapshot's mapping, its table acquired (released by the caller)."""
+        none = Entry(r.start, r.end, 0, 0, 0, r.path, "")
+        pinned = r.file
+        if pinned is None:
+            return none  # anonymous, [vdso]: frame pointers
+        info = self._binaries.get(pinned.identity, _UNSEEN)
+        if info is _UNSEEN:
+            try:
+                fd = pinned.dup()
+            except OSError:
+                self.counters["open_failed"] += 1
+                return none
+            try:
+                info = _read_binary(fd)
+            finally:
+                os.close(fd)
+            self._remember(pinned.identity, info)
+        else:
+            self._binaries.move_to_end(pinned.identity)
+        if not isinstance(info, _Binary):
+            return none
+        key = info.key
+
+        def build() -> UnwindTable:
+            try:
+                fd = pinned.dup()
+            except OSError as exc:
+                raise TableError(f"{r.path}: {exc}") from exc
+            try:
+                return self._build(fd, r.path, key)
+            finally:
+                os.close(fd)
+
+        return self._place_entry(r, r.offset, info, build)
+
     def _entry(self, pid: int, ln: MapLine) -> Entry | None:
         if ln.path == "[vdso]":
             return self._vdso_entry(pid, ln)
@@ -267,7 +324,11 @@ class UnwindMaps:
             self._binaries.popitem(last=False)
 
     def _place_entry(
-        self, ln: MapLine, offset: int, info: _Binary, build: Callable[[], UnwindTable]
+        self,
+        ln: MapLine | MappedRange,
+        offset: int,
+        info: _Binary,
+        build: Callable[[], UnwindTable],
     ) -> Entry:
         none = Entry(ln.start, ln.end, 0, 0, 0, ln.path, "")
         vaddr = info.vaddr(offset)

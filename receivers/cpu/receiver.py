@@ -27,6 +27,7 @@ class CpuReceiver(StackReceiver):
         # they get the smallest size instead of stack_map_size (21 MB of kernel memory).
         return {
             **super().defines(),
+            **self._cpu_config.stack_copy_defines(),
             "INCLUDE_IDLE": int(self._cpu_config.include_idle),
             "STACK_MAP_SIZE": 64,
             "SPILL_MAP_SIZE": 64,

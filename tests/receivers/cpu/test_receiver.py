@@ -61,6 +61,9 @@ class RecordingProcesses:
     def verified_identity(self, dev: int, inode: int) -> None:
         return None  # nothing stat-ed: the unwind worker stats every mapping
 
+    def lookup(self, pid: int, time_ns: int = 0) -> None:
+        return None  # no snapshots: a stack copy of an exited process stays unwalked
+
 
 async def _run(config: CpuConfig, argv: list[str], seconds: float):
     consumer = ListConsumer()

@@ -1,0 +1,120 @@
+"""The walk of bpf/unwind.h, in user space, over a copy of the stack (``unwind_stack_copy``).
+
+A sample taken before its process's mappings were loaded into the walker's maps carries the
+registers and the top of its user stack instead of a walked stack (bpf/cpu.bpf.c). Once the
+worker has the process's entries (loaded, or built from its snapshot if it has exited), this
+walks the copy with the same rows, rule for rule as the BPF walker does: the same end reasons,
+the same frame-pointer step where a mapping has no table. A read outside the copy is the
+walker's ``read_fault`` (the copy stops ``unwind_stack_copy`` bytes above rsp, or at the end of
+the stack's mapping).
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from collector.unwind import layout as L
+
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_MASK64 = (1 << 64) - 1
+
+
+class StackCopy(NamedTuple):
+    """The sample's user registers and ``data``: the stack's bytes from ``sp`` up."""
+
+    ip: int
+    sp: int
+    bp: int
+    data: bytes
+
+
+class Mapping(Protocol):
+    """What the walk reads of an executable mapping (collector.unwind.maps.Entry)."""
+
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def bias(self) -> int: ...
+    @property
+    def row_first(self) -> int: ...
+    @property
+    def row_count(self) -> int: ...
+
+
+def _find_row(rows: memoryview, first: int, count: int, x: int) -> int:
+    """Byte offset of the last row of the slice whose pc <= x, or -1 before the first."""
+    lo, hi = 0, count  # the answer is in [lo - 1, hi)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _U32.unpack_from(rows, (first + mid) * 8)[0] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return (first + lo - 1) * 8 if lo else -1
+
+
+def walk(
+    copy: StackCopy, entries: Sequence[Mapping], rows: memoryview, max_frames: int = L.MAX_FRAMES
+) -> tuple[list[int], int]:
+    """(frames leaf first, end reason) of the copy, with ``entries`` sorted by start."""
+    data, base = copy.data, copy.sp
+    top = base + len(data)
+
+    def read(addr: int) -> int | None:
+        return _U64.unpack_from(data, addr - base)[0] if base <= addr <= top - 8 else None
+
+    starts = [e.start for e in entries]
+    ip, sp, bp = copy.ip, copy.sp, copy.bp
+    bp_known = True
+    frames: list[int] = []
+    for i in range(max_frames):
+        frames.append(ip)
+        pc = ip if i == 0 else ip - 1  # a return address may point past its function's end
+        k = bisect_right(starts, pc) - 1
+        if k < 0 or pc >= entries[k].end:
+            return frames, L.NO_MAPPING
+        m = entries[k]
+        if m.row_count == 0:  # no table: one frame-pointer step
+            if bp == 0 or bp < sp or bp & 7:
+                return frames, L.FP_END
+            saved, ra = read(bp), read(bp + 8)
+            if saved is None or ra is None:
+                return frames, L.FP_END
+            sp, bp, ip = bp + 16, saved, ra
+            continue
+        off = _find_row(rows, m.row_first, m.row_count, (pc - m.bias) & 0xFFFFFFFF)
+        if off < 0:
+            return frames, L.NO_ROW
+        _pc, cfa_off, rbp_off, kind = L.ROW.unpack_from(rows, off)
+        rule = kind & 3
+        if rule == L.CFA_STOP:
+            return frames, kind >> 4
+        if rule == L.CFA_RSP:
+            cfa = sp + cfa_off * 8
+        elif not bp_known:
+            return frames, L.BAD_CFA
+        else:
+            cfa = (bp + cfa_off * 8) & _MASK64
+        if cfa <= sp:
+            return frames, L.BAD_CFA
+        ra = read(cfa - 8)
+        if ra is None:
+            return frames, L.READ_FAULT
+        rbp_rule = (kind >> 2) & 3
+        if rbp_rule == L.RBP_SAVED:
+            got = read(cfa - rbp_off * 8)
+            if got is None:
+                return frames, L.READ_FAULT
+            bp, bp_known = got, True
+        elif rbp_rule == L.RBP_UNKNOWN:
+            bp_known = False
+        sp, ip = cfa, ra
+        if ra == 0:
+            return frames, L.END
+    return frames, L.DEPTH
