@@ -64,8 +64,7 @@ def run_against(args: argparse.Namespace, work: Path) -> None:
             time.sleep(1.0)
         peaks = {name: status_mb(pid, "VmHWM") for name, pid in pids.items()}
     finally:
-        for col in cols.values():
-            col.stop()
+        totals = {name: col.stop() for name, col in cols.items()}
     shares = {name: _cc1_shares(col) for name, col in cols.items()}
     print(
         f"\nexec storm side by side: {args.compiles} compiles + {3 * args.compiles} /bin/true, "
@@ -85,7 +84,10 @@ def run_against(args: argparse.Namespace, work: Path) -> None:
     for name, (cc1, main, not_loaded) in shares.items():
         print(
             f"{name[:14]:<14}cc1 samples {cc1}: {100 * main / max(1, cc1):.1f} % reach main, "
-            f"{100 * not_loaded / max(1, cc1):.1f} % end no_process (whole run, warm-up too)"
+            f"{100 * not_loaded / max(1, cc1):.1f} % end no_process (whole run, warm-up too); "
+            f"perf samples {totals[name].get('perf_samples', 0)}, lost "
+            f"{totals[name].get('ringbuf_full', 0)}, stack copies "
+            f"{totals[name].get('unwind_copies_held', 0)}"
         )
     this, base = med["this"], med[args.against]
     pairs = zip(results["this"], results[args.against], strict=True)

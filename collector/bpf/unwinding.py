@@ -29,11 +29,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from collector.bpf.held_copies import HeldCopies
 from collector.bpf.loader import LoadedProgram
 from collector.bpf.syscall import name_thread
-from collector.model.raw import unwind_stop_sentinel
 from collector.proc.procfs import is_exiting
-from collector.unwind import layout as L
 from collector.unwind.budget import CpuBudget
 from collector.unwind.cache import TableCache
 from collector.unwind.maps import UnwindMaps
@@ -56,10 +55,6 @@ FD_HEADROOM = 24  # descriptors left free for others before the worker opens a b
 RELOAD_MIN_S = 0.02
 RELOAD_MAX_S = 10.0
 MAX_RELOAD_PIDS = 8192
-# Samples that carry a stack copy (unwind_stack_copy) wait for their process's entries: at
-# most this many bytes of copies, and this long (then they go on with their leaf frame).
-MAX_HELD_BYTES = 4 << 20
-MAX_HELD_S = 10.0
 _URGENT = 1 << 40  # sample count that puts a preloaded pid ahead of every sampled one
 _EXECED = 1 << 30  # and a loaded process that execed ahead of sampled ones (budget applies)
 # Counted from the store and the maps (user space), as unwind_<name>; gauges are left out.
@@ -146,21 +141,8 @@ class TableUnwinding:
             "worker_cpu_ms": 0,
             "budget_wait_ms": 0,
             "fd_waits": 0,
-            "copies_held": 0,
-            "copies_walked": 0,
-            "copies_whole": 0,
-            "copies_unresolved": 0,
-            "copies_from_snapshot": 0,
-            "copies_expired": 0,
-            "copies_held_full": 0,
         }  # written under _cond, read by the reader
-        # Samples with a stack copy, by pid, waiting for its entries (under _cond): the
-        # monotonic time each was held, the sample, its copy. Pids whose copies the worker
-        # can walk now (loaded, or gone), and the samples it has walked, for the reader.
-        self._held: dict[int, list[tuple[float, RawSample, StackCopy]]] = {}
-        self._held_bytes = 0
-        self._late_ready: set[int] = set()
-        self._late_done: list[RawSample] = []
+        self._held = HeldCopies()  # samples with stack copies (under _cond)
         # Reader thread only: pid -> (monotonic time a reload may next be queued, interval)
         self._reload_at: dict[int, tuple[float, float]] = {}
         self._reload_reset: set[int] = set()  # under _cond: reloads that found new code
@@ -228,38 +210,18 @@ class TableUnwinding:
         snapshot). False when too many bytes are held already: the caller sends it as is."""
         pid = sample.pid
         with self._cond:
-            if self._held_bytes + len(copy.data) > MAX_HELD_BYTES:
-                self._worker_counts["copies_held_full"] += 1
+            if not self._held.add(sample, copy, time.monotonic()):
                 return False
-            self._held.setdefault(pid, []).append((time.monotonic(), sample, copy))
-            self._held_bytes += len(copy.data)
-            self._worker_counts["copies_held"] += 1
             if pid not in self._pending and pid != self._busy:
-                self._late_ready.add(pid)  # loaded already, or never to be: walk it now
+                self._held.ready.add(pid)  # loaded already, or never to be: walk it now
                 self._wake_due = True
         return True
 
     def take_walked(self, expire: bool = False) -> list[RawSample]:
         """Reader thread, at each drain: the held samples the worker has walked, and those
-        held longer than MAX_HELD_S (all with ``expire``: shutdown), which go on with the
-        frame the BPF program sent (counted copies_expired)."""
-        now = time.monotonic()
+        held too long (all with ``expire``: shutdown), which go on as they came."""
         with self._cond:
-            out, self._late_done = self._late_done, []
-            for pid in list(self._held):
-                waiting = self._held[pid]
-                if expire or now - waiting[0][0] > MAX_HELD_S:
-                    self._worker_counts["copies_expired"] += len(waiting)
-                    self._drop_held(pid)
-                    out.extend(s for _, s, _ in waiting)
-        return out
-
-    def _drop_held(self, pid: int) -> list[tuple[float, RawSample, StackCopy]]:
-        """Under _cond."""
-        waiting = self._held.pop(pid, [])
-        self._held_bytes -= sum(len(c.data) for _, _, c in waiting)
-        self._late_ready.discard(pid)
-        return waiting
+            return self._held.take(time.monotonic(), expire)
 
     def sampled(self, pid: int) -> None:
         """Another sample of a process: a queued one moves up (no lock when it is not)."""
@@ -326,7 +288,7 @@ class TableUnwinding:
             if self._pending.pop(pid, None) is not None:
                 self._worker_counts["skipped_exited"] += 1
             if pid in self._held and pid != self._busy:
-                self._late_ready.add(pid)  # walked from its snapshot, before any removal
+                self._held.ready.add(pid)  # walked from its snapshot, before any removal
             if pid in self._known or pid == self._busy:
                 self._removals.add(pid)
                 self._wake_due = True
@@ -356,6 +318,7 @@ class TableUnwinding:
         now = {k: int(stats.get(k, 0)) for k in _USER_COUNTERS}
         with self._cond:
             now.update(self._worker_counts)
+            now.update(self._held.counts)
         for name, value in now.items():
             self._count(f"unwind_{name}", value - self._user_prev.get(name, 0))
             self._user_prev[name] = value
@@ -369,8 +332,8 @@ class TableUnwinding:
             while True:
                 if self._stop:
                     return None
-                if self._late_ready:  # before removals: a loaded process's copies need it
-                    return "late", self._late_ready.pop()
+                if self._held.ready:  # before removals: a loaded process's copies need it
+                    return "late", self._held.ready.pop()
                 if self._removals:  # cheap, and frees slots for the loads
                     return "remove", self._removals.pop()
                 if self._pending:
@@ -496,32 +459,21 @@ class TableUnwinding:
     def _walk_held(self, pid: int) -> None:
         """Worker thread: walk the copies held for ``pid`` and hand the samples back."""
         with self._cond:
-            waiting = self._drop_held(pid)
+            waiting = self._held.pop(pid)
         if not waiting:
             return
         walked = None
         try:
             ranges: Sequence[MappedRange] = ()
             if not self.maps.loaded(pid) and self._mappings_of is not None:
-                ranges = self._mappings_of(pid, waiting[0][1].time_ns)
+                ranges = self._mappings_of(pid, waiting[0].sample.time_ns)
                 if ranges:
                     with self._cond:
-                        self._worker_counts["copies_from_snapshot"] += len(waiting)
-            walked = self.maps.walk_copies(pid, [c for _, _, c in waiting], ranges)
+                        self._held.counts["copies_from_snapshot"] += len(waiting)
+            walked = self.maps.walk_copies(pid, [h.copy for h in waiting], ranges)
         finally:  # whatever happens, the samples go on (with their leaf frame if unwalked)
-            counts = self._worker_counts
             with self._cond:
-                if walked is None:
-                    counts["copies_unresolved"] += len(waiting)
-                else:
-                    counts["copies_walked"] += len(waiting)
-                    for (_, sample, _), (frames, reason) in zip(waiting, walked, strict=True):
-                        if reason == L.END:
-                            counts["copies_whole"] += 1
-                        else:
-                            frames.append(unwind_stop_sentinel(reason))
-                        sample.user_stack = tuple(frames)
-                self._late_done.extend(s for _, s, _ in waiting)
+                self._held.finish(waiting, walked)
 
     def close(self) -> None:
         """Stop the worker (after the job in hand; queued loads are dropped), then release

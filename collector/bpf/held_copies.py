@@ -1,0 +1,92 @@
+"""Samples that carry a copy of their stack (the cpu receiver's ``unwind_stack_copy``), held
+until the unwind worker can walk the copy: their process loaded, or gone (then walked from its
+snapshot). Bounded in bytes and in time; nothing held is ever dropped: a sample that cannot be
+walked goes on with the leaf frame the BPF program sent and the ``no_process`` marker.
+
+Not thread-safe by itself: ``TableUnwinding`` calls it under its condition's lock.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from collector.model.raw import unwind_stop_sentinel
+from collector.unwind import layout as L
+
+if TYPE_CHECKING:
+    from collector.model import RawSample
+    from collector.unwind.walk import StackCopy
+
+MAX_HELD_BYTES = 4 << 20  # of copies held at once; past it a sample goes on as it came
+MAX_HELD_S = 10.0  # then it goes on with its leaf frame (copies_expired)
+
+
+class Held(NamedTuple):
+    since: float  # monotonic seconds when it was held
+    sample: RawSample
+    copy: StackCopy
+
+
+class HeldCopies:
+    def __init__(self, max_bytes: int = MAX_HELD_BYTES, max_s: float = MAX_HELD_S) -> None:
+        self._max_bytes = max_bytes
+        self._max_s = max_s
+        self._held: dict[int, list[Held]] = {}  # by pid
+        self._bytes = 0
+        self.ready: set[int] = set()  # pids the worker can walk now
+        self._done: list[RawSample] = []  # walked (or given up), for the reader
+        self.counts = dict.fromkeys(
+            (
+                "copies_held",
+                "copies_held_full",
+                "copies_walked",
+                "copies_whole",
+                "copies_unresolved",
+                "copies_from_snapshot",
+                "copies_expired",
+            ),
+            0,
+        )
+
+    def __contains__(self, pid: int) -> bool:
+        return pid in self._held
+
+    def add(self, sample: RawSample, copy: StackCopy, now: float) -> bool:
+        """False when the bytes held are at their bound (counted)."""
+        if self._bytes + len(copy.data) > self._max_bytes:
+            self.counts["copies_held_full"] += 1
+            return False
+        self._held.setdefault(sample.pid, []).append(Held(now, sample, copy))
+        self._bytes += len(copy.data)
+        self.counts["copies_held"] += 1
+        return True
+
+    def pop(self, pid: int) -> list[Held]:
+        waiting = self._held.pop(pid, [])
+        self._bytes -= sum(len(h.copy.data) for h in waiting)
+        self.ready.discard(pid)
+        return waiting
+
+    def take(self, now: float, expire: bool = False) -> list[RawSample]:
+        """The samples done, and those held longer than the bound (all with ``expire``)."""
+        out, self._done = self._done, []
+        for pid in list(self._held):
+            if expire or now - self._held[pid][0].since > self._max_s:
+                waiting = self.pop(pid)
+                self.counts["copies_expired"] += len(waiting)
+                out.extend(h.sample for h in waiting)
+        return out
+
+    def finish(self, waiting: list[Held], walked: list[tuple[list[int], int]] | None) -> None:
+        """The worker's walks (None: it had no entries for them): frames set, samples done."""
+        if walked is None:
+            self.counts["copies_unresolved"] += len(waiting)
+        else:
+            self.counts["copies_walked"] += len(waiting)
+            for held, (frames, reason) in zip(waiting, walked, strict=True):
+                if reason == L.END:
+                    self.counts["copies_whole"] += 1
+                else:
+                    frames.append(unwind_stop_sentinel(reason))
+                held.sample.user_stack = tuple(frames)
+        self._done.extend(h.sample for h in waiting)
