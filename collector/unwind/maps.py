@@ -239,16 +239,9 @@ class UnwindMaps:
             return none  # anonymous, [vdso]: frame pointers
         info = self._binaries.get(pinned.identity, _UNSEEN)
         if info is _UNSEEN:
-            try:
-                fd = pinned.dup()
-            except OSError:
-                self.counters["open_failed"] += 1
+            info = self._learn(pinned.identity, pinned.dup)
+            if info is _UNSEEN:
                 return none
-            try:
-                info = _read_binary(fd)
-            finally:
-                os.close(fd)
-            self._remember(pinned.identity, info)
         else:
             self._binaries.move_to_end(pinned.identity)
         if not isinstance(info, _Binary):
@@ -291,16 +284,10 @@ class UnwindMaps:
             info = self._binaries.get(ident, _UNSEEN)
         if info is _UNSEEN:
             assert st is not None and ident is not None
-            try:
-                fd, _st = open_regular(ref, st)
-            except PinError:
-                self.counters["open_failed"] += 1
+            opened = st
+            info = self._learn(ident, lambda: open_regular(ref, opened)[0])
+            if info is _UNSEEN:
                 return none
-            try:
-                info = _read_binary(fd)
-            finally:
-                os.close(fd)
-            self._remember(ident, info)
         else:
             self._binaries.move_to_end(ident)
         if info is None:
@@ -317,6 +304,21 @@ class UnwindMaps:
                 os.close(fd)
 
         return self._place_entry(ln, ln.offset, info, build)
+
+    def _learn(self, ident: tuple[object, ...], open_fd: Callable[[], int]) -> object:
+        """Read and remember a binary's ELF facts (None: not one with loads); _UNSEEN when
+        it cannot be opened (counted)."""
+        try:
+            fd = open_fd()
+        except (PinError, OSError):
+            self.counters["open_failed"] += 1
+            return _UNSEEN
+        try:
+            info = _read_binary(fd)
+        finally:
+            os.close(fd)
+        self._remember(ident, info)
+        return info
 
     def _remember(self, ident: tuple[object, ...], info: _Binary | None) -> None:
         self._binaries[ident] = info
