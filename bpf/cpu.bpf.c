@@ -86,7 +86,9 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     u64 copied = 0;
     if (have_regs && !unwind_procs.lookup(&tgid)) {
         u8 *known = known_pids.lookup(&tgid);
-        if (unwind_copy_due(!known || *known != KNOWN_ANNOUNCED)) {
+        /* First: a pid BPF has never announced. Not a lost announcement (KNOWN_EXECED after a
+         * full ring): each copy would then be forced past the gap while the ring is full. */
+        if (unwind_copy_due(!known)) {
             unwind_copy_stack(&regs, &out->copy);
             copied = UNWIND_FRESH(out->copy.len);
             asm volatile("" : "+r"(copied)); /* two tests the verifier sees, not one merged */

@@ -37,7 +37,7 @@ def test_first_samples_of_short_processes_reach_main(tmp_path: Path) -> None:
     binary = build("unwind_callers", ("-O2", "-fomit-frame-pointer"))
     out = tmp_path / "profiles"
     cfg = tmp_path / "c.yaml"
-    cpu = {"frequency": 199, "comm": "^unwind_", "unwind": "auto"}
+    cpu = {"frequency": 199, "comm": "^unwind_", "unwind": "auto", "unwind_stack_copy": 8192}
     cfg.write_text(profiles_yaml(out, {"cpu": cpu}))
     col = start_collector(cfg)
     try:
