@@ -153,9 +153,9 @@ int on_sample(struct bpf_perf_event_data *ctx) {
 #endif
     u64 size = sizeof(struct event) + (n + (nk & (EVENT_FRAME_SLOTS - 1))) * 8;
 #if WITH_TABLES && UNWIND_STACK_COPY
-    /* The walk had no tables for this process: send the stack itself too, for user space to
-     * unwind once it has loaded them (a copy wakes the reader: the record is large). The
-     * length is read back from the map, not carried in a register across the walk. */
+    /* The process had no tables: send its stack too, for user space to unwind once it has
+     * loaded them (a copy wakes the reader: the record is large). On the walk's path
+     * `copied` is the constant 0, so the walk's exits add no states here. */
     if (copied > 0 && copied <= UNWIND_STACK_COPY) {
         u64 sized = EVENT_COPY_OFFSET + 32 + copied;
         asm volatile("" : "+r"(sized));

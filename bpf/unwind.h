@@ -230,8 +230,8 @@ static __always_inline int unwind_fp_step(struct unwind_regs *r) {
 }
 
 /* A copy of the user stack for user space to unwind later (UNWIND_STACK_COPY bytes at most,
- * 0: off), taken when the walk ended no_process: the process's mappings were not loaded yet, so
- * the walker had frame pointers only (a short process is often sampled only then). User space
+ * 0: off), taken instead of the walk when the process's mappings are not loaded yet (the walker
+ * would have frame pointers only: no_process; a short process is often sampled only then). User space
  * unwinds the copy with the same tables once the process is loaded (collector/unwind/walk.py),
  * as perf's --call-graph dwarf does with its copies. Read page by page from rsp up, so a copy
  * near the top of the stack stops at its end (a read across into an unmapped page would fail
