@@ -89,6 +89,9 @@ def run_against(args: argparse.Namespace, work: Path) -> None:
             f"{totals[name].get('ringbuf_full', 0)}, stack copies "
             f"{totals[name].get('unwind_copies_held', 0)}"
         )
+        copies = {k[7:]: v for k, v in totals[name].items() if k.startswith("unwind_copies_")}
+        if copies:
+            print(f"{'':<14}copies: " + ", ".join(f"{k} {v}" for k, v in sorted(copies.items())))
     this, base = med["this"], med[args.against]
     pairs = zip(results["this"], results[args.against], strict=True)
     ratios = [a["cpu"] / max(1e-9, b["cpu"]) for a, b in pairs]

@@ -153,6 +153,7 @@ int on_sample(struct bpf_perf_event_data *ctx) {
 #endif
     u64 size = sizeof(struct event) + (n + (nk & (EVENT_FRAME_SLOTS - 1))) * 8;
 #if WITH_TABLES && UNWIND_STACK_COPY
+    u64 copy_bytes = 0; /* counted in flight (unwind_copy_flow) while the record is */
     /* The process had no tables: send its stack too, for user space to unwind once it has
      * loaded them (a copy wakes the reader: the record is large). On the walk's path
      * `copied` is the constant 0, so the walk's exits add no states here. */
@@ -163,8 +164,11 @@ int on_sample(struct bpf_perf_event_data *ctx) {
             sized = EVENT_COPY_OFFSET + 32;
         flags |= EVENT_F_STACK_COPY;
         size = sized;
+        copy_bytes = sized;
         wake = BPF_RB_FORCE_WAKEUP;
     }
+    if (copy_bytes)
+        unwind_copy_sent(copy_bytes);
 #endif
     e->time_ns = bpf_ktime_get_boot_ns();
     e->value = 1;
@@ -176,6 +180,10 @@ int on_sample(struct bpf_perf_event_data *ctx) {
     e->flags = flags;
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     if (events.ringbuf_output(out, size, wake) != 0) {
+#if WITH_TABLES && UNWIND_STACK_COPY
+        if (copy_bytes)
+            unwind_copy_sent(-copy_bytes);
+#endif
         event_lost(tgid, flags);
         return 0;
     }

@@ -257,9 +257,56 @@ struct unwind_copy {
 };
 BPF_PERCPU_ARRAY(unwind_copy_at, u64, 1);
 
+/* Bytes of copies in flight, one mmapable element: `sent` counted here before each record goes
+ * out (and taken back if it could not), `read` stored by the reader after each drain, `pause`
+ * 1 while user space holds as many copies as it will keep (collector/bpf/held_copies.py), and
+ * `bounded` the copies not taken for either reason. bcc 0.26 cannot call bpf_ringbuf_query on
+ * its ring, so the copies' share of the ring is counted instead: at most
+ * UNWIND_COPY_RING_BYTES of it, the rest stays for the samples the ring was sized for.
+ * Verification is near its 1M budget here: one lookup and one test (pause shifted into the
+ * sum) with the counter in the element took 875k instructions; three lookups 978k, and a
+ * separate counters.lookup for `bounded` over 1M. */
+#ifndef UNWIND_COPY_RING_BYTES
+#define UNWIND_COPY_RING_BYTES (RINGBUF_PAGES * 4096 / 4)
+#endif
+#if UNWIND_COPY_RING_BYTES > UNWIND_STACK_COPY + 4096
+#define UNWIND_COPY_ROOM (UNWIND_COPY_RING_BYTES - UNWIND_STACK_COPY - 4096)
+#else
+#define UNWIND_COPY_ROOM 0 /* a small ring: one copy in flight at a time */
+#endif
+struct unwind_copy_flow {
+    u64 sent;
+    u64 read;
+    u64 pause;
+    u64 bounded;
+};
+BPF_F_TABLE("array", u32, struct unwind_copy_flow, unwind_copy_flow, 1, BPF_F_MMAPABLE);
+
+static __always_inline struct unwind_copy_flow *unwind_copy_room(void) {
+    u32 zero = 0;
+    struct unwind_copy_flow *f = unwind_copy_flow.lookup(&zero);
+    if (!f)
+        return 0;
+    u64 used = f->sent - f->read + (f->pause << 40);
+    if (used > UNWIND_COPY_ROOM) {
+        __sync_fetch_and_add(&f->bounded, 1);
+        return 0;
+    }
+    return f;
+}
+
+/* Add `bytes` (a record's size, or minus it when the record was not sent) to the copies sent. */
+static __always_inline void unwind_copy_sent(u64 bytes) {
+    u32 zero = 0;
+    struct unwind_copy_flow *f = unwind_copy_flow.lookup(&zero);
+    if (f)
+        __sync_fetch_and_add(&f->sent, bytes);
+}
+
 /* Whether to copy now: always for a process's first sample (it wakes user space anyway), else
  * at most one copy per UNWIND_COPY_GAP_NS on this CPU, so a host of processes waiting for their
- * tables does not fill the ring buffer with copies. */
+ * tables does not fill the ring buffer with copies; never past the copies' share of the ring
+ * or while user space holds all it will. */
 static __always_inline int unwind_copy_due(int first) {
     u32 zero = 0;
     u64 *at = unwind_copy_at.lookup(&zero);
@@ -267,6 +314,8 @@ static __always_inline int unwind_copy_due(int first) {
         return 0;
     u64 now = bpf_ktime_get_ns();
     if (!first && now - *at < UNWIND_COPY_GAP_NS)
+        return 0;
+    if (!unwind_copy_room())
         return 0;
     *at = now;
     return 1;

@@ -12,13 +12,17 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from collector.model.raw import unwind_stop_sentinel
 from collector.unwind import layout as L
+from collector.unwind.shared_mem import SharedMapping
 
 if TYPE_CHECKING:
+    from collector.bpf.syscall import Map
     from collector.model import RawSample
     from collector.unwind.walk import StackCopy
 
 MAX_HELD_BYTES = 4 << 20  # of copies held at once; past it a sample goes on as it came
 MAX_HELD_S = 10.0  # then it goes on with its leaf frame (copies_expired)
+PAUSE_SHARE = 0.75  # of MAX_HELD_BYTES held: BPF takes no more copies until fewer are
+_READ, _PAUSE, _BOUNDED = 1, 2, 3  # words of struct unwind_copy_flow (0: sent, BPF's)
 
 
 class Held(NamedTuple):
@@ -50,6 +54,11 @@ class HeldCopies:
 
     def __contains__(self, pid: int) -> bool:
         return pid in self._held
+
+    @property
+    def paused(self) -> bool:
+        """Nearly full: BPF is told to stop copying (the room left is for copies in flight)."""
+        return self._bytes >= self._max_bytes * PAUSE_SHARE
 
     def add(self, sample: RawSample, copy: StackCopy, now: float) -> bool:
         """False when the bytes held are at their bound (counted)."""
@@ -90,3 +99,31 @@ class HeldCopies:
                     frames.append(unwind_stop_sentinel(reason))
                 held.sample.user_stack = tuple(frames)
         self._done.extend(h.sample for h in waiting)
+
+
+class CopyFlow:
+    """What the reader and BPF tell each other about copies (bpf/unwind.h unwind_copy_flow,
+    an mmapped element: plain 8-byte stores, no syscall): the bytes of copy records read from
+    the ring, so copies take at most their share of it; whether the held copies are nearly at
+    their bound, so BPF walks with frame pointers instead of sending copies that could only go
+    on as their leaf; and how many copies BPF did not take for either reason. Reader thread."""
+
+    def __init__(self, flow: Map) -> None:
+        self._mapping = SharedMapping(flow.fd, flow.value_size)
+        self._words = self._mapping.view.cast("Q")  # sent, read, pause, bounded
+        self.read = 0  # bytes of copy records read from the ring (add to it per record)
+        self._bounded = 0
+
+    def publish(self, paused: bool) -> int:
+        """After a drain: store what was read and the pause; returns the copies BPF did not
+        take since the last call."""
+        words = self._words
+        words[_READ] = self.read
+        words[_PAUSE] = int(paused)
+        bounded = words[_BOUNDED]
+        new, self._bounded = bounded - self._bounded, bounded
+        return new
+
+    def close(self) -> None:
+        self._words.release()
+        self._mapping.close()

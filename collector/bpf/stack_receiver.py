@@ -36,6 +36,7 @@ from collector.bpf.events import (
     NEG_ENOENT,
 )
 from collector.bpf.frames import FrameDecoder, user_stack
+from collector.bpf.held_copies import CopyFlow
 from collector.bpf.loader import LoadedProgram, load
 from collector.bpf.reader import MAX_FAILED_DRAINS, RingReader
 from collector.bpf.ringbuf import HEADER_SIZE, RingBuffer
@@ -114,6 +115,7 @@ class StackReceiver(RingReader):
         # delay the wanted ones' by seconds).
         self._unwind_deferred: set[int] = set()
         self._frames = FrameDecoder()  # stacks carried in the record (F_*_FRAMES)
+        self._copy_flow: CopyFlow | None = None  # with stack copies: what BPF is told
 
     # -- what a subclass provides ----------------------------------------------------------
 
@@ -147,6 +149,8 @@ class StackReceiver(RingReader):
             self._unwind = TableUnwinding.for_receiver(
                 self._prog, self._id, self._log, self._count, cfg, self._host.processes
             )
+            if "unwind_copy_flow" in self._prog.maps:  # built with UNWIND_STACK_COPY
+                self._copy_flow = CopyFlow(self._prog.map("unwind_copy_flow"))
             if self._config.pids:  # known now: their tables need not wait
                 await asyncio.to_thread(self._unwind.preload, self._config.pids)
         if self._config.pids:
@@ -213,6 +217,9 @@ class StackReceiver(RingReader):
             self._count("events_unread", self._ringbuf.pending() // _RECORD_BYTES)
 
     def _close(self) -> None:
+        if self._copy_flow is not None:
+            self._copy_flow.close()
+            self._copy_flow = None
         if self._unwind is not None:
             self._unwind.close()
             self._unwind = None
@@ -255,6 +262,10 @@ class StackReceiver(RingReader):
         if self._unwind is not None:
             self._unwind.wake()  # once for the loads this drain queued
             self._take_walked(self._unwind)
+            if self._copy_flow is not None:
+                self._count(
+                    "unwind_copies_bounded", self._copy_flow.publish(self._unwind.copies_paused)
+                )
         if self._pressure_dropped:
             self._count("samples_dropped_memory_pressure", self._pressure_dropped)
             self._pressure_dropped = 0
@@ -331,6 +342,8 @@ class StackReceiver(RingReader):
         time_ns, value, kind, flags, pid, tid, cpu, ustack, kstack, threshold, raw_comm = (
             EVENT.unpack_from(view)
         )
+        if flags & F_STACK_COPY and self._copy_flow is not None:
+            self._copy_flow.read += len(view)  # whatever becomes of the sample: read
         host = self._host
         assert host is not None
         unwind = self._unwind

@@ -217,6 +217,11 @@ class TableUnwinding:
                 self._wake_due = True
         return True
 
+    @property
+    def copies_paused(self) -> bool:
+        """The held copies are nearly at their bound (read without the lock: one int)."""
+        return self._held.paused
+
     def take_walked(self, expire: bool = False) -> list[RawSample]:
         """Reader thread, at each drain: the held samples the worker has walked, and those
         held too long (all with ``expire``: shutdown), which go on as they came."""

@@ -25,13 +25,14 @@ class CpuConfig(StackReceiverConfig):
     frequency: int = Field(99, ge=1, le=10000, description="samples per second per CPU")
     event: Literal["cpu-clock", "cycles"] = "cpu-clock"
     include_idle: bool = False
-    # Off by default: with 100 processes of 50 binaries whose tables were still being built,
-    # copies of their samples filled the 1 MB ring (72 % of samples lost; receivers/cpu/README).
+    # Copies take at most a quarter of the ring and stop while user space holds 3 MB of them
+    # (bpf/unwind.h unwind_copy_flow): unbounded, they once filled the 1 MB ring at a start of
+    # 100 processes (72 % of samples lost; receivers/cpu/README).
     unwind_stack_copy: Annotated[int, AfterValidator(_stack_copy)] = Field(
-        0,
+        8192,
         description="bytes of user stack sent with a sample taken before its process's "
         "tables were loaded, unwound in user space once they are (0 = off; a power of two "
-        "from 4096 to 65536; 8192 suits an exec-heavy host)",
+        "from 4096 to 65536)",
     )
 
     def stack_copy_defines(self, ncpus: int | None = None) -> dict[str, int]:

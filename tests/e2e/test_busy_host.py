@@ -152,6 +152,6 @@ def test_storm_of_short_processes_leaves_no_state_behind() -> None:
     assert tables_loaded >= 10, (tables_loaded, str(counters["cpu"]))
     left = [table.lookup(p) for p in pids if table.lookup(p) is not None]
     assert not left, [(s.pid, s.comm, s.exe_path, s.ended_ns) for s in left]
-    assert not loaded, loaded
+    assert not loaded, (loaded, str(counters["cpu"]))
     assert not (deferred & set(pids))
     assert table.stats()["pinned_files"] <= table.max_idle_pinned + table.stats()["snapshots"] * 8

@@ -49,3 +49,14 @@ def test_unwalkable_and_expired_samples_go_on_as_they_came() -> None:
     assert sorted(s.pid for s in out) == [1, 2] and all(s.user_stack == LEAF for s in out)
     assert h.counts["copies_unresolved"] == 1 and h.counts["copies_expired"] == 1
     assert [s.pid for s in h.take(11.0, expire=True)] == [3]  # shutdown: everything goes on
+
+
+def test_pause_from_three_quarters_of_the_bound_until_walked() -> None:
+    h = HeldCopies(max_bytes=4 * 4096)
+    h.add(_sample(1), _copy(), 0.0)
+    h.add(_sample(1), _copy(), 0.0)
+    assert not h.paused
+    h.add(_sample(2), _copy(), 0.0)
+    assert h.paused  # BPF stops copying; the last quarter is for copies already in flight
+    h.pop(1)
+    assert not h.paused
