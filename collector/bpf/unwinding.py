@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from collector.model import RawSample
     from collector.proc.snapshot import MappedRange
     from collector.proc.table import ProcessTable
+    from collector.unwind.maps import Entry
 
 QUEUE_SIZE = 4096  # processes waiting for the worker (an exec storm queues many short ones)
 PRELOAD_TIMEOUT_S = 5.0  # start() waits at most this long for the configured pids' tables
@@ -103,9 +104,12 @@ class TableUnwinding:
         burst: float = BURST_S,
         verified: Callable[[int, int], tuple[int, int, int, int] | None] | None = None,
         mappings_of: Callable[[int, int], Sequence[MappedRange]] | None = None,
+        catch_up: Callable[[int, Sequence[Entry]], bool] | None = None,
     ) -> None:
         self._log = log
         self._mappings_of = mappings_of  # (pid, sample time) -> its snapshot's mappings
+        # (pid, the code mappings just loaded) -> whether its snapshot was taken again
+        self._catch_up = catch_up
         self._count = count  # the receiver's counter (called on the reader thread only)
         self.maps = UnwindMaps(
             prog.map("unwind_rows"),
@@ -141,6 +145,7 @@ class TableUnwinding:
             "worker_cpu_ms": 0,
             "budget_wait_ms": 0,
             "fd_waits": 0,
+            "snapshots_caught_up": 0,
         }  # written under _cond, read by the reader
         self._held = HeldCopies()  # samples with stack copies (under _cond)
         # Reader thread only: pid -> (monotonic time a reload may next be queued, interval)
@@ -174,6 +179,7 @@ class TableUnwinding:
             settings.table_cache(),
             verified=processes.verified_identity,
             mappings_of=lambda pid, t: _mappings(processes, pid, t),
+            catch_up=lambda pid, entries: _catch_up(processes, pid, entries),
         )
 
     # -- reader thread -----------------------------------------------------------------
@@ -426,7 +432,10 @@ class TableUnwinding:
             elif add:
                 unchanged = self.maps.counters["reloads_unchanged"]
                 reload = self.maps.loaded(pid)
-                self.maps.add_process(pid)
+                entries = self.maps.add_process(pid)
+                if entries and self._catch_up is not None and self._catch_up(pid, entries):
+                    with self._cond:
+                        self._worker_counts["snapshots_caught_up"] += 1
                 if reload and self.maps.counters["reloads_unchanged"] == unchanged:
                     with self._cond:  # new code: the next miss is not backed off
                         if len(self._reload_reset) < MAX_RELOAD_PIDS:
@@ -493,3 +502,15 @@ class TableUnwinding:
 def _mappings(processes: ProcessTable, pid: int, time_ns: int) -> Sequence[MappedRange]:
     snap = processes.lookup(pid, time_ns)
     return snap.mappings if snap is not None else ()
+
+
+def _catch_up(processes: ProcessTable, pid: int, entries: Sequence[Entry]) -> bool:
+    """The worker read code mappings that the process's snapshot lacks: the snapshot was taken
+    at its first sample, while ld.so was still mapping libraries. Taken again now, while the
+    process lives, so that samples of a process gone before the symbolizer reads them are
+    named past main too (otherwise ``[stack truncated: no frame pointer]``: the caller of main
+    in a libc that the snapshot never saw)."""
+    snap = processes.lookup(pid)
+    if snap is None or snap.ended_ns or all(snap.find(e.start) is not None for e in entries):
+        return False
+    return processes.refresh(snap, force=True) is not snap

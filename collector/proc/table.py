@@ -109,12 +109,13 @@ class ProcessTable:
             self._checked.pop(pid, None)
             self._sweep(now)
 
-    def refresh(self, snap: Snapshot, sample_ns: int = 0) -> Snapshot:
+    def refresh(self, snap: Snapshot, sample_ns: int = 0, force: bool = False) -> Snapshot:
         """Re-read the maps of a live process (e.g. an address past a dlopen); returns the
         snapshot to use. Once per snapshot, then at most every ``revalidate_s``, or sooner
         (after MIN_REFRESH_S) for a sample taken at ``sample_ns`` after the maps were read:
         the first refresh may have come while ld.so was still mapping libraries, and an
-        address sampled since may be in one of them."""
+        address sampled since may be in one of them. ``force``: now (the caller has read code
+        mappings the snapshot lacks)."""
         now = time.monotonic()
         with self._lock:
             snaps = self._by_pid.get(snap.pid)
@@ -124,7 +125,7 @@ class ProcessTable:
             held = age < self.revalidate_s and not (
                 sample_ns > snap.taken_ns and age >= MIN_REFRESH_S
             )
-            if snap.refreshed and held:
+            if snap.refreshed and held and not force:
                 return snap
             st = procfs.read_stat(snap.pid)
             if st is None or st[1] != snap.start_time:
