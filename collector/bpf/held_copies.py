@@ -1,7 +1,8 @@
 """Samples that carry a copy of their stack (the cpu receiver's ``unwind_stack_copy``), held
 until the unwind worker can walk the copy: their process loaded, or gone (then walked from its
-snapshot). Bounded in bytes and in time; nothing held is ever dropped: a sample that cannot be
-walked goes on with the leaf frame the BPF program sent and the ``no_process`` marker.
+snapshot). Bounded in bytes and in time; nothing held is ever dropped: a sample whose copy
+cannot be walked with tables goes on with the frame-pointer walk of its copy and the
+``no_process`` marker, as BPF would have sent it without a copy.
 
 Not thread-safe by itself: ``TableUnwinding`` calls it under its condition's lock.
 """
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from collector.model.raw import unwind_stop_sentinel
 from collector.unwind import layout as L
 from collector.unwind.shared_mem import SharedMapping
+from collector.unwind.walk import walk_frame_pointers
 
 if TYPE_CHECKING:
     from collector.bpf.syscall import Map
@@ -61,9 +63,11 @@ class HeldCopies:
         return self._bytes >= self._max_bytes * PAUSE_SHARE
 
     def add(self, sample: RawSample, copy: StackCopy, now: float) -> bool:
-        """False when the bytes held are at their bound (counted)."""
+        """False when the bytes held are at their bound (counted): the sample then gets the
+        frame-pointer walk of its copy, and goes on."""
         if self._bytes + len(copy.data) > self._max_bytes:
             self.counts["copies_held_full"] += 1
+            _frame_pointers(sample, copy)
             return False
         self._held.setdefault(sample.pid, []).append(Held(now, sample, copy))
         self._bytes += len(copy.data)
@@ -83,13 +87,17 @@ class HeldCopies:
             if expire or now - self._held[pid][0].since > self._max_s:
                 waiting = self.pop(pid)
                 self.counts["copies_expired"] += len(waiting)
-                out.extend(h.sample for h in waiting)
+                for h in waiting:
+                    _frame_pointers(h.sample, h.copy)
+                    out.append(h.sample)
         return out
 
     def finish(self, waiting: list[Held], walked: list[tuple[list[int], int]] | None) -> None:
         """The worker's walks (None: it had no entries for them): frames set, samples done."""
         if walked is None:
             self.counts["copies_unresolved"] += len(waiting)
+            for held in waiting:
+                _frame_pointers(held.sample, held.copy)
         else:
             self.counts["copies_walked"] += len(waiting)
             for held, (frames, reason) in zip(waiting, walked, strict=True):
@@ -99,6 +107,14 @@ class HeldCopies:
                     frames.append(unwind_stop_sentinel(reason))
                 held.sample.user_stack = tuple(frames)
         self._done.extend(h.sample for h in waiting)
+
+
+def _frame_pointers(sample: RawSample, copy: StackCopy) -> None:
+    """A copy that cannot be walked with tables: the frame-pointer walk BPF would have sent
+    without it (collector.unwind.walk.walk_frame_pointers)."""
+    frames, reason = walk_frame_pointers(copy)
+    frames.append(unwind_stop_sentinel(reason))
+    sample.user_stack = tuple(frames)
 
 
 class CopyFlow:

@@ -19,6 +19,7 @@ from typing import NamedTuple, Protocol
 from collector.unwind import layout as L
 
 _U64 = struct.Struct("<Q")
+_FRAME = struct.Struct("<QQ")  # a frame-pointer frame: saved rbp, return address
 _MASK64 = (1 << 64) - 1
 
 
@@ -113,4 +114,23 @@ def walk(
         sp, ip = cfa, ra
         if ra == 0:
             return frames, L.END
+    return frames, L.DEPTH
+
+
+def walk_frame_pointers(copy: StackCopy, max_frames: int = L.MAX_FRAMES) -> tuple[list[int], int]:
+    """(frames leaf first, end reason) as the BPF walker has them for a process it has no
+    entry for: frame-pointer steps until the chain ends (``no_process``), here over the copy.
+    For a copy that cannot be walked with tables (held too long, past the held bound, or its
+    process unknown): the sample is then no worse than it would have been without a copy,
+    but for frames above the copy's end."""
+    data, base = copy.data, copy.sp
+    last = base + len(data) - _FRAME.size
+    ip, sp, bp = copy.ip, copy.sp, copy.bp
+    frames: list[int] = []
+    for _ in range(max_frames):
+        frames.append(ip)
+        if bp == 0 or bp < sp or bp & 7 or not base <= bp <= last:
+            return frames, L.NO_PROCESS
+        sp = bp + 16
+        bp, ip = _FRAME.unpack_from(data, bp - base)
     return frames, L.DEPTH

@@ -60,3 +60,26 @@ def test_pause_from_three_quarters_of_the_bound_until_walked() -> None:
     assert h.paused  # BPF stops copying; the last quarter is for copies already in flight
     h.pop(1)
     assert not h.paused
+
+
+def _chain_copy() -> StackCopy:
+    """rsp 0x7000, rbp 0x7010: two frame-pointer frames, then rbp 0 (the chain's end)."""
+    data = bytearray(64)
+    data[0x10:0x20] = (0x7020).to_bytes(8, "little") + (0x4001).to_bytes(8, "little")
+    data[0x20:0x30] = (0).to_bytes(8, "little") + (0x4002).to_bytes(8, "little")
+    return StackCopy(0x1234, 0x7000, 0x7010, bytes(data))
+
+
+FP_WALKED = (0x1234, 0x4001, 0x4002, unwind_stop_sentinel(L.NO_PROCESS))
+
+
+def test_copies_not_walked_with_tables_get_the_frame_pointer_walk_bpf_would_have_sent() -> None:
+    h = HeldCopies(max_bytes=64, max_s=10.0)
+    expired, unresolved, refused = _sample(1), _sample(2), _sample(3)
+    assert h.add(expired, _chain_copy(), 0.0)
+    assert not h.add(refused, _chain_copy(), 0.0)  # past the bound: walked at once
+    assert refused.user_stack == FP_WALKED
+    assert [s.user_stack for s in h.take(11.0)] == [FP_WALKED]
+    assert h.add(unresolved, _chain_copy(), 20.0)
+    h.finish(h.pop(2), None)
+    assert [s.user_stack for s in h.take(20.0)] == [FP_WALKED]
