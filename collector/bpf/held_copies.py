@@ -103,7 +103,9 @@ class HeldCopies:
             for held, (frames, reason) in zip(waiting, walked, strict=True):
                 if reason == L.END:
                     self.counts["copies_whole"] += 1
-                else:
+                else:  # why, by reason: a copy too short for a deep stack is read_fault
+                    name = f"copies_stopped_{L.REASONS[reason]}"
+                    self.counts[name] = self.counts.get(name, 0) + 1
                     frames.append(unwind_stop_sentinel(reason))
                 held.sample.user_stack = tuple(frames)
         self._done.extend(h.sample for h in waiting)

@@ -37,6 +37,7 @@ def test_walked_samples_get_their_frames_and_the_stop_reason() -> None:
     out = h.take(0.0)
     assert [s.user_stack for s in out] == [(1, 2, 3), (1, 2, unwind_stop_sentinel(L.READ_FAULT))]
     assert h.counts["copies_walked"] == 2 and h.counts["copies_whole"] == 1
+    assert h.counts["copies_stopped_read_fault"] == 1
 
 
 def test_unwalkable_and_expired_samples_go_on_as_they_came() -> None:
