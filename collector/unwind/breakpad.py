@@ -13,7 +13,7 @@ on. Rules are postfix: ``.cfa: $rsp 16 +``, ``.ra: .cfa -8 + ^``, ``$rbp: .cfa -
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -238,11 +238,15 @@ def build_rows(
     stop_ranges: tuple[tuple[int, int, int], ...] = (),
     max_rows: int = L.MAX_TABLE_ROWS,
     max_lines: int = DEFAULT_MAX_LINES,
+    entry: int = 0,
 ) -> Rows:
     """Sorted, merged rows with end markers at function ends that no function continues.
 
     ``stop_ranges``: (lo, hi, reason) vaddr ranges whose rows are replaced by one stop row
-    (PLT stubs, whose real rule is a DWARF expression symbolic leaves out)."""
+    (PLT stubs, whose real rule is a DWARF expression symbolic leaves out). ``entry``: the ELF
+    entry point; when no function's rows cover it (ld.so's ``_start`` is assembly without
+    CFI), the code from it to the next function is the outermost frame (``end``), not a gap:
+    a process sampled while ld.so maps its libraries has a whole stack."""
     p = parse(text, max_rows, max_lines)
     stats, funcs, pcs, attrs = p.stats, p.funcs, p.pcs, p.attrs
     if not funcs:
@@ -263,6 +267,10 @@ def build_rows(
             mattrs.append(end_marker)
     for lo, hi, reason in stop_ranges:
         _override(mpcs, mattrs, lo, hi, L.kind(L.CFA_STOP, reason=reason) << 56)
+    if entry:
+        k = bisect_right(mpcs, entry) - 1
+        if 0 <= k < len(mpcs) - 1 and mattrs[k] == end_marker:
+            _override(mpcs, mattrs, entry, mpcs[k + 1], L.kind(L.CFA_STOP, reason=L.END) << 56)
     base = mpcs[0]
     if mpcs[-1] - base >= 1 << 32:
         raise CfiError("call-frame rows span more than 4 GiB of addresses")

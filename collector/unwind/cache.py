@@ -31,7 +31,7 @@ from collector.unwind.table import UnwindTable
 
 # Bump when the rows a build yields change meaning (layout, rules, stop ranges): old files then
 # no longer match and are rebuilt and replaced.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the ELF entry point is a stop row (end), not a gap
 MAGIC = b"CUWT"
 _HEAD = struct.Struct("<4sIQIHH")
 _DIGEST = 32

@@ -70,17 +70,18 @@ def binary_key(fd: int, build_id: str | None = None) -> str:
     return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _stop_ranges(fd: int) -> tuple[tuple[int, int, int], ...]:
+def _stop_ranges(fd: int) -> tuple[tuple[tuple[int, int, int], ...], int]:
+    """The PLT ranges, and the ELF entry point (0: none, as in most shared objects)."""
     try:
         elf = ElfReader(fd)
     except (ElfError, OSError, ValueError):
-        return ()
+        return (), 0
     out = []
     for name in _PLT_SECTIONS:
         sec = elf.section(name)
         if sec is not None and sec.addr and sec.size:
             out.append((sec.addr, sec.addr + sec.size, L.PLT))
-    return tuple(out)
+    return tuple(out), elf.entry
 
 
 def cfi_text(path: str, out: BinaryIO | None = None) -> bytes:
@@ -108,7 +109,8 @@ def build_table(fd: int, path: str, max_rows: int = L.MAX_TABLE_ROWS) -> UnwindT
             cfi_text(f"/proc/self/fd/{fd}", text)
         text.seek(0)
         try:
-            rows = build_rows(text, _stop_ranges(fd), max_rows=max_rows)
+            stops, entry = _stop_ranges(fd)
+            rows = build_rows(text, stops, max_rows=max_rows, entry=entry)
         except CfiError as exc:
             raise TableError(f"{path}: {exc}") from exc
     return UnwindTable(binary_key(fd), path, rows, time.perf_counter() - started)

@@ -95,6 +95,15 @@ STACK CFI 1014 .cfa: $rsp 16 +
     ]
 
 
+def test_an_entry_point_in_a_gap_is_the_outermost_frame_and_elsewhere_changes_nothing() -> None:
+    rows = build_rows(TEXT, entry=0x1034)
+    assert decode(rows)[6:8] == [(0x1030, "stop:no_row"), (0x1034, "stop:end")]
+    assert (0x1040, "stop:end") not in decode(rows)  # merged with the entry's row
+    assert decode(build_rows(TEXT, entry=0x1024)) == decode(build_rows(TEXT))  # in a function
+    assert decode(build_rows(TEXT, entry=0x2000)) == decode(build_rows(TEXT))  # past them all
+    check_invariants(rows)
+
+
 def test_overlapping_function_cuts_the_previous_one() -> None:
     text = b"""STACK CFI INIT 1000 40 .cfa: $rsp 8 + .ra: .cfa -8 + ^
 STACK CFI 1030 .cfa: $rsp 16 +

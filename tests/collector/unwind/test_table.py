@@ -17,6 +17,7 @@ from collector.unwind.table import TableError, UnwindTable, binary_key, build_ta
 from tests.support.workloads import build
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
+LD_SO = "/lib64/ld-linux-x86-64.so.2"
 _FDE = re.compile(r"FDE cie=\w+ pc=([0-9a-f]+)\.\.([0-9a-f]+)")
 
 
@@ -114,6 +115,23 @@ def test_function_ends_without_a_successor_are_stop_rows() -> None:
     stops = [ours_at(table, pcs, e) for e in ends]
     assert stops, "libc has gaps between functions"
     assert all(s[0] == L.CFA_STOP for s in stops)
+
+
+def test_ld_so_entry_point_is_the_outermost_frame() -> None:
+    """ld.so's _start is assembly without CFI: a process sampled while ld.so maps its
+    libraries (a copy taken at its first sample) used to end in no_row there."""
+    fd = os.open(LD_SO, os.O_RDONLY)
+    try:
+        entry = ElfReader(fd).entry
+    finally:
+        os.close(fd)
+    covered = any(s <= entry < e for s, e, _r in readelf_fdes(LD_SO))
+    table = _table(LD_SO)
+    got = ours_at(table, table.rows.pcs(), entry + 5)  # the return address after its call
+    if covered:  # a ld.so with CFI for _start: its own rule stands
+        assert got[0] != L.CFA_STOP or got[4] == L.END
+    else:
+        assert (got[0], got[4]) == (L.CFA_STOP, L.END), got
 
 
 def test_libc_table_is_keyed_by_build_id_and_compact() -> None:
