@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from collector.model import RawSample
     from collector.unwind.walk import StackCopy
 
-MAX_HELD_BYTES = 4 << 20  # of copies held at once; past it a sample goes on as it came
-MAX_HELD_S = 10.0  # then it goes on with its leaf frame (copies_expired)
+MAX_HELD_BYTES = 4 << 20  # of copies held at once; past it a sample goes on at once
+MAX_HELD_S = 10.0  # then it goes on, frame pointers walked in its copy (copies_expired)
 PAUSE_SHARE = 0.75  # of MAX_HELD_BYTES held: BPF takes no more copies until fewer are
 _READ, _PAUSE, _BOUNDED = 1, 2, 3  # words of struct unwind_copy_flow (0: sent, BPF's)
 
@@ -123,8 +123,8 @@ class CopyFlow:
     """What the reader and BPF tell each other about copies (bpf/unwind.h unwind_copy_flow,
     an mmapped element: plain 8-byte stores, no syscall): the bytes of copy records read from
     the ring, so copies take at most their share of it; whether the held copies are nearly at
-    their bound, so BPF walks with frame pointers instead of sending copies that could only go
-    on as their leaf; and how many copies BPF did not take for either reason. Reader thread."""
+    their bound, so BPF walks with frame pointers instead of sending copies that could not be
+    held; and how many copies BPF did not take for either reason. Reader thread."""
 
     def __init__(self, flow: Map) -> None:
         self._mapping = SharedMapping(flow.fd, flow.value_size)
