@@ -81,8 +81,9 @@ int on_sample(struct bpf_perf_event_data *ctx) {
 #if UNWIND_STACK_COPY
     /* A process user space has not loaded yet would be walked with frame pointers only
      * (no_process): it gets a copy of its stack instead, which user space unwinds with the
-     * tables once it has loaded them (or with frame pointers, from the copy). The walk is
-     * skipped for it, and verified only on the other path. */
+     * tables once it has loaded them (or with frame pointers, from the copy), while the
+     * copies' share of the ring allows (unwind_copy_due). The walk is skipped for it, and
+     * verified only on the other path. */
     u64 copied = 0;
     if (have_regs && !unwind_procs.lookup(&tgid)) {
         u8 *known = known_pids.lookup(&tgid);
