@@ -27,7 +27,8 @@ class Snapshot:
     ``key`` = (pid, start_time, since_ns) is stable across refreshes of the same image and
     differs for a reused pid or after exec, so callers key their caches by it.
     ``since_ns`` is the wall-clock ns from which samples belong to this snapshot (process start,
-    or the exec call). Immutable after creation apart from ``ended_ns`` and bookkeeping.
+    or the exec call). Immutable after creation apart from ``ended_ns``, ``exec_ns`` and
+    bookkeeping.
     """
 
     pid: int
@@ -42,6 +43,9 @@ class Snapshot:
     refreshed: bool = False
     taken_ns: int = 0  # wall-clock ns when the maps were read (0: unknown)
     ended_ns: int = 0  # wall-clock ns when exit/exec was reported; 0 while current
+    # Wall-clock ns of the exec that replaced this image (0: none): later samples are not its,
+    # even when the new image could not be snapshotted (gone before the exec was read).
+    exec_ns: int = 0
     # The pid in each PID namespace from /proc's down to the process's own (NSpid of
     # /proc/<pid>/status): (pid,) outside containers, (host pid, ..., pid inside) in one.
     nspid: tuple[int, ...] = ()

@@ -92,12 +92,14 @@ class ProcessTable:
         host the exec event may be read seconds after it happened, and samples taken in
         between belong to the new image, not the old."""
         now = time.monotonic()
+        at_ns = at_ns or time.time_ns()
         with self._lock:
             self._sweep(now)
             snaps = self._by_pid.get(pid)
             if snaps and not snaps[-1].ended_ns:
+                snaps[-1].exec_ns = at_ns
                 self._end(snaps[-1], now)
-            return self._take(pid, since_ns=at_ns or time.time_ns())
+            return self._take(pid, since_ns=at_ns)
 
     def exit(self, pid: int) -> None:
         """``pid`` exited: keep its snapshot ``grace_s`` seconds for late samples."""
@@ -145,7 +147,8 @@ class ProcessTable:
     # ---- reader side -------------------------------------------------------------------
     def lookup(self, pid: int, time_ns: int = 0) -> Snapshot | None:
         """The snapshot a sample of ``pid`` taken at wall-clock ``time_ns`` belongs to: the
-        newest whose lifetime began at or before it (0 = the newest). Lock-free."""
+        newest whose lifetime began at or before it, unless an exec ended that image before
+        the sample (0 = the newest). Lock-free."""
         snaps = self._by_pid.get(pid)
         if not snaps:
             return None
@@ -153,7 +156,8 @@ class ProcessTable:
             return snaps[-1]
         for s in reversed(snaps):
             if s.since_ns <= time_ns:
-                return s
+                # After the exec that replaced it: the new image's, which was not snapshotted.
+                return None if s.exec_ns and time_ns >= s.exec_ns else s
         return None
 
     def stats(self) -> dict[str, int]:

@@ -179,3 +179,22 @@ def test_a_file_stat_ed_a_moment_ago_is_pinned_again_without_a_stat(
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_samples_after_an_exec_whose_image_was_not_snapshotted_belong_to_no_snapshot() -> None:
+    """The exec was read after the process had gone: its new image has no snapshot, and the
+    old image's must not name the new one's samples (they would get another binary's names)."""
+    p = _sleeper()
+    table = ProcessTable(Counters())
+    try:
+        old = table.observe(p.pid)
+        assert old is not None
+    finally:
+        p.kill()
+        p.wait()
+    at = time.time_ns()
+    assert table.exec(p.pid, at) is None  # gone: no snapshot of the new image
+    assert table.lookup(p.pid, at - 1) is old  # before the exec: the old image's
+    assert table.lookup(p.pid, at) is None
+    assert table.lookup(p.pid, at + 10**9) is None
+    table.close()
