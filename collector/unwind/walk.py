@@ -73,12 +73,10 @@ def walk(
             return frames, L.NO_MAPPING
         m = entries[k]
         if m.row_count == 0:  # no table: one frame-pointer step
-            if bp == 0 or bp < sp or bp & 7:
+            step = _fp_step(data, base, sp, bp)
+            if step is None:
                 return frames, L.FP_END
-            saved, ra = read(bp), read(bp + 8)
-            if saved is None or ra is None:
-                return frames, L.FP_END
-            sp, bp, ip = bp + 16, saved, ra
+            sp, bp, ip = step
             continue
         table = pcs.get(k)
         if table is None:
@@ -124,13 +122,21 @@ def walk_frame_pointers(copy: StackCopy, max_frames: int = L.MAX_FRAMES) -> tupl
     process unknown): the sample is then no worse than it would have been without a copy,
     but for frames above the copy's end."""
     data, base = copy.data, copy.sp
-    last = base + len(data) - _FRAME.size
     ip, sp, bp = copy.ip, copy.sp, copy.bp
     frames: list[int] = []
     for _ in range(max_frames):
         frames.append(ip)
-        if bp == 0 or bp < sp or bp & 7 or not base <= bp <= last:
+        step = _fp_step(data, base, sp, bp)
+        if step is None:
             return frames, L.NO_PROCESS
-        sp = bp + 16
-        bp, ip = _FRAME.unpack_from(data, bp - base)
+        sp, bp, ip = step
     return frames, L.DEPTH
+
+
+def _fp_step(data: bytes, base: int, sp: int, bp: int) -> tuple[int, int, int] | None:
+    """bpf/unwind.h unwind_fp_step over a copy: (sp, bp, ip) of the caller, or None where the
+    chain ends (rbp 0, below rsp, misaligned, or its frame outside the copy)."""
+    if bp == 0 or bp < sp or bp & 7 or not base <= bp <= base + len(data) - _FRAME.size:
+        return None
+    saved, ra = _FRAME.unpack_from(data, bp - base)
+    return bp + 16, saved, ra
