@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 FD_HEADROOM = 24  # descriptors left free for others before the worker opens a binary
 MAX_RELOAD_PIDS = 8192  # reloads that found new code, remembered (TableUnwinding's bound too)
-_URGENT = 1 << 40  # sample count that puts a preloaded pid ahead of every sampled one
+URGENT = 1 << 40  # sample count that puts a preloaded pid ahead of every sampled one
 
 
 def _open_fds() -> int:
@@ -78,7 +78,7 @@ class UnwindWorker:
                     # The budget is not waited for here but before each build (_gate): a
                     # process whose tables are loaded or cached costs about a millisecond.
                     pid = max(self._pending, key=self._pending.__getitem__)
-                    self._urgent_job = self._pending.pop(pid) >= _URGENT
+                    self._urgent_job = self._pending.pop(pid) >= URGENT
                     self._known.add(pid)
                     self._busy = pid
                     return "add", pid
@@ -106,7 +106,7 @@ class UnwindWorker:
             self._budget.charge(now - self._mark)
             self._mark = now
             # A preload waiting behind this build lets it through (it is charged all the same).
-            while not self._urgent_job and not any(n >= _URGENT for n in self._pending.values()):
+            while not self._urgent_job and not any(n >= URGENT for n in self._pending.values()):
                 if self._stop:
                     raise _Stopped
                 wait = self._budget.wait_s()

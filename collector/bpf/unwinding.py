@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from collector.bpf.held_copies import HeldCopies
 from collector.bpf.loader import LoadedProgram
-from collector.bpf.unwind_worker import _URGENT, MAX_RELOAD_PIDS, UnwindWorker
+from collector.bpf.unwind_worker import MAX_RELOAD_PIDS, URGENT, UnwindWorker
 from collector.unwind.budget import CpuBudget
 from collector.unwind.cache import TableCache
 from collector.unwind.maps import UnwindMaps
@@ -295,7 +295,7 @@ class TableUnwinding(UnwindWorker):
         want = set(pids)
         with self._cond:
             for pid in want:
-                self._pending[pid] = _URGENT
+                self._pending[pid] = URGENT
                 self._fresh.add(pid)
                 self._worker_counts["queued"] += 1
             self._cond.notify()

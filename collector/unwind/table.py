@@ -70,7 +70,7 @@ def binary_key(fd: int, build_id: str | None = None) -> str:
     return f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _stop_ranges(fd: int) -> tuple[tuple[tuple[int, int, int], ...], int]:
+def _elf_stops(fd: int) -> tuple[tuple[tuple[int, int, int], ...], int]:
     """The PLT ranges, and the ELF entry point (0: none, as in most shared objects)."""
     try:
         elf = ElfReader(fd)
@@ -109,7 +109,7 @@ def build_table(fd: int, path: str, max_rows: int = L.MAX_TABLE_ROWS) -> UnwindT
             cfi_text(f"/proc/self/fd/{fd}", text)
         text.seek(0)
         try:
-            stops, entry = _stop_ranges(fd)
+            stops, entry = _elf_stops(fd)
             rows = build_rows(text, stops, max_rows=max_rows, entry=entry)
         except CfiError as exc:
             raise TableError(f"{path}: {exc}") from exc
