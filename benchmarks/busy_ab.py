@@ -89,7 +89,11 @@ def run_against(args: argparse.Namespace, work: Path) -> None:
             f"{totals[name].get('ringbuf_full', 0)}, stack copies "
             f"{totals[name].get('unwind_copies_held', 0)}"
         )
-        copies = {k[7:]: v for k, v in totals[name].items() if k.startswith("unwind_copies_")}
+        copies = {
+            k.removeprefix("unwind_"): v
+            for k, v in totals[name].items()
+            if k.startswith("unwind_copies_")
+        }
         if copies:
             print(f"{'':<14}copies: " + ", ".join(f"{k} {v}" for k, v in sorted(copies.items())))
     this, base = med["this"], med[args.against]
@@ -109,4 +113,3 @@ def _cc1_shares(col: Collector) -> tuple[int, int, int]:
     main = sum(n for s, n in stacks.items() if ";main;" in s)
     not_loaded = sum(n for s, n in stacks.items() if "[unwind stopped: no_process]" in s)
     return sum(stacks.values()), main, not_loaded
-
